@@ -1,0 +1,11 @@
+"""The REST API under /api/v2: JSON in, JSON out, errors as {"message", "detail"}."""
+
+from flask import Flask
+
+from appliance.api import audit, meta, tokens, users  # noqa: F401 -- importing registers the routes
+from appliance.api.blueprints import root, v2
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(v2)
+    app.register_blueprint(root)

@@ -1,0 +1,65 @@
+"""Every failure under /api/ becomes JSON {"message", "detail"} with the right status, never a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from appliance.api.spec import json_response
+from appliance.db.database import DatabaseUnavailable
+from appliance.errors import RequestError, Throttled
+
+log = logging.getLogger(__name__)
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def request_error_response(err: RequestError) -> Response:
+    body: dict[str, object] = {"message": err.message, "detail": err.detail}
+    validations = getattr(err, "validations", None)
+    if validations:
+        body["validations"] = validations
+    elif err.field:
+        body["validations"] = [{"field": err.field, "detail": err.message}]
+    response = json_response(body, err.status)
+    if isinstance(err, Throttled):
+        response.headers["Retry-After"] = str(err.retry_after)
+    return response
+
+
+def http_error_response(err: HTTPException) -> Response:
+    if err.code == 404:
+        message, detail = f"No API endpoint {request.method} {request.path}.", "See /api/v2/openapi.json."
+    elif err.code == 405:
+        message = f"Method {request.method} is not allowed on {request.path}."
+        detail = f"Allowed: {', '.join(sorted(err.valid_methods or []))}."  # type: ignore[attr-defined]
+    else:
+        message, detail = err.name, err.description or ""
+    return json_response({"message": message, "detail": detail}, err.code or 500)
+
+
+def unavailable_response(err: DatabaseUnavailable) -> Response:
+    log.error("database_unavailable", extra={"path": request.path, "request_id": g.get("request_id")})
+    return json_response({"message": err.message, "detail": err.hint}, 503)
+
+
+def internal_error_response(err: Exception) -> Response:
+    request_id = g.get("request_id", "")
+    log.exception("request_failed", extra={"path": request.path, "request_id": request_id},
+                  exc_info=err)
+    return json_response({"message": "Internal server error.",
+                          "detail": f"Request id {request_id}; the server log has the cause."}, 500)
+
+
+def api_error_response(err: Exception) -> Response:
+    if isinstance(err, RequestError):
+        return request_error_response(err)
+    if isinstance(err, HTTPException):
+        return http_error_response(err)
+    if isinstance(err, DatabaseUnavailable):
+        return unavailable_response(err)
+    return internal_error_response(err)

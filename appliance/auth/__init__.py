@@ -1,0 +1,1 @@
+"""Identity and access: users, passwords, sessions and API tokens, roles, login throttling."""

@@ -1,0 +1,186 @@
+"""Sessions and API tokens: issue, authenticate, list, revoke. Only sha256(secret) is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import errors as pg_errors
+
+from appliance.audit.record import RequestInfo, record
+from appliance.auth import tokens
+from appliance.auth.rbac import Action, Resource, ResourceType, Subject, authorize
+from appliance.auth.users import User, get_user, touch_last_seen
+from appliance.db.database import Connection, Row
+from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
+
+SESSION = "password"
+TOKEN = "token"
+DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
+TOKEN_NAME_HINT = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_KEY_COLUMNS = ("id, user_id, login_type, token_name, scope, lifetime_seconds, created_at, "
+                "expires_at, last_used_at, revoked_at")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    user_id: Any
+    login_type: str
+    token_name: str | None
+    scope: str
+    lifetime_seconds: int
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> ApiKey:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "user_id": str(self.user_id),
+            "token_name": self.token_name,
+            "login_type": self.login_type,
+            "scope": self.scope,
+            "lifetime_seconds": self.lifetime_seconds,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+        }
+
+
+def _insert_key(conn: Connection, user_id: Any, login_type: str, lifetime: timedelta,
+                ip: str | None, name: str | None = None) -> tuple[str, ApiKey]:
+    parts = tokens.new_token()
+    row = conn.execute(
+        f"INSERT INTO api_keys (id, hashed_secret, user_id, login_type, token_name,"  # noqa: S608 -- constant column list
+        f" lifetime_seconds, expires_at, ip_address)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, now() + %s, %s) RETURNING {_KEY_COLUMNS}",
+        (parts.key_id, parts.hashed_secret, user_id, login_type, name,
+         int(lifetime.total_seconds()), lifetime, ip),
+    ).fetchone()
+    assert row is not None
+    return str(parts), ApiKey.from_row(row)
+
+
+def create_session(conn: Connection, user: User, lifetime: timedelta, info: RequestInfo) -> str:
+    token, key = _insert_key(conn, user.id, SESSION, lifetime, info.ip)
+    record(conn, actor=user.subject(key.id), action="login", resource_type="api_key",
+           resource_id=key.id, target=user.username, status=201, info=info)
+    return token
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    subject: Subject
+    key: ApiKey
+
+
+def authenticate(conn: Connection, presented: str) -> Authenticated:
+    """Resolve a presented token to its user, or raise Unauthorized saying why."""
+    parts = tokens.parse_token(presented)
+    if parts is None:
+        raise Unauthorized("Invalid session token format.",
+                           "Log in again ('appliance login URL') to get a new token.")
+    key_columns = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
+    row = conn.execute(
+        f"SELECT {key_columns}, k.hashed_secret, k.expires_at <= now() AS is_expired,"  # noqa: S608 -- constant column list
+        " u.username, u.roles, u.status, u.deleted_at"
+        " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = %s",
+        (parts.key_id,),
+    ).fetchone()
+    if row is None or not tokens.is_secret_matching(parts, row["hashed_secret"]):
+        raise Unauthorized("Invalid session token.", "Log in again to get a new token.")
+    if row["revoked_at"] is not None or row["deleted_at"] is not None:
+        raise Unauthorized("This session token was revoked.", "Log in again to get a new token.")
+    if row["is_expired"]:
+        raise Unauthorized(f"This session token expired at {row['expires_at'].isoformat()}.",
+                           "Log in again, or create a new API token.")
+    if row["status"] != "active":
+        raise Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
+    _note_use(conn, row)
+    subject = Subject.of(row["user_id"], row["username"], row["roles"], row["id"])
+    key = ApiKey.from_row(row)
+    return Authenticated(subject, key)
+
+
+def _note_use(conn: Connection, row: Row) -> None:
+    """Record use at most once a minute; a session's expiry slides forward as it is used."""
+    slide = row["login_type"] == SESSION
+    conn.execute(
+        "UPDATE api_keys SET last_used_at = now(),"
+        " expires_at = CASE WHEN %s THEN now() + make_interval(secs => lifetime_seconds)"
+        "                   ELSE expires_at END"
+        " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        (slide, row["id"]),
+    )
+    touch_last_seen(conn, row["user_id"])
+
+
+def end_session(conn: Connection, subject: Subject, info: RequestInfo) -> None:
+    conn.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
+                 (subject.api_key_id,))
+    record(conn, actor=subject, action="logout", resource_type="api_key",
+           resource_id=subject.api_key_id, target=subject.username, info=info)
+
+
+def create_token(conn: Connection, actor: Subject, owner_ref: str, *, name: str,
+                 lifetime: timedelta | None, max_lifetime: timedelta,
+                 info: RequestInfo) -> tuple[str, ApiKey]:
+    owner = get_user(conn, actor, owner_ref)
+    authorize(actor, Action.CREATE, Resource(ResourceType.API_KEY, owner_id=owner.id))
+    lifetime = lifetime or min(DEFAULT_TOKEN_LIFETIME, max_lifetime)
+    if lifetime > max_lifetime:
+        raise InvalidInput(
+            f"Token lifetime {_days(lifetime)} exceeds the maximum {_days(max_lifetime)}.",
+            "Ask for a shorter lifetime, or raise max_token_lifetime in the server config.",
+            field="lifetime")
+    try:
+        with conn.transaction():
+            token, key = _insert_key(conn, owner.id, TOKEN, lifetime, info.ip, name)
+    except pg_errors.CheckViolation as err:
+        raise InvalidInput(f"Invalid token name {name!r}: use {TOKEN_NAME_HINT}.", field="token_name") from err
+    except pg_errors.UniqueViolation as err:
+        raise Conflict(f"{owner.username} already has a token named {name!r}.",
+                       "Revoke it first, or choose another name.", field="token_name") from err
+    record(conn, actor=actor, action="create", resource_type="api_key", resource_id=key.id,
+           target=name, diff={"token_name": {"old": None, "new": name, "secret": False},
+                              "expires_at": {"old": None, "new": key.expires_at.isoformat(),
+                                             "secret": False}},
+           status=201, info=info)
+    return token, key
+
+
+def _days(value: timedelta) -> str:
+    return f"{value.days}d" if value.days and not value.seconds else f"{int(value.total_seconds())}s"
+
+
+def list_tokens(conn: Connection, actor: Subject, owner_ref: str) -> list[ApiKey]:
+    owner = get_user(conn, actor, owner_ref)
+    authorize(actor, Action.READ, Resource(ResourceType.API_KEY, owner_id=owner.id))
+    rows = conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE user_id = %s AND login_type = 'token'"  # noqa: S608 -- constant column list
+        " AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC",
+        (owner.id,),
+    ).fetchall()
+    return [ApiKey.from_row(r) for r in rows]
+
+
+def revoke_token(conn: Connection, actor: Subject, owner_ref: str, key_id: str, info: RequestInfo) -> None:
+    owner = get_user(conn, actor, owner_ref)
+    authorize(actor, Action.DELETE, Resource(ResourceType.API_KEY, owner_id=owner.id))
+    row = conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND user_id = %s"
+        " AND login_type = 'token' AND revoked_at IS NULL RETURNING token_name",
+        (key_id, owner.id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"No active token {key_id!r} for {owner.username}.",
+                       "List tokens with 'appliance tokens list'.")
+    record(conn, actor=actor, action="delete", resource_type="api_key", resource_id=key_id,
+           target=row["token_name"] or "", info=info)

@@ -1,0 +1,113 @@
+"""Site roles and the one authorization check every endpoint and page goes through.
+
+Modelled on Coder's site roles: a permission is granted either at site level (any object of
+that type) or at user level (objects the subject owns). Every user holds the implicit member
+role; the others are granted explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from appliance.errors import Forbidden
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    READ = "read"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class ResourceType(StrEnum):
+    USER = "user"
+    ROLE_ASSIGNMENT = "assign_role"
+    API_KEY = "api_key"
+    AUDIT_LOG = "audit_log"
+    TEMPLATE = "template"
+    WORKSPACE = "workspace"
+    DEPLOYMENT = "deployment_config"
+
+
+OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR, MEMBER = (
+    "owner", "template-admin", "user-admin", "auditor", "member")
+ASSIGNABLE_ROLES = (OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR)
+ALL = frozenset(Action)
+READ = frozenset({Action.READ})
+Permissions = dict[ResourceType, frozenset[Action]]
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    display_name: str
+    site: Permissions
+    own: Permissions = field(default_factory=dict)
+
+
+ROLES: dict[str, Role] = {
+    OWNER: Role(OWNER, "Owner", dict.fromkeys(ResourceType, ALL)),
+    TEMPLATE_ADMIN: Role(TEMPLATE_ADMIN, "Template Admin", {
+        ResourceType.TEMPLATE: ALL,
+        ResourceType.WORKSPACE: READ,
+        ResourceType.USER: READ,
+    }),
+    USER_ADMIN: Role(USER_ADMIN, "User Admin", {
+        ResourceType.USER: ALL,
+    }),
+    AUDITOR: Role(AUDITOR, "Auditor", {
+        ResourceType.AUDIT_LOG: READ,
+        ResourceType.USER: READ,
+        ResourceType.TEMPLATE: READ,
+    }),
+    MEMBER: Role(MEMBER, "Member", {
+        ResourceType.TEMPLATE: READ,
+    }, own={
+        ResourceType.USER: frozenset({Action.READ, Action.UPDATE}),
+        ResourceType.API_KEY: ALL,
+        ResourceType.WORKSPACE: ALL,
+    }),
+}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who is asking: an authenticated user with their roles, through one API key."""
+
+    user_id: UUID
+    username: str
+    roles: frozenset[str]
+    api_key_id: str = ""
+
+    @classmethod
+    def of(cls, user_id: UUID, username: str, site_roles: list[str], api_key_id: str = "") -> Subject:
+        return cls(user_id, username, frozenset({MEMBER, *site_roles}), api_key_id)
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: ResourceType
+    owner_id: UUID | None = None
+    # A user account holding the owner role: only owners may change or remove it.
+    is_owner_account: bool = False
+
+
+def is_allowed(subject: Subject, action: Action, resource: Resource) -> bool:
+    roles = [ROLES[name] for name in subject.roles if name in ROLES]
+    if resource.is_owner_account and action in (Action.UPDATE, Action.DELETE) and OWNER not in subject.roles:
+        return False
+    if any(action in role.site.get(resource.type, ()) for role in roles):
+        return True
+    is_own = resource.owner_id is not None and resource.owner_id == subject.user_id
+    return is_own and any(action in role.own.get(resource.type, ()) for role in roles)
+
+
+def authorize(subject: Subject, action: Action, resource: Resource) -> None:
+    """Raise Forbidden unless subject may do action on resource. The only check there is."""
+    if not is_allowed(subject, action, resource):
+        raise Forbidden(
+            f"You are not allowed to {action.value} this {resource.type.value.replace('_', ' ')}.",
+            "Ask an owner for a role that grants it.",
+        )

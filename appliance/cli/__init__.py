@@ -1,0 +1,1 @@
+"""The `appliance` command: the server, migrations, and a client for the REST API."""

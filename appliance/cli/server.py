@@ -1,0 +1,69 @@
+"""`appliance server`: serve the console and API, with embedded PostgreSQL unless told otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+
+from appliance import __version__
+from appliance.auth.users import has_any_user
+from appliance.config import ServerConfig, env_name, load_server_config
+from appliance.logs import configure_logging
+from appliance.server.runtime import Runtime
+
+
+def _flag(name: str, help_text: str, **kwargs: Any) -> Any:
+    key = name.lstrip("-").replace("-", "_")
+    return click.option(name, key, default=None, show_envvar=False,
+                         help=f"{help_text} [env {env_name(key)}; appliance.toml key {key}]", **kwargs)
+
+
+def server_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                     help="Config file [env APPLIANCE_CONFIG; default /etc/appliance/appliance.toml if present]"),
+        _flag("--http-address", "Address to serve HTTP on (default 127.0.0.1:3000)."),
+        _flag("--access-url", "URL users reach the appliance at (default http://<http-address>)."),
+        _flag("--postgres-url", "PostgreSQL URL; without it an embedded PostgreSQL 15 is started."),
+        _flag("--data-dir", "State directory (default ~/.local/share/appliance, /var/lib/appliance as root)."),
+        _flag("--log-format", "Log format: text or json.", type=click.Choice(["text", "json"])),
+        _flag("--log-level", "Log level: debug, info, warning or error."),
+    ]):
+        func = option(func)
+    return func
+
+
+@click.command()
+@server_options
+def server(**flags: Any) -> None:
+    """Start the control plane: console, API and (by default) an embedded PostgreSQL."""
+    config = load_server_config(flags)
+    configure_logging(config.log_format, config.log_level)
+    runtime = Runtime(config)
+    try:
+        runtime.start()
+        assert runtime.db is not None
+        with runtime.db.transaction() as conn:
+            ready_for_login = has_any_user(conn)
+        _print_banner(config, runtime, ready_for_login)
+        runtime.serve_forever()
+    finally:
+        runtime.stop()
+
+
+def _print_banner(config: ServerConfig, runtime: Runtime, has_users: bool) -> None:
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    url = config.access_url
+    database = (f"embedded PostgreSQL in {runtime.embedded.root}" if runtime.embedded
+                else "external PostgreSQL (postgres_url)")
+    console.print(f"\n[bold green]Appliance {__version__} is running.[/]")
+    console.print(f"  Console and API: [bold]{url}[/]")
+    console.print(f"  Database:        {database}")
+    if has_users:
+        console.print(f"  Log in:          {url}/login   or   appliance login {url}")
+    else:
+        console.print(f"  First user:      open [bold]{url}/setup[/] to create the owner account,")
+        console.print(f"                   or run: appliance login {url}")
+    console.print("  Stop:            Ctrl+C\n")

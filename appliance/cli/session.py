@@ -1,0 +1,68 @@
+"""`appliance login`, `logout` and `whoami`."""
+
+from __future__ import annotations
+
+import click
+
+from appliance.cli.client import ApiClient, client_options, make_client
+from appliance.cli.output import emit_one, output_option
+from appliance.cli.session_store import StoredSession, forget_session, load_session, save_session
+from appliance.cli.users import USER_FIELDS
+from appliance.errors import OperatorError
+
+
+def _has_first_user(client: ApiClient) -> bool:
+    return client.request("GET", "/api/v2/users/first", ok=(404,)) is not None
+
+
+def _create_first_user(client: ApiClient, username: str | None, email: str | None,
+                       password: str | None) -> tuple[str, str]:
+    click.echo(f"{client.url} has no users yet; create the first one (it becomes the Owner).", err=True)
+    username = username or click.prompt("Username", err=True)
+    email = email or click.prompt("Email", err=True)
+    password = password or click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    client.request("POST", "/api/v2/users/first",
+                   body={"username": username, "email": email, "password": password})
+    click.echo(f"Created owner {username}.", err=True)
+    return username, password
+
+
+@click.command()
+@click.argument("url")
+@click.option("--username", help="Username or email (prompted if omitted).")
+@click.option("--password", help="Password (prompted if omitted; prefer the prompt, flags show in ps).")
+@click.option("--first-user-email", help="When the server has no users: email for the owner to create.")
+def login(url: str, username: str | None, password: str | None, first_user_email: str | None) -> None:
+    """Log in to an appliance and store the session token for later commands."""
+    client = ApiClient(url)
+    if not _has_first_user(client):
+        username, password = _create_first_user(client, username, first_user_email, password)
+    username = username or click.prompt("Username or email", err=True)
+    password = password or click.prompt("Password", hide_input=True, err=True)
+    result = client.request("POST", "/api/v2/users/login",
+                            body={"username": username, "password": password})
+    path = save_session(StoredSession(url=client.url, token=result["session_token"]))
+    me = ApiClient(client.url, result["session_token"]).request("GET", "/api/v2/users/me")
+    click.echo(f"Logged in to {client.url} as {me['username']}. Session saved in {path}.")
+
+
+@click.command()
+def logout() -> None:
+    """End the stored session on the server and forget it locally."""
+    stored = load_session()
+    if stored is None:
+        raise OperatorError("You are not logged in.", "Nothing to do.")
+    try:
+        ApiClient(stored.url, stored.token).request("POST", "/api/v2/users/logout", ok=(401,))
+    finally:
+        forget_session()
+    click.echo(f"Logged out of {stored.url}.")
+
+
+@click.command()
+@client_options
+@output_option
+def whoami(url: str | None, token: str | None, output: str) -> None:
+    """Show the user the current token belongs to."""
+    me = make_client(url, token).request("GET", "/api/v2/users/me")
+    emit_one(me, output, USER_FIELDS)

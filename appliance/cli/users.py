@@ -1,0 +1,115 @@
+"""`appliance users list|show|create|suspend|activate|roles|delete`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from appliance.cli.client import client_options, make_client
+from appliance.cli.output import Column, emit, emit_one, output_option
+
+
+def _roles(user: dict[str, Any]) -> str:
+    return ", ".join(r["name"] for r in user["roles"]) or "member"
+
+
+USER_FIELDS: list[Column] = [
+    ("Username", lambda u: u["username"]),
+    ("Email", lambda u: u["email"]),
+    ("Name", lambda u: u["name"]),
+    ("Status", lambda u: u["status"]),
+    ("Roles", _roles),
+    ("Last seen", lambda u: (u["last_seen_at"] or "never")[:19]),
+    ("ID", lambda u: u["id"]),
+]
+
+
+@click.group()
+def users() -> None:
+    """Manage user accounts (list needs a role that can read users)."""
+
+
+@users.command("list")
+@client_options
+@output_option
+@click.option("--search", "-q", default="", help="Match username, email or name.")
+@click.option("--status", type=click.Choice(["active", "suspended"]), default=None)
+def list_users(url: str | None, token: str | None, output: str, search: str, status: str | None) -> None:
+    """List users."""
+    result = make_client(url, token).request("GET", "/api/v2/users",
+                                             params={"q": search, "status": status, "limit": 1000})
+    emit(result["users"], USER_FIELDS[:6], output, raw=result["users"])
+
+
+@users.command("show")
+@click.argument("user")
+@client_options
+@output_option
+def show_user(user: str, url: str | None, token: str | None, output: str) -> None:
+    """Show one user by username, id or 'me'."""
+    emit_one(make_client(url, token).request("GET", f"/api/v2/users/{user}"), output, USER_FIELDS)
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--name", default="")
+@click.option("--password", help="Initial password (prompted if omitted).")
+@client_options
+@output_option
+def create_user(username: str, email: str, name: str, password: str | None, url: str | None,
+                token: str | None, output: str) -> None:
+    """Create a user with an initial password."""
+    client = make_client(url, token)
+    password = password or click.prompt("Initial password", hide_input=True, confirmation_prompt=True, err=True)
+    user = client.request("POST", "/api/v2/users",
+                          body={"username": username, "email": email, "name": name, "password": password})
+    emit_one(user, output, USER_FIELDS)
+
+
+def _set_status(user: str, verb: str, url: str | None, token: str | None, output: str) -> None:
+    result = make_client(url, token).request("PUT", f"/api/v2/users/{user}/status/{verb}")
+    emit_one(result, output, USER_FIELDS[:5])
+
+
+@users.command("suspend")
+@click.argument("user")
+@client_options
+@output_option
+def suspend(user: str, url: str | None, token: str | None, output: str) -> None:
+    """Suspend a user: their sessions end and their tokens stop working."""
+    _set_status(user, "suspend", url, token, output)
+
+
+@users.command("activate")
+@click.argument("user")
+@client_options
+@output_option
+def activate(user: str, url: str | None, token: str | None, output: str) -> None:
+    """Activate a suspended user."""
+    _set_status(user, "activate", url, token, output)
+
+
+@users.command("roles")
+@click.argument("user")
+@click.argument("roles", nargs=-1)
+@client_options
+@output_option
+def set_roles(user: str, roles: tuple[str, ...], url: str | None, token: str | None, output: str) -> None:
+    """Set a user's site roles (owner, template-admin, user-admin, auditor); none = member only."""
+    result = make_client(url, token).request("PUT", f"/api/v2/users/{user}/roles",
+                                             body={"roles": list(roles)})
+    emit_one(result, output, USER_FIELDS[:5])
+
+
+@users.command("delete")
+@click.argument("user")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@client_options
+def delete_user(user: str, yes: bool, url: str | None, token: str | None) -> None:
+    """Delete a user and revoke all their tokens and sessions."""
+    if not yes:
+        click.confirm(f"Delete user {user}?", abort=True, err=True)
+    result = make_client(url, token).request("DELETE", f"/api/v2/users/{user}")
+    click.echo(result["message"])

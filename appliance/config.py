@@ -1,0 +1,214 @@
+"""The server's one frozen configuration, merged from defaults, appliance.toml, APPLIANCE_* and flags."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from appliance.errors import ConfigError
+
+SYSTEM_CONFIG_FILE = Path("/etc/appliance/appliance.toml")
+ENV_PREFIX = "APPLIANCE_"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    http_address: Address
+    access_url: str
+    postgres_url: str | None
+    data_dir: Path
+    log_format: str
+    log_level: str
+    proxy_trusted_hops: int
+    session_lifetime: timedelta
+    max_token_lifetime: timedelta
+    config_file: Path | None
+
+    @property
+    def is_embedded_postgres(self) -> bool:
+        return self.postgres_url is None
+
+
+def parse_address(value: str) -> Address:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT with a port from 1 to 65535, got {value!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return Address(host, int(port))
+
+
+def parse_duration(value: str | int) -> timedelta:
+    """Parse '90d', '24h', '30m', '45s' or a whole number of seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        text = str(value)
+        match = _DURATION.match(text)
+        if match:
+            seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        elif text.strip().isdigit():
+            seconds = int(text)
+        else:
+            raise ValueError(f"expected a duration such as 30d, 24h, 15m or 3600, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def _parse_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+    return value.rstrip("/")
+
+
+def _parse_postgres_url(value: str) -> str | None:
+    if value == "":
+        return None
+    if not value.startswith(("postgres://", "postgresql://")):
+        raise ValueError("expected a postgres:// or postgresql:// URL (the value is not shown)")
+    return value
+
+
+def _parse_log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError(f"expected 'text' or 'json', got {value!r}")
+    return value
+
+
+def _parse_log_level(value: str) -> str:
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"expected debug, info, warning or error, got {value!r}")
+    return value
+
+
+def _parse_hops(value: str | int) -> int:
+    hops = int(value)
+    if hops < 0 or hops > 5:
+        raise ValueError(f"expected a number of proxies from 0 to 5, got {value!r}")
+    return hops
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/appliance")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "appliance"
+
+
+@dataclass(frozen=True)
+class _Key:
+    parse: Callable[[Any], Any]
+    default: Any
+    secret: bool = False
+
+
+_KEYS: dict[str, _Key] = {
+    "http_address": _Key(parse_address, "127.0.0.1:3000"),
+    "access_url": _Key(_parse_url, None),
+    "postgres_url": _Key(_parse_postgres_url, "", secret=True),
+    "data_dir": _Key(lambda v: Path(v).expanduser(), None),
+    "log_format": _Key(_parse_log_format, "text"),
+    "log_level": _Key(_parse_log_level, "info"),
+    "proxy_trusted_hops": _Key(_parse_hops, 0),
+    "session_lifetime": _Key(parse_duration, "24h"),
+    "max_token_lifetime": _Key(parse_duration, "365d"),
+}
+
+
+def config_keys() -> tuple[str, ...]:
+    return tuple(_KEYS)
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"Configuration file {path} does not exist.",
+            "Create it, or drop --config / APPLIANCE_CONFIG to use defaults.",
+        ) from err
+    except PermissionError as err:
+        raise ConfigError(
+            f"Cannot read configuration file {path}: permission denied.",
+            "Run as a user that can read it (the appliance service user or root).",
+        ) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"Configuration file {path} is not valid TOML: {err}.",
+                          "Fix the line it names, then start again.") from err
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(unknown)} in {path}.",
+            f"Known keys: {', '.join(_KEYS)}.",
+        )
+    return data
+
+
+def _resolve_config_file(flag: Any, environ: Mapping[str, str]) -> Path | None:
+    explicit = flag or environ.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        return Path(explicit)
+    return SYSTEM_CONFIG_FILE if SYSTEM_CONFIG_FILE.is_file() else None
+
+
+def load_server_config(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """Merge defaults < config file < APPLIANCE_* environment < flags; fail naming the key."""
+    flags = dict(flags or {})
+    environ = os.environ if environ is None else environ
+    config_file = _resolve_config_file(flags.pop("config", None), environ)
+    file_values = _read_file(config_file) if config_file else {}
+    values: dict[str, Any] = {}
+    for key, spec in _KEYS.items():
+        raw, source = spec.default, "the default"
+        if key in file_values:
+            raw, source = file_values[key], f"{config_file} key {key!r}"
+        if env_name(key) in environ:
+            raw, source = environ[env_name(key)], f"environment variable {env_name(key)}"
+        if flags.get(key) is not None:
+            raw, source = flags[key], f"flag --{key.replace('_', '-')}"
+        try:
+            values[key] = spec.parse(raw) if raw is not None else None
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"Invalid {key} from {source}: {err}.",
+                              "Correct that value and start again.") from err
+    return _finish(values, config_file)
+
+
+def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
+    address: Address = values["http_address"]
+    if values["access_url"] is None:
+        host = "127.0.0.1" if address.host in ("0.0.0.0", "::") else address.host  # noqa: S104 -- comparing, not binding
+        values["access_url"] = f"http://{Address(host, address.port)}"
+    if values["data_dir"] is None:
+        values["data_dir"] = default_data_dir()
+    if values["max_token_lifetime"] < timedelta(hours=1):
+        raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
+                          "Set max_token_lifetime to 1h or more.")
+    return ServerConfig(config_file=config_file, **values)

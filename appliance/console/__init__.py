@@ -1,0 +1,10 @@
+"""The web console: server-rendered pages over the same services as the API, no external assets."""
+
+from flask import Flask
+
+from appliance.console import account, audit, session, users  # noqa: F401 -- importing registers the pages
+from appliance.console.blueprint import bp
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,44 @@
+"""Console failures as pages a person can act on; the cause goes to the log, never the browser."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import g, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from appliance.console.pages import to_login
+from appliance.db.database import DatabaseUnavailable
+from appliance.errors import RequestError, Unauthorized
+
+log = logging.getLogger(__name__)
+
+
+def _page(status: int, title: str, message: str, hint: str = "") -> Response:
+    html = render_template("error.html", status=status, title=title, message=message, hint=hint,
+                           can=lambda *_: False, subject=g.get("subject"),
+                           request_id=g.get("request_id", ""))
+    return Response(html, status=status, mimetype="text/html")
+
+
+def console_error_response(err: Exception) -> Response:
+    if isinstance(err, Unauthorized):
+        return to_login(err.message)
+    if isinstance(err, CSRFError):
+        return _page(400, "Form expired", "This form expired or did not come from this console.",
+                     "Go back, reload the page and submit it again.")
+    if isinstance(err, RequestError):
+        return _page(err.status, "Request refused", err.message, err.detail)
+    if isinstance(err, HTTPException):
+        if err.code == 404:
+            return _page(404, "Not found", f"There is no page at {request.path}.")
+        return _page(err.code or 500, err.name, err.description or "")
+    if isinstance(err, DatabaseUnavailable):
+        log.error("database_unavailable", extra={"path": request.path})
+        return _page(503, "Database unavailable", err.message, err.hint)
+    log.exception("page_failed", extra={"path": request.path, "request_id": g.get("request_id")},
+                  exc_info=err)
+    return _page(500, "Something went wrong", "The server could not show this page.",
+                 "The server log has the cause under this request id.")

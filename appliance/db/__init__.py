@@ -1,0 +1,1 @@
+"""PostgreSQL access: the connection pool, numbered SQL migrations and the embedded cluster."""

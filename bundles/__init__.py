@@ -1,0 +1,1 @@
+"""The signed offline bundle: format, build, sign, inspect, and the verifier the installer shares."""

@@ -1,0 +1,1 @@
+"""appliance-installer: verify a signed bundle, preflight, install, upgrade, roll back (offline host)."""

@@ -1,0 +1,1 @@
+"""The Terraform provider network mirror and registry: build, hash, sign, verify, serve."""

@@ -1,0 +1,82 @@
+"""Integration fixtures: one real PostgreSQL cluster per session, databases made from a migrated template."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from appliance.db.embedded import EmbeddedPostgres
+from appliance.db.migrate import apply_migrations
+from tests.support.api import Api
+from tests.support.postgres import create_database, drop_database, running_cluster
+from tests.support.server import LiveServer, live_server
+
+_names = itertools.count(1)
+TEMPLATE_DB = "appliance_template"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedPostgres]:
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def admin_conninfo(pg_cluster: EmbeddedPostgres) -> str:
+    return pg_cluster.conninfo("postgres")
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_conninfo: str) -> str:
+    conninfo = create_database(admin_conninfo, TEMPLATE_DB)
+    apply_migrations(conninfo)
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def empty_db(admin_conninfo: str) -> Iterator[str]:
+    """A brand-new database with no schema at all."""
+    name = f"empty_{next(_names)}"
+    yield create_database(admin_conninfo, name)
+    drop_database(admin_conninfo, name)
+
+
+@pytest.fixture
+def fresh_db(admin_conninfo: str, template_db: str) -> Iterator[str]:
+    """A migrated database of this test's own."""
+    name = f"test_{next(_names)}"
+    yield create_database(admin_conninfo, name, template=template_db)
+    drop_database(admin_conninfo, name)
+
+
+@pytest.fixture(scope="session")
+def shared_conninfo(admin_conninfo: str, template_db: str) -> str:
+    return create_database(admin_conninfo, "appliance_shared", template=template_db)
+
+
+@pytest.fixture(scope="session")
+def server(shared_conninfo: str) -> Iterator[LiveServer]:
+    with live_server(shared_conninfo) as live:
+        yield live
+
+
+def truncate_all(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("TRUNCATE users, api_keys, login_failures, audit_logs RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def api(server: LiveServer, shared_conninfo: str) -> Api:
+    """An anonymous client of the shared server, whose database starts empty for each test."""
+    truncate_all(shared_conninfo)
+    return Api(server.url)
+
+
+@pytest.fixture
+def owner_api(api: Api) -> Api:
+    """A client logged in as the first user (Owner) by Bearer token."""
+    api.create_first_user("owner")
+    return api.as_user(api.login("owner"))

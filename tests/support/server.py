@@ -1,0 +1,76 @@
+"""The real WSGI app served by waitress on a free loopback port, in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from waitress.server import create_server
+
+from appliance.app import create_app
+from appliance.config import Address, ServerConfig
+from appliance.db.database import Database
+from tests.support.postgres import free_port
+
+
+def make_config(**overrides: Any) -> ServerConfig:
+    port = overrides.pop("port", 0)
+    values: dict[str, Any] = {
+        "http_address": Address("127.0.0.1", port),
+        "access_url": f"http://127.0.0.1:{port}",
+        "postgres_url": None,
+        "data_dir": Path("/nonexistent"),
+        "log_format": "text",
+        "log_level": "warning",
+        "proxy_trusted_hops": 0,
+        "session_lifetime": timedelta(hours=24),
+        "max_token_lifetime": timedelta(days=365),
+        "config_file": None,
+    }
+    values.update(overrides)
+    return ServerConfig(**values)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    db: Database
+    config: ServerConfig
+
+
+@contextmanager
+def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
+    port = free_port()
+    cfg = make_config(port=port, postgres_url=conninfo, **config)
+    db = Database(conninfo)
+    app = create_app(cfg, db)
+    server = create_server(app, host="127.0.0.1", port=port, threads=8, ident="appliance-test")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/healthz")
+    try:
+        yield LiveServer(url, db, cfg)
+    finally:
+        server.close()  # type: ignore[no-untyped-call]
+        thread.join(5)
+        db.close()
+
+
+def _wait_for(url: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
