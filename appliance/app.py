@@ -10,6 +10,7 @@ from flask import Flask, Response, g, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response as BaseResponse
 
 from appliance import api, console
 from appliance.api.blueprints import root, v2
@@ -92,7 +93,7 @@ def _log_request(response: Response) -> Response:
     return response
 
 
-def _handle_error(err: Exception) -> Response | HTTPException:
+def _handle_error(err: Exception) -> BaseResponse | HTTPException:
     if isinstance(err, HTTPException) and (err.code or 500) < 400:
         return err  # redirects raised by routing, such as a missing trailing slash
     return api_error_response(err) if is_api_request() else console_error_response(err)

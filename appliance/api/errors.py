@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g, request
+from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.api.spec import json_response

@@ -9,8 +9,9 @@ import secrets
 import time
 from typing import Literal
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, current_app, g, request
 from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.wrappers import Response
 
 from appliance.audit.record import RequestInfo
 from appliance.auth.apikeys import Authenticated, authenticate

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import flash, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from appliance.auth import apikeys, users
@@ -16,6 +17,7 @@ from appliance.console.pages import page, render
 from appliance.db.database import Connection
 from appliance.errors import InvalidInput
 
+_USED_NONCES = "used_token_form_nonces"
 TOKEN_LIFETIMES = (("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"),
                    ("365d", "1 year"))
 
@@ -25,7 +27,17 @@ def _account_page(conn: Connection, subject: Subject, status: int = 200, **extra
     tokens = apikeys.list_tokens(conn, subject, "me")
     lifetimes = [(v, label) for v, label in TOKEN_LIFETIMES
                  if parse_duration(v) <= server_config().max_token_lifetime]
-    return render("account.html", status, me=me, tokens=tokens, lifetimes=lifetimes, **extra)
+    return render("account.html", status, me=me, tokens=tokens, lifetimes=lifetimes,
+                  form_nonce=secrets.token_urlsafe(16), **extra)
+
+
+def _is_resubmission(nonce: str) -> bool:
+    """True when this create-token form was already submitted (a browser refresh re-posts it)."""
+    return bool(nonce) and nonce in session.get(_USED_NONCES, [])
+
+
+def _remember_submission(nonce: str) -> None:
+    session[_USED_NONCES] = [*session.get(_USED_NONCES, []), nonce][-20:]
 
 
 @bp.get("/account")
@@ -37,6 +49,11 @@ def account(conn: Connection, subject: Subject) -> Any:
 @bp.post("/account/tokens")
 @page(back="console.account")
 def create_token(conn: Connection, subject: Subject) -> Any:
+    nonce = request.form.get("form_nonce", "")
+    if _is_resubmission(nonce):
+        flash("That token was already created and its value shown once. If you did not copy it, "
+              "revoke it and create a new one.", "info")
+        return redirect(url_for("console.account"))
     name = request.form.get("token_name", "").strip()
     try:
         lifetime = parse_duration(request.form.get("lifetime", "30d"))
@@ -45,6 +62,7 @@ def create_token(conn: Connection, subject: Subject) -> Any:
     token, key = apikeys.create_token(conn, subject, "me", name=name, lifetime=lifetime,
                                       max_lifetime=server_config().max_token_lifetime,
                                       info=request_info())
+    _remember_submission(nonce)
     # Rendered directly, never redirected: the secret must not travel through a cookie or a URL.
     return _account_page(conn, subject, 201, new_token=token, new_key=key)
 

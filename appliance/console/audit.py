@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
@@ -27,7 +27,7 @@ def _time(name: str) -> datetime | None:
     except ValueError as err:
         raise InvalidInput(f"Invalid {name} time {value!r}: use a date and time such as "
                            "2026-01-31T14:00.", field=name) from err
-    return parsed.astimezone() if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 @bp.get("/audit")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, render_template, request
+from flask import g, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from appliance.console.pages import to_login
+from appliance.auth.web import current_auth, database
+from appliance.console.pages import render, to_login
 from appliance.db.database import DatabaseUnavailable
 from appliance.errors import RequestError, Unauthorized
 
@@ -17,10 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def _page(status: int, title: str, message: str, hint: str = "") -> Response:
-    html = render_template("error.html", status=status, title=title, message=message, hint=hint,
-                           can=lambda *_: False, subject=g.get("subject"),
-                           request_id=g.get("request_id", ""))
+    _identify_viewer()
+    html, _ = render("error.html", status, title=title, message=message, hint=hint,
+                     request_id=g.get("request_id", ""))
     return Response(html, status=status, mimetype="text/html")
+
+
+def _identify_viewer() -> None:
+    """Best effort: show the logged-in user's nav on error pages too, if the database answers."""
+    if "subject" in g:
+        return
+    try:
+        with database().transaction(timeout=2) as conn:
+            auth = current_auth(conn)
+    except (RequestError, DatabaseUnavailable):
+        return
+    if auth is not None:
+        g.subject = auth.subject
 
 
 def console_error_response(err: Exception) -> Response:

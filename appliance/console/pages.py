@@ -67,7 +67,7 @@ def can(action: str, resource_type: str) -> bool:
     return subject is not None and is_allowed(subject, Action(action), Resource(ResourceType(resource_type)))
 
 
-def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+def render(template: str, status: int = 200, /, **context: Any) -> tuple[str, int]:
     return render_template(template, can=can, subject=g.get("subject"),
                            version=buildinfo.version(), **context), status
 

@@ -64,7 +64,7 @@ def login() -> Any:
     login_name = request.form.get("login", "").strip()
     target = safe_next(request.form.get("next"))
     try:
-        token, user = log_in(database(), login_name, request.form.get("password", ""),
+        token, _ = log_in(database(), login_name, request.form.get("password", ""),
                              lifetime=server_config().session_lifetime, info=request_info())
     except RequestError as err:
         return render("login.html", err.status, login=login_name, next=target, error=err.message)

@@ -25,7 +25,7 @@ def user_list(conn: Connection, subject: Subject) -> Any:
     offset = max(0, request.args.get("offset", 0, type=int) or 0)
     found, count = users.list_users(conn, subject, search=search, status=status,
                                     limit=PAGE_SIZE, offset=offset)
-    return render("users.html", users=found, count=count, q=search, status=status, offset=offset,
+    return render("users.html", users=found, count=count, q=search, status_filter=status, offset=offset,
                   page_size=PAGE_SIZE, roles=[ROLES[r] for r in ASSIGNABLE_ROLES])
 
 

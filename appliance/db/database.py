@@ -38,7 +38,8 @@ class Database:
                     self._conninfo,
                     min_size=1,
                     max_size=self._max_size,
-                    kwargs={"row_factory": dict_row},
+                    # UTC sessions: naive times from clients mean UTC, whatever the server's zone.
+                    kwargs={"row_factory": dict_row, "options": "-c TimeZone=UTC"},
                     timeout=self._timeout,
                     name="appliance",
                     open=True,

@@ -12,6 +12,7 @@ because PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import ctypes
+import grp
 import logging
 import os
 import pwd
@@ -105,9 +106,7 @@ def _blocking_ancestor(path: Path, user: RunAs) -> Path | None:
     return None
 
 
-def _groups_of(username: str) -> list[object]:
-    import grp  # local: only needed for the traversal check
-
+def _groups_of(username: str) -> list[grp.struct_group]:
     return [g for g in grp.getgrall() if username in g.gr_mem]
 
 
@@ -164,6 +163,7 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self._check_version()
+        self._refuse_if_already_running()
         self._launch()
         self._wait_until_ready()
         self._ensure_database()
@@ -200,7 +200,8 @@ class EmbeddedPostgres:
         for folder in (self.data_dir, self.socket_dir):
             folder.mkdir(exist_ok=True, mode=0o700)
             os.chown(folder, self.user.uid, self.user.gid)
-        os.chmod(self.root, 0o711)  # noqa: PTH101 -- chmod of a directory we just made
+        # Traverse-only for others: the postgres user must reach data/ and run/ below it.
+        self.root.chmod(0o711)
         if not self.password_file.exists():
             _write_private(self.password_file, secrets.token_urlsafe(32))
 
@@ -241,6 +242,25 @@ class EmbeddedPostgres:
                 f"Install postgresql-{cluster}, or move the data dir aside to start fresh.",
             )
 
+    def _postmaster_pid(self) -> int | None:
+        """The PID recorded in postmaster.pid when that process is alive, else None."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+            return None
+        except PermissionError:
+            pass  # alive, owned by another user
+        return pid
+
+    def _refuse_if_already_running(self) -> None:
+        pid = self._postmaster_pid()
+        if pid is not None:
+            raise EmbeddedPostgresError(
+                f"The embedded PostgreSQL in {self.data_dir} is already running (PID {pid}).",
+                "Another appliance server is using this data dir. Stop it, or choose another --data-dir.",
+            )
+
     def _launch(self) -> None:
         listens_on_tcp = self.tcp_port is not None or not self.uses_socket
         settings = {
@@ -271,9 +291,14 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(self._failure_reason(), self._failure_hint())
             try:
                 with psycopg.connect(self.conninfo("postgres"), connect_timeout=2):
-                    return
+                    pass
             except psycopg.OperationalError:
                 time.sleep(0.1)
+                continue
+            # Answering is not enough: it must be our postmaster, not one that beat us to the lock.
+            if self._postmaster_pid() == self._process.pid:
+                return
+            time.sleep(0.1)
         self.stop()
         raise EmbeddedPostgresError(
             f"Embedded PostgreSQL did not accept connections within {_START_TIMEOUT:.0f}s.",

@@ -73,7 +73,7 @@ class Runtime:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            server.close()  # type: ignore[no-untyped-call]
+            server.close()
 
     def stop(self) -> None:
         if self.db is not None:
