@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from tests.support.api import Api
-from tests.support.postgres import create_database, drop_database, running_cluster
+from tests.support.postgres import create_database, truncate_all, drop_database, running_cluster
 from tests.support.server import LiveServer, live_server
 
 _names = itertools.count(1)
@@ -61,11 +60,6 @@ def shared_conninfo(admin_conninfo: str, template_db: str) -> str:
 def server(shared_conninfo: str) -> Iterator[LiveServer]:
     with live_server(shared_conninfo) as live:
         yield live
-
-
-def truncate_all(conninfo: str) -> None:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("TRUNCATE users, api_keys, login_failures, audit_logs RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture

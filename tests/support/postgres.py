@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -60,10 +61,13 @@ def drop_database(admin_conninfo: str, name: str) -> None:
 
 
 def conninfo_url(conninfo: str) -> str:
-    """The same connection as a postgresql:// URL (what --postgres-url takes)."""
+    """The same connection as a postgresql:// URL (what --postgres-url takes).
+
+    The host goes in the query string, because a unix-socket directory cannot be a URL host.
+    """
     parts = conninfo_to_dict(conninfo)
-    return (f"postgresql://{parts['user']}:{parts['password']}@{parts['host']}:{parts['port']}"
-            f"/{parts['dbname']}")
+    query = urlencode({"host": parts["host"], "port": parts["port"]})
+    return f"postgresql://{quote(str(parts['user']))}:{quote(str(parts['password']))}@/{parts['dbname']}?{query}"
 
 
 def postgres_processes_for(data_dir: Path) -> list[int]:
@@ -80,3 +84,12 @@ def postgres_processes_for(data_dir: Path) -> list[int]:
             pids.append(int(entry.name))
     return pids
 
+
+
+APP_TABLES = "users, api_keys, login_failures, audit_logs"
+
+
+def truncate_all(conninfo: str) -> None:
+    """Empty every table the app writes, keeping the schema and site secrets."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {APP_TABLES} RESTART IDENTITY CASCADE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,7 +55,7 @@ def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    _wait_for(url + "/healthz")
+    wait_for_health(url)
     try:
         yield LiveServer(url, db, cfg)
     finally:
@@ -64,13 +64,16 @@ def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
         db.close()
 
 
-def _wait_for(url: str, timeout: float = 10.0) -> None:
+def wait_for_health(url: str, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait until url/healthz answers OK; fail early if `alive` says the server process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not alive():
+            raise AssertionError(f"the server behind {url} exited before it became healthy")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url + "/healthz", timeout=2).text == "OK":
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # a listener bound early answers once the database is up
             pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/healthz did not answer OK within {timeout}s")

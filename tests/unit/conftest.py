@@ -8,14 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 
-class NetworkUsedInUnitTest(AssertionError):
+class NetworkUsedInUnitTestError(AssertionError):
     pass
 
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(*args: object, **kwargs: object) -> None:
-        raise NetworkUsedInUnitTest("unit tests may not open sockets; move this test to tests/integration")
+        raise NetworkUsedInUnitTestError("unit tests may not open sockets; move this test to tests/integration")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "bind", refuse)

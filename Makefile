@@ -1,0 +1,49 @@
+# The two commands a newcomer runs: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit integration browser bench clean
+
+# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000.
+run: $(VENV)/.run-installed
+	@dev/system-packages.sh
+	$(BIN)/appliance server
+
+# Lint, type-check and run every test (unit, integration, browser) against real components.
+test: $(VENV)/.dev-installed
+	@dev/system-packages.sh --test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest tests
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+unit integration browser: $(VENV)/.dev-installed
+	$(BIN)/pytest tests/$@
+
+# Throughput of GET /api/v2/users/me under gunicorn, as a ratio to a bare Flask endpoint.
+bench: $(VENV)/.dev-installed
+	@dev/system-packages.sh
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python benchmarks/api_throughput.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.run-installed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install the Debian packages the appliance needs: to run it (default) or to test it (--test).
+# Idempotent: does nothing when everything is present. As root on Debian it installs with
+# apt-get (after apt-get update); otherwise it says exactly what to install and fails.
+set -euo pipefail
+
+packages=(postgresql-15)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(chromium git)
+fi
+# A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
+if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+  packages+=(python3-venv)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+  echo "Missing system packages: ${missing[*]}" >&2
+  echo "Install them as root on Debian 12:  apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+# The appliance runs its own PostgreSQL cluster; stop the package from creating and starting
+# a 'main' cluster of its own on port 5432.
+if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
+
+echo "Installing system packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,1 @@
+"""Real-browser tests: the system Chromium drives the console served by the real app."""
