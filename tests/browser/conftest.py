@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
-from tests.support.postgres import create_database, truncate_all, running_cluster
+from tests.support.postgres import create_database, running_cluster, truncate_all
 from tests.support.server import LiveServer, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,7 +10,7 @@ import pytest
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from tests.support.api import Api
-from tests.support.postgres import create_database, truncate_all, drop_database, running_cluster
+from tests.support.postgres import create_database, drop_database, running_cluster, truncate_all
 from tests.support.server import LiveServer, live_server
 
 _names = itertools.count(1)

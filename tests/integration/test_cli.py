@@ -34,7 +34,8 @@ def cli(tmp_path: Path, api: Api) -> Cli:
     return Cli(tmp_path)
 
 
-def test_login_creates_the_first_user_and_stores_a_private_session(cli: Cli, server: LiveServer, tmp_path: Path) -> None:
+def test_login_creates_the_first_user_and_stores_a_private_session(
+        cli: Cli, server: LiveServer, tmp_path: Path) -> None:
     result = cli("login", server.url, "--username", "admin", "--first-user-email", "admin@example.org",
                  "--password", DEFAULT_PASSWORD)
     assert "Created owner admin" in result.stderr
