@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -53,17 +57,27 @@ def server(**flags: Any) -> None:
         runtime.stop()
 
 
+def cli_command() -> str:
+    """How the user can type this command: 'appliance' when on PATH, else the path they used."""
+    invoked = Path(sys.argv[0])
+    on_path = shutil.which("appliance")
+    if invoked.name != "appliance" or (on_path and Path(on_path).resolve() == invoked.resolve()):
+        return "appliance"
+    return os.path.relpath(invoked) if not invoked.is_absolute() else str(invoked)
+
+
 def _print_banner(config: ServerConfig, runtime: Runtime, has_users: bool) -> None:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     url = config.access_url
+    command = cli_command()
     database = (f"embedded PostgreSQL in {runtime.embedded.root}" if runtime.embedded
                 else "external PostgreSQL (postgres_url)")
     console.print(f"\n[bold green]Appliance {__version__} is running.[/]")
     console.print(f"  Console and API: [bold]{url}[/]")
     console.print(f"  Database:        {database}")
     if has_users:
-        console.print(f"  Log in:          {url}/login   or   appliance login {url}")
+        console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:
         console.print(f"  First user:      open [bold]{url}/setup[/] to create the owner account,")
-        console.print(f"                   or run: appliance login {url}")
+        console.print(f"                   or run: {command} login {url}")
     console.print("  Stop:            Ctrl+C\n")
