@@ -20,6 +20,7 @@ from appliance.config import ServerConfig
 from appliance.console.errors import console_error_response
 from appliance.db.database import Database
 from appliance.db.site_secrets import site_secret
+from appliance.pki.ca import CertificateAuthority
 
 log = logging.getLogger("appliance.http")
 
@@ -36,6 +37,7 @@ def create_app(config: ServerConfig, db: Database) -> Flask:
     # Services reach the config and pool through the app, one of each per process.
     app.extensions["appliance.config"] = config
     app.extensions["appliance.db"] = db
+    app.extensions["appliance.ca"] = CertificateAuthority.for_site(config)
     _configure_flask(app, config, db)
     if config.proxy_trusted_hops:
         # Only trust X-Forwarded-* from the proxies in front of us (nginx), never from clients.

@@ -40,6 +40,9 @@ class ServerConfig:
     proxy_trusted_hops: int
     session_lifetime: timedelta
     max_token_lifetime: timedelta
+    tls_address: Address | None
+    pki_dir: Path
+    cert_renew_within: timedelta
     config_file: Path | None
 
     @property
@@ -131,6 +134,9 @@ _KEYS: dict[str, _Key] = {
     "proxy_trusted_hops": _Key(_parse_hops, 0),
     "session_lifetime": _Key(parse_duration, "24h"),
     "max_token_lifetime": _Key(parse_duration, "365d"),
+    "tls_address": _Key(parse_address, None),
+    "pki_dir": _Key(lambda v: Path(v).expanduser(), None),
+    "cert_renew_within": _Key(parse_duration, "30d"),
 }
 
 
@@ -202,12 +208,15 @@ def load_server_config(
 
 
 def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
-    address: Address = values["http_address"]
+    # With TLS on, users reach the appliance over HTTPS unless told otherwise.
+    scheme, address = ("https", values["tls_address"]) if values["tls_address"] else ("http", values["http_address"])
     if values["access_url"] is None:
         host = "127.0.0.1" if address.host in ("0.0.0.0", "::") else address.host  # noqa: S104 -- comparing, not binding
-        values["access_url"] = f"http://{Address(host, address.port)}"
+        values["access_url"] = f"{scheme}://{Address(host, address.port)}"
     if values["data_dir"] is None:
         values["data_dir"] = default_data_dir()
+    if values["pki_dir"] is None:
+        values["pki_dir"] = values["data_dir"] / "pki"
     if values["max_token_lifetime"] < timedelta(hours=1):
         raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
                           "Set max_token_lifetime to 1h or more.")

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from appliance.api import audit, meta, tokens, users  # noqa: F401 -- importing registers the routes
+from appliance.api import audit, meta, pki, tokens, users  # noqa: F401 -- importing registers the routes
 from appliance.api.blueprints import root, v2
 
 

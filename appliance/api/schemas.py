@@ -163,3 +163,40 @@ class BuildInfoResponse(BaseModel):
     version: str
     commit: str
     dashboard_url: str
+
+
+class CaCertificateResponse(BaseModel):
+    subject: str
+    not_after: datetime
+    fingerprint: str
+
+
+class RootCaResponse(CaCertificateResponse):
+    key_on_host: bool
+    passphrase_on_host: bool
+
+
+class IssuedCertificateResponse(BaseModel):
+    serial: str
+    name: str
+    common_name: str
+    dns_names: list[str]
+    ip_addresses: list[str]
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    fingerprint: str
+    is_client: bool
+    status: str
+    state: str
+    days_left: int
+    revoked_at: datetime | None
+    reason: str | None
+
+
+class PkiStatusResponse(BaseModel):
+    root: RootCaResponse
+    intermediate: CaCertificateResponse
+    crl_next_update: datetime | None
+    certificates: list[IssuedCertificateResponse]
+    problems: list[str]

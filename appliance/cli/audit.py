@@ -6,7 +6,7 @@ import json
 
 import click
 
-from appliance.cli.client import client_options, make_client
+from appliance.cli.client import ApiClient, with_client
 from appliance.cli.output import Column, emit
 
 
@@ -38,11 +38,10 @@ AUDIT_COLUMNS: list[Column] = [
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--output", "-o", type=click.Choice(["table", "json", "jsonl"]), default="table",
               show_default=True, help="jsonl streams every match, for a SIEM.")
-@client_options
+@with_client
 def audit(username: str | None, action: str | None, resource_type: str | None, since: str | None,
-          until: str | None, limit: int, output: str, url: str | None, token: str | None) -> None:
+          until: str | None, limit: int, output: str, client: ApiClient) -> None:
     """Show the audit log, newest first (owners and auditors)."""
-    client = make_client(url, token)
     params = {"username": username, "action": action, "resource_type": resource_type,
               "since": since, "until": until}
     if output == "jsonl":

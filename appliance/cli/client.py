@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ USER_AGENT = "appliance-cli"
 class ApiClient:
     url: str
     token: str | None = None
+    ca_file: str | None = None
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
@@ -51,11 +53,14 @@ class ApiClient:
               params: dict[str, Any] | None = None, stream: bool = False) -> requests.Response:
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
-            return self._http.request(method, self.url + path, json=body, params=clean,
-                                      timeout=self.timeout, stream=stream)
+            # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override Session.verify.
+            return self._http.request(method, self.url + path, json=body, params=clean, timeout=self.timeout,
+                                      stream=stream, verify=self.ca_file or True)
         except requests.exceptions.SSLError as err:
-            raise OperatorError(f"TLS verification failed for {self.url}: {err}.",
-                                "Point REQUESTS_CA_BUNDLE at the appliance's CA bundle.") from err
+            raise OperatorError(
+                f"TLS verification failed for {self.url}.",
+                "Pass --ca-file with the appliance's CA bundle ('appliance pki trust-bundle' on the host), or "
+                "log in with --ca-fingerprint <root SHA-256 fingerprint> to fetch and check it.") from err
         except requests.ConnectionError as err:
             raise OperatorError(f"Cannot reach {self.url}.",
                                 "Check the URL and that 'appliance server' is running.") from err
@@ -75,19 +80,27 @@ def api_error(response: requests.Response) -> OperatorError:
     return OperatorError(f"{message} (HTTP {response.status_code})", detail)
 
 
-def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("--token", "token", default=None, metavar="TOKEN",
-                        help="Session or API token [env APPLIANCE_SESSION_TOKEN].")(func)
-    return click.option("--url", "url", default=None, metavar="URL",
-                        help="Appliance URL [env APPLIANCE_URL].")(func)
+def with_client(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --url/--token/--ca-file to a command and hand it a ready `client: ApiClient`."""
+
+    @functools.wraps(func)
+    def run(*args: Any, url: str | None, token: str | None, ca_file: str | None, **kwargs: Any) -> Any:
+        return func(*args, client=make_client(url, token, ca_file), **kwargs)
+
+    run = click.option("--ca-file", "ca_file", default=None, metavar="PEM",
+                       help="CA bundle that verifies an https URL [env APPLIANCE_CA_FILE].")(run)
+    run = click.option("--token", "token", default=None, metavar="TOKEN",
+                       help="Session or API token [env APPLIANCE_SESSION_TOKEN].")(run)
+    return click.option("--url", "url", default=None, metavar="URL", help="Appliance URL [env APPLIANCE_URL].")(run)
 
 
-def make_client(url: str | None, token: str | None) -> ApiClient:
+def make_client(url: str | None, token: str | None, ca_file: str | None = None) -> ApiClient:
     """Flags win over environment, which wins over the session stored by 'appliance login'."""
     stored = load_session()
     url = url or os.environ.get("APPLIANCE_URL") or (stored.url if stored else None)
     token = token or os.environ.get("APPLIANCE_SESSION_TOKEN") or (stored.token if stored else None)
+    ca_file = ca_file or os.environ.get("APPLIANCE_CA_FILE") or (stored.ca_file if stored else None)
     if not url or not token:
         raise OperatorError("You are not logged in.",
                             "Run 'appliance login URL', or set APPLIANCE_URL and APPLIANCE_SESSION_TOKEN.")
-    return ApiClient(url, token)
+    return ApiClient(url, token, ca_file)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from appliance import __version__
-from appliance.cli import admin, audit, server, session, tokens, users
+from appliance.cli import admin, audit, pki, server, session, tokens, users
 from appliance.errors import OperatorError
 
 
@@ -42,3 +42,4 @@ cli.add_command(session.whoami)
 cli.add_command(users.users)
 cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)
+cli.add_command(pki.pki)

@@ -25,7 +25,7 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[Column], output: str,
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for title, _ in columns:
-        table.add_column(title)
+        table.add_column(title, overflow="fold")
     for row in rows:
         table.add_row(*(str(get(row)) if get(row) is not None else "" for _, get in columns))
     Console(highlight=False, soft_wrap=True).print(table)

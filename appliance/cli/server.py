@@ -29,6 +29,7 @@ def server_options(func: Any) -> Any:
         click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
                      help="Config file [env APPLIANCE_CONFIG; default /etc/appliance/appliance.toml if present]"),
         _flag("--http-address", "Address to serve HTTP on (default 127.0.0.1:3000)."),
+        _flag("--tls-address", "Address to serve HTTPS on, with a certificate from the internal CA."),
         _flag("--access-url", "URL users reach the appliance at (default http://<http-address>)."),
         _flag("--postgres-url", "PostgreSQL URL; without it an embedded PostgreSQL 15 is started."),
         _flag("--data-dir", "State directory (default ~/.local/share/appliance, /var/lib/appliance as root)."),
@@ -74,7 +75,15 @@ def _print_banner(config: ServerConfig, runtime: Runtime, has_users: bool) -> No
                 else "external PostgreSQL (postgres_url)")
     console.print(f"\n[bold green]Appliance {__version__} is running.[/]")
     console.print(f"  Console and API: [bold]{url}[/]")
+    if config.tls_address is not None:
+        console.print(f"  Plain HTTP:      http://{config.http_address}")
     console.print(f"  Database:        {database}")
+    if runtime.ca is not None:
+        console.print(f"  CA bundle:       {runtime.ca.layout.trust_bundle}  ({url}/api/v2/pki/ca.pem)")
+        console.print(f"  CA fingerprint:  {runtime.ca.root_fingerprint()}")
+        if runtime.ca_created and runtime.ca.layout.root_passphrase.exists():
+            console.print("  [yellow]The CA's root key passphrase is stored beside it (quickstart). For production, "
+                          f"run '{command} pki export-root FILE --remove'.[/]")
     if has_users:
         console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:

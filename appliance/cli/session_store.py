@@ -14,6 +14,7 @@ from appliance.errors import OperatorError
 class StoredSession:
     url: str
     token: str
+    ca_file: str | None = None
 
 
 def config_dir() -> Path:
@@ -29,7 +30,7 @@ def load_session() -> StoredSession | None:
     path = session_path()
     try:
         data = json.loads(path.read_text())
-        return StoredSession(url=str(data["url"]), token=str(data["token"]))
+        return StoredSession(url=str(data["url"]), token=str(data["token"]), ca_file=data.get("ca_file"))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as err:
@@ -45,9 +46,14 @@ def save_session(session: StoredSession) -> Path:
     # Created 0600 from the first byte: the token is never readable by others, even briefly.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"url": session.url, "token": session.token}, handle)
+        json.dump({"url": session.url, "token": session.token, "ca_file": session.ca_file}, handle)
     temp.replace(path)
     return path
+
+
+def trusted_ca_path() -> Path:
+    """Where `appliance login --ca-fingerprint` keeps the CA bundle it verified."""
+    return config_dir() / "ca.pem"
 
 
 def forget_session() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from appliance.cli.client import client_options, make_client
+from appliance.cli.client import ApiClient, with_client
 from appliance.cli.output import Column, emit, output_option
 
 TOKEN_COLUMNS: list[Column] = [
@@ -25,11 +25,11 @@ def tokens() -> None:
 @click.argument("name")
 @click.option("--lifetime", default=None, help="How long it lasts, e.g. 7d, 12h (default 30d).")
 @click.option("--user", default="me", show_default=True, help="Whose token (owners may act for others).")
-@client_options
-def create(name: str, lifetime: str | None, user: str, url: str | None, token: str | None) -> None:
+@with_client
+def create(name: str, lifetime: str | None, user: str, client: ApiClient) -> None:
     """Create a token and print it once on stdout (only a hash is stored)."""
     body = {"token_name": name, **({"lifetime": lifetime} if lifetime else {})}
-    result = make_client(url, token).request("POST", f"/api/v2/users/{user}/keys/tokens", body=body)
+    result = client.request("POST", f"/api/v2/users/{user}/keys/tokens", body=body)
     click.echo(f"Token {result['token']['id']} expires {result['token']['expires_at'][:19]}; "
                "it is shown once:", err=True)
     click.echo(result["key"])
@@ -37,19 +37,19 @@ def create(name: str, lifetime: str | None, user: str, url: str | None, token: s
 
 @tokens.command("list")
 @click.option("--user", default="me", show_default=True)
-@client_options
+@with_client
 @output_option
-def list_tokens(user: str, url: str | None, token: str | None, output: str) -> None:
+def list_tokens(user: str, client: ApiClient, output: str) -> None:
     """List active tokens."""
-    result = make_client(url, token).request("GET", f"/api/v2/users/{user}/keys/tokens")
+    result = client.request("GET", f"/api/v2/users/{user}/keys/tokens")
     emit(result["tokens"], TOKEN_COLUMNS, output)
 
 
 @tokens.command("revoke")
 @click.argument("token_id")
 @click.option("--user", default="me", show_default=True)
-@client_options
-def revoke(token_id: str, user: str, url: str | None, token: str | None) -> None:
+@with_client
+def revoke(token_id: str, user: str, client: ApiClient) -> None:
     """Revoke a token by its ID."""
-    result = make_client(url, token).request("DELETE", f"/api/v2/users/{user}/keys/{token_id}")
+    result = client.request("DELETE", f"/api/v2/users/{user}/keys/{token_id}")
     click.echo(result["message"])

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from appliance.cli.client import client_options, make_client
+from appliance.cli.client import ApiClient, with_client
 from appliance.cli.output import Column, emit, emit_one, output_option
 
 
@@ -31,24 +31,24 @@ def users() -> None:
 
 
 @users.command("list")
-@client_options
+@with_client
 @output_option
 @click.option("--search", "-q", default="", help="Match username, email or name.")
 @click.option("--status", type=click.Choice(["active", "suspended"]), default=None)
-def list_users(url: str | None, token: str | None, output: str, search: str, status: str | None) -> None:
+def list_users(client: ApiClient, output: str, search: str, status: str | None) -> None:
     """List users."""
-    result = make_client(url, token).request("GET", "/api/v2/users",
+    result = client.request("GET", "/api/v2/users",
                                              params={"q": search, "status": status, "limit": 1000})
     emit(result["users"], USER_FIELDS[:6], output, raw=result["users"])
 
 
 @users.command("show")
 @click.argument("user")
-@client_options
+@with_client
 @output_option
-def show_user(user: str, url: str | None, token: str | None, output: str) -> None:
+def show_user(user: str, client: ApiClient, output: str) -> None:
     """Show one user by username, id or 'me'."""
-    emit_one(make_client(url, token).request("GET", f"/api/v2/users/{user}"), output, USER_FIELDS)
+    emit_one(client.request("GET", f"/api/v2/users/{user}"), output, USER_FIELDS)
 
 
 @users.command("create")
@@ -56,49 +56,47 @@ def show_user(user: str, url: str | None, token: str | None, output: str) -> Non
 @click.option("--email", required=True)
 @click.option("--name", default="")
 @click.option("--password", help="Initial password (prompted if omitted).")
-@client_options
+@with_client
 @output_option
-def create_user(username: str, email: str, name: str, password: str | None, url: str | None,
-                token: str | None, output: str) -> None:
+def create_user(username: str, email: str, name: str, password: str | None, client: ApiClient, output: str) -> None:
     """Create a user with an initial password."""
-    client = make_client(url, token)
     password = password or click.prompt("Initial password", hide_input=True, confirmation_prompt=True, err=True)
     user = client.request("POST", "/api/v2/users",
                           body={"username": username, "email": email, "name": name, "password": password})
     emit_one(user, output, USER_FIELDS)
 
 
-def _set_status(user: str, verb: str, url: str | None, token: str | None, output: str) -> None:
-    result = make_client(url, token).request("PUT", f"/api/v2/users/{user}/status/{verb}")
+def _set_status(client: ApiClient, user: str, verb: str, output: str) -> None:
+    result = client.request("PUT", f"/api/v2/users/{user}/status/{verb}")
     emit_one(result, output, USER_FIELDS[:5])
 
 
 @users.command("suspend")
 @click.argument("user")
-@client_options
+@with_client
 @output_option
-def suspend(user: str, url: str | None, token: str | None, output: str) -> None:
+def suspend(user: str, client: ApiClient, output: str) -> None:
     """Suspend a user: their sessions end and their tokens stop working."""
-    _set_status(user, "suspend", url, token, output)
+    _set_status(client, user, "suspend", output)
 
 
 @users.command("activate")
 @click.argument("user")
-@client_options
+@with_client
 @output_option
-def activate(user: str, url: str | None, token: str | None, output: str) -> None:
+def activate(user: str, client: ApiClient, output: str) -> None:
     """Activate a suspended user."""
-    _set_status(user, "activate", url, token, output)
+    _set_status(client, user, "activate", output)
 
 
 @users.command("roles")
 @click.argument("user")
 @click.argument("roles", nargs=-1)
-@client_options
+@with_client
 @output_option
-def set_roles(user: str, roles: tuple[str, ...], url: str | None, token: str | None, output: str) -> None:
+def set_roles(user: str, roles: tuple[str, ...], client: ApiClient, output: str) -> None:
     """Set a user's site roles (owner, template-admin, user-admin, auditor); none = member only."""
-    result = make_client(url, token).request("PUT", f"/api/v2/users/{user}/roles",
+    result = client.request("PUT", f"/api/v2/users/{user}/roles",
                                              body={"roles": list(roles)})
     emit_one(result, output, USER_FIELDS[:5])
 
@@ -106,10 +104,10 @@ def set_roles(user: str, roles: tuple[str, ...], url: str | None, token: str | N
 @users.command("delete")
 @click.argument("user")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@client_options
-def delete_user(user: str, yes: bool, url: str | None, token: str | None) -> None:
+@with_client
+def delete_user(user: str, yes: bool, client: ApiClient) -> None:
     """Delete a user and revoke all their tokens and sessions."""
     if not yes:
         click.confirm(f"Delete user {user}?", abort=True, err=True)
-    result = make_client(url, token).request("DELETE", f"/api/v2/users/{user}")
+    result = client.request("DELETE", f"/api/v2/users/{user}")
     click.echo(result["message"])

@@ -34,7 +34,7 @@ def setup() -> Any:
         if users.has_any_user(conn):
             flash("Setup is already done. Log in with an existing account.", "info")
             return redirect(url_for("console.login"))
-    if request.method == "GET":
+    if request.method != "POST":
         return render("setup.html", form={})
     form = _form("username", "email", "name", "password", "password_confirm")
     if form["password"] != form["password_confirm"]:
@@ -56,7 +56,7 @@ def setup() -> Any:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    if request.method == "GET":
+    if request.method != "POST":
         with database().transaction() as conn:
             if not users.has_any_user(conn):
                 return redirect(url_for("console.setup"))

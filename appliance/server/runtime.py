@@ -1,7 +1,8 @@
-"""Start and stop the control plane: listening socket, PostgreSQL, migrations, the WSGI server.
+"""Start and stop the control plane: listeners, the CA, PostgreSQL, migrations, the WSGI servers.
 
-The socket is bound first so a busy port fails in a second, before any slow database work;
-shutdown on SIGTERM or SIGINT closes the listener, the pool, then the embedded cluster.
+Sockets are bound first so a busy port fails in a second, before any slow database work;
+shutdown on SIGTERM or SIGINT closes the listeners, the pool, then the embedded cluster.
+A background thread renews certificates before they expire and reloads the HTTPS listener.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -20,6 +22,9 @@ from appliance.db.database import Database
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.errors import OperatorError
+from appliance.pki.ca import CertificateAuthority
+from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
+from appliance.server.tls import TlsListener
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +47,25 @@ def bind(address: Address) -> socket.socket:
     return sock
 
 
+RENEWAL_INTERVAL = 6 * 3600.0
+
+
 @dataclass
 class Runtime:
     config: ServerConfig
     embedded: EmbeddedPostgres | None = None
     db: Database | None = None
+    ca: CertificateAuthority | None = None
+    ca_created: bool = False
+    tls: TlsListener | None = None
     _listener: socket.socket | None = field(default=None, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def start(self) -> None:
         self._listener = bind(self.config.http_address)
+        self.ca, self.ca_created = ensure_ca(self.config)
+        if self.config.tls_address is not None:
+            ensure_server_certificate(self.ca, self.config)
         conninfo = self.config.postgres_url
         if conninfo is None:
             self.embedded = EmbeddedPostgres(self.config.data_dir / "postgres")
@@ -63,6 +78,12 @@ class Runtime:
     def serve_forever(self) -> None:
         assert self.db is not None and self._listener is not None
         app = create_app(self.config, self.db)
+        if self.config.tls_address is not None and self.ca is not None:
+            layout = self.ca.layout
+            self.tls = TlsListener(self.config.tls_address, app, layout.live_fullchain(SERVER_CERT_NAME),
+                                   layout.live_key(SERVER_CERT_NAME))
+            self.tls.start()
+        threading.Thread(target=self._renew_periodically, name="cert-renewal", daemon=True).start()
         server = create_server(app, sockets=[self._listener], threads=8, ident="appliance",
                                clear_untrusted_proxy_headers=True, channel_timeout=300)
         previous = {sig: signal.signal(sig, _request_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -75,7 +96,30 @@ class Runtime:
                 signal.signal(sig, handler)
             server.close()
 
+    def _renew_periodically(self) -> None:
+        while not self._stopping.wait(RENEWAL_INTERVAL):
+            self.renew_certificates()
+
+    def renew_certificates(self) -> None:
+        """Renew whatever is due, refresh the CRL, and hand a new server certificate to the listener."""
+        if self.ca is None:
+            return
+        try:
+            before = self.ca.current(SERVER_CERT_NAME)
+            self.ca.renew_due(self.config.cert_renew_within)
+            if self.config.tls_address is not None:
+                ensure_server_certificate(self.ca, self.config)
+            after = self.ca.current(SERVER_CERT_NAME)
+            if self.tls is not None and after is not None and after != before:
+                self.tls.reload_certificate()
+        except (OperatorError, OSError):
+            log.exception("certificate_renewal_failed")
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self.tls is not None:
+            self.tls.stop()
+            self.tls = None
         if self.db is not None:
             self.db.close()
             self.db = None

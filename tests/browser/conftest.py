@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
+from appliance.pki.ca import CertificateAuthority, IssueRequest
 from tests.support.postgres import create_database, running_cluster, truncate_all
 from tests.support.server import LiveServer, live_server
 
@@ -41,8 +42,17 @@ def db_conninfo(pg_cluster: EmbeddedPostgres) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(db_conninfo: str) -> Iterator[LiveServer]:
-    with live_server(db_conninfo) as live:
+def site_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    """The internal CA the server reports on, with one certificate issued."""
+    ca = CertificateAuthority(tmp_path_factory.mktemp("site") / "pki")
+    ca.init(b"browser-test-passphrase")
+    ca.issue(IssueRequest("server", ("localhost",), ("127.0.0.1",)))
+    return ca
+
+
+@pytest.fixture(scope="session")
+def server(db_conninfo: str, site_ca: CertificateAuthority) -> Iterator[LiveServer]:
+    with live_server(db_conninfo, pki_dir=site_ca.root) as live:
         yield live
 
 

@@ -19,6 +19,7 @@ from playwright.sync_api import (
     expect,
 )
 
+from appliance.pki.ca import CertificateAuthority
 from tests.support.api import DEFAULT_PASSWORD, Api
 
 PASSWORD = DEFAULT_PASSWORD
@@ -140,7 +141,7 @@ def test_first_user_setup_creates_the_owner(page: Page, base_url: str, db_connin
     expect(page.locator("dl.facts .tag")).to_have_text(["Owner"])
     expect(page.locator("header .who")).to_have_text("alice")
     expect(nav(page).get_by_role("link")).to_have_text(
-        ["Dashboard", "Users", "Audit log", "Account"])
+        ["Dashboard", "Users", "Audit log", "Certificates", "Account"])
 
     # Setup is closed once a user exists.
     page.goto("/setup")
@@ -486,3 +487,27 @@ def test_forms_without_the_csrf_token_are_refused(
         "token_name": "legit", "lifetime": "30d", "csrf_token": csrf})
     assert accepted.status == 201
     assert count_rows(db_conninfo, tokens) == 1
+
+
+# -- 9. certificates admin page -------------------------------------------------------------------
+
+
+def test_owners_see_the_ca_fingerprint_and_certificate_expiry(
+    page: Page, new_context: Callable[[], BrowserContext], base_url: str, site_ca: CertificateAuthority
+) -> None:
+    owner = make_owner(base_url)
+    owner.create_user(username="dave")
+    log_in(page, "owner")
+    go_via_nav(page, "Certificates")
+    expect(page.locator("#root-fingerprint")).to_have_text(site_ca.root_fingerprint())
+    server_row = page.locator("tr[data-name='server']")
+    expect(server_row.locator(".state")).to_have_text("valid")
+    expect(server_row).to_contain_text(site_ca.current("server").not_after.strftime("%Y-%m-%d"))  # type: ignore[union-attr]
+    bundle = page.request.get(base_url + "/api/v2/pki/ca.pem")
+    assert bundle.body() == site_ca.trust_bundle_pem()
+
+    member = new_context().new_page()
+    log_in(member, "dave")
+    expect(nav(member).get_by_role("link", name="Certificates")).to_have_count(0)
+    refused = member.goto("/admin/certificates")
+    assert refused is not None and refused.status == 403

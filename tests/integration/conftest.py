@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
+from appliance.pki.ca import CertificateAuthority
 from tests.support.api import Api
 from tests.support.postgres import create_database, drop_database, running_cluster, truncate_all
 from tests.support.server import LiveServer, live_server
@@ -57,8 +59,16 @@ def shared_conninfo(admin_conninfo: str, template_db: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(shared_conninfo: str) -> Iterator[LiveServer]:
-    with live_server(shared_conninfo) as live:
+def site_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised internal CA for the shared server, as `appliance server` would create."""
+    root = tmp_path_factory.mktemp("site") / "pki"
+    CertificateAuthority(root).init(b"integration-test-passphrase")
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(shared_conninfo: str, site_pki: Path) -> Iterator[LiveServer]:
+    with live_server(shared_conninfo, pki_dir=site_pki) as live:
         yield live
 
 

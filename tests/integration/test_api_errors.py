@@ -106,3 +106,12 @@ def test_healthz_and_buildinfo(api: Api) -> None:
     info = api.get("/api/v2/buildinfo").json()
     assert info["version"]
     assert len(info["commit"]) == 40 or info["commit"] == "unknown"
+
+
+def test_the_trust_bundle_and_crl_are_public_pem(api: Api) -> None:
+    bundle = api.get("/api/v2/pki/ca.pem")
+    assert bundle.status_code == 200
+    assert bundle.headers["Content-Type"] == "application/x-pem-file"
+    assert bundle.text.count("BEGIN CERTIFICATE") == 2
+    crl = api.get("/api/v2/pki/crl.pem")
+    assert crl.text.startswith("-----BEGIN X509 CRL-----")

@@ -61,6 +61,8 @@ ENDPOINTS: dict[str, tuple[Call, set[str]]] = {
     "POST /users/{other}/keys/tokens": (lambda a, w: a.post(other(w) + "/keys/tokens", json=token_body(w)), OWNERS),
     "GET /audit": (lambda a, w: a.get("/api/v2/audit"), AUDITORS),
     "GET /audit/export": (lambda a, w: a.get("/api/v2/audit/export"), AUDITORS),
+    "GET /pki/status": (lambda a, w: a.get("/api/v2/pki/status"), OWNERS),
+    "GET /pki/ca.pem": (lambda a, w: a.get("/api/v2/pki/ca.pem"), EVERYONE),
 }
 
 

@@ -32,6 +32,9 @@ def make_config(**overrides: Any) -> ServerConfig:
         "proxy_trusted_hops": 0,
         "session_lifetime": timedelta(hours=24),
         "max_token_lifetime": timedelta(days=365),
+        "tls_address": None,
+        "pki_dir": Path("/nonexistent/pki"),
+        "cert_renew_within": timedelta(days=30),
         "config_file": None,
     }
     values.update(overrides)
