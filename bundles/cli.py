@@ -1,23 +1,276 @@
-"""`appliance-bundle`: build side of the signed bundle. Subcommands land with the bundles issue."""
+"""`appliance-bundle`: build, sign, verify, inspect and diff signed offline bundles."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-PLANNED = {
-    "build --recipe FILE --version V --output DIR": "collect wheels, debs, playbooks, installer, SBOM",
-    "sign BUNDLE --key FPR [--key ...]": "add detached GPG signatures over manifest.json",
-    "verify BUNDLE --keyring FILE": "m-of-n signatures, every member hash, no extra or unsafe member",
-    "inspect BUNDLE": "version, signers, expiry, sizes by role, SBOM counts",
-    "diff OLD NEW": "added, removed and changed packages, wheels, providers, images",
-    "keys generate": "a release key for testing",
-}
+from bundles.build.assemble import assemble, build_time
+from bundles.build.collect import collect
+from bundles.build.sbom import write_sbom
+from bundles.errors import BundleError, BundleRejected
+from bundles.inspect import diff_bundles, inspect_bundle
+from bundles.recipe import load_recipe
+from bundles.signatures import export_public_key, generate_key, sign_manifest, split_signatures
+from bundles.tarball import read_head, replace_signatures
+from bundles.verify import TrustPolicy, verify_bundle
+
+console = Console(stderr=True, highlight=False)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """BundleError prints as message + hint and exits 1 (rejections exit 3), never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BundleError as err:
+            if os.environ.get("APPLIANCE_DEBUG"):
+                raise
+            console.print(f"[red]error:[/] {err.message}", soft_wrap=True)
+            if err.hint:
+                console.print(f"hint: {err.hint}", soft_wrap=True)
+            sys.exit(3 if isinstance(err, BundleRejected) else 1)
+
+
+@contextmanager
+def byte_progress(description: str, total: int) -> Iterator[Any]:
+    """A bar with sizes, speed and ETA for long byte-wise work (writing, verifying)."""
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Build, sign and verify appliance bundles (not built yet)."""
-    click.echo("appliance-bundle is not built yet. Planned subcommands:")
-    for usage, what in PLANNED.items():
-        click.echo(f"  {usage:<46} {what}")
-    raise SystemExit(2)
+    """Build, sign and verify the appliance's signed offline bundles."""
+
+
+def _commit(root: Path) -> str:
+    result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=False)
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+@cli.command()
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), default=Path("bundles/appliance.toml"),
+              show_default=True)
+@click.option("--version", "version", required=True, help="SemVer version of this release, e.g. 1.4.0.")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False), default=Path("dist"), show_default=True)
+@click.option("--stage", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Reuse artifacts already collected in this folder (skips the slow collection).")
+@click.option("--keep-stage", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Collect into this folder and keep it, for later --stage builds.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=Path(".cache/bundle"),
+              show_default=True, help="Where the debootstrap baseline and build leftovers are kept.")
+def build(recipe: Path, version: str, output: Path, stage: Path | None, keep_stage: Path | None,
+          cache_dir: Path) -> None:
+    """Collect every artifact of RECIPE for an offline Debian 12 host and write an unsigned bundle."""
+    spec = load_recipe(recipe)
+    created = build_time()
+    is_temporary = stage is None and keep_stage is None
+    work = Path(tempfile.mkdtemp(prefix="stage-", dir=_made(cache_dir))) if is_temporary else None
+    target = stage or keep_stage or work
+    assert target is not None
+    try:
+        if stage is None:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                          console=console) as progress:
+                task = progress.add_task("collecting", total=None)
+                collect(spec, target, cache_dir.resolve(), created=created,
+                        step=lambda text: progress.update(task, description=text))
+        write_sbom(target, product=spec.product, version=version, created=created, tool_version=_tool_version())
+        total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        with byte_progress("writing bundle", total) as advance:
+            out = assemble(target, output, version=version, created=created, expires_after=spec.expires_after,
+                           min_upgrade_from=spec.min_upgrade_from, progress=advance,
+                           build_info={"commit": _commit(spec.root), "builder": f"appliance-bundle {_tool_version()}"})
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    click.echo(f"Built {out} ({out.stat().st_size / 1e6:.1f} MB, unsigned).")
+    click.echo(f"Next: appliance-bundle sign {out} --key <release key fingerprint>")
+
+
+def _made(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _tool_version() -> str:
+    from importlib.metadata import version
+
+    return version("appliance")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--key", "keys", multiple=True, required=True, help="Fingerprint of a signing key (repeatable).")
+@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")
+def sign(bundle: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
+    """Add detached GPG signatures over BUNDLE's manifest (keeps signatures already there)."""
+    manifest, existing, _ = read_head(bundle)
+    blocks = split_signatures(existing) if existing else []
+    passphrase = os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE")
+    for key in keys:
+        blocks.append(sign_manifest(manifest, key, gnupghome, passphrase))
+    replace_signatures(bundle, b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks))
+    click.echo(f"Signed {bundle} with {len(keys)} key(s); it now carries {len(blocks)} signature(s).")
+
+
+def _policy(keyring: Path, threshold: int, installed: str | None, accept_expired: str | None) -> TrustPolicy:
+    return TrustPolicy.from_keyring_file(keyring, threshold=threshold, installed_version=installed,
+                                         accept_expired_reason=accept_expired)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--keyring", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Public keys that may sign releases (ASCII-armored or binary).")
+@click.option("--threshold", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="How many distinct trusted keys must have signed.")
+@click.option("--installed-version", default=None, help="Refuse bundles older than this (anti-rollback).")
+@click.option("--accept-expired", default=None, metavar="REASON",
+              help="Accept an expired bundle because this host's clock is wrong; the reason is recorded.")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def verify(bundle: Path, keyring: Path, threshold: int, installed_version: str | None, accept_expired: str | None,
+           output: str) -> None:
+    """Verify BUNDLE: trusted signatures, then every member's hash, failing closed (exit 3)."""
+    policy = _policy(keyring, threshold, installed_version, accept_expired)
+    with byte_progress("verifying", _payload_size(bundle)) as advance:
+        result = verify_bundle(bundle, policy, progress=advance)
+    if output == "json":
+        click.echo(json.dumps(result.receipt(), indent=2))
+        return
+    click.echo(f"OK: {bundle.name} is appliance {result.manifest.version}, {len(result.manifest.members)} members.")
+    for signer in result.signers:
+        click.echo(f"  signed by {signer.user_id} ({signer.fingerprint})")
+    click.echo(f"  expires {result.manifest.expires_at:%Y-%m-%d}; manifest sha256 {result.manifest_sha256}")
+    for override in result.overrides:
+        console.print(f"[yellow]warning:[/] {override}")
+
+
+def _payload_size(bundle: Path) -> int:
+    try:
+        return bundle.stat().st_size
+    except OSError:
+        return 0
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000  # type: ignore[assignment]
+    return str(size)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--keyring", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Verify with these keys first (without it, signers are shown unverified).")
+@click.option("--threshold", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def inspect(bundle: Path, keyring: Path | None, threshold: int, output: str) -> None:
+    """Show BUNDLE's version, signers, expiry, sizes by role and SBOM counts."""
+    report = inspect_bundle(bundle, _policy(keyring, threshold, None, None) if keyring else None)
+    if output == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    manifest = report.manifest
+    click.echo(f"{manifest.product} {manifest.version}  ({bundle.name})")
+    click.echo(f"  created     {manifest.created_at:%Y-%m-%d %H:%M} UTC, expires {manifest.expires_at:%Y-%m-%d}")
+    click.echo(f"  upgrades    from {manifest.min_upgrade_from} or later")
+    if report.verified:
+        for signer in report.verified.signers:
+            click.echo(f"  signed by   {signer.user_id} ({signer.fingerprint}), verified")
+    else:
+        console.print(f"  [yellow]signatures  {report.signature_count} present, NOT verified (pass --keyring)[/]")
+    click.echo(f"  size        {_human(manifest.total_size)} in {len(manifest.members)} members")
+    for role, size in manifest.size_by_role().items():
+        click.echo(f"    {role:<10} {_human(size):>10}")
+    plural = {"binary": "binaries"}
+    click.echo("  SBOM        " + ", ".join(f"{n} {k if n == 1 else plural.get(k, k + 's')}"
+                                            for k, n in report.sbom_counts().items()))
+
+
+@cli.command()
+@click.argument("old", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("new", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--keyring", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Verify both bundles first.")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diff(old: Path, new: Path, keyring: Path | None, output: str) -> None:
+    """List packages, wheels, providers and images added, removed or changed from OLD to NEW."""
+    policy = _policy(keyring, 1, None, None) if keyring else None
+    before, after = inspect_bundle(old, policy), inspect_bundle(new, policy)
+    changes = diff_bundles(before, after)
+    if output == "json":
+        click.echo(json.dumps([{"kind": c.kind, "name": c.name, "old": c.old, "new": c.new, "change": c.what}
+                               for c in changes], indent=2))
+        return
+    click.echo(f"{before.manifest.version} -> {after.manifest.version}: {len(changes)} change(s)")
+    for change in changes:
+        versions = change.new if change.what == "added" else change.old if change.what == "removed" \
+            else f"{change.old} -> {change.new}"
+        click.echo(f"  {change.what:<8} {change.kind:<9} {change.name}  {versions}")
+
+
+@cli.group()
+def keys() -> None:
+    """Make and export release signing keys."""
+
+
+@keys.command("generate")
+@click.option("--name", required=True, help="Who the key belongs to, e.g. 'Appliance Release 2026'.")
+@click.option("--email", required=True)
+@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="A dedicated GPG home for the new key.")
+@click.option("--expire", default="2y", show_default=True)
+@click.option("--export-public", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the public key here (the keyring installers trust).")
+def keys_generate(name: str, email: str, gnupghome: Path, expire: str, export_public: Path | None) -> None:
+    """Generate an ed25519 signing key WITHOUT a passphrase: for tests and trial builds only.
+
+    A real release key is made on an offline machine, protected by a passphrase (ideally on a
+    smartcard), and only its public part leaves that machine; see bundles/README.md.
+    """
+    fingerprint = generate_key(gnupghome, name, email, expire)
+    click.echo(fingerprint)
+    if export_public:
+        export_public.write_bytes(export_public_key(gnupghome, fingerprint))
+        console.print(f"Public key written to {export_public}")
+
+
+@keys.command("export")
+@click.argument("fingerprint")
+@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True)
+def keys_export(fingerprint: str, gnupghome: Path | None, output: Path) -> None:
+    """Write the public key FINGERPRINT, for the keyring installers trust."""
+    output.write_bytes(export_public_key(gnupghome, fingerprint))
+    click.echo(f"Wrote {output}.")

@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(postgresql-15)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium git)
+  # chromium: browser tests; debootstrap, dpkg-dev, binutils (PyInstaller), gnupg: bundle build tests.
+  packages+=(chromium git debootstrap dpkg-dev binutils gnupg)
 fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then

@@ -1,0 +1,80 @@
+"""Collect every artifact the recipe names into a stage folder laid out like the bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from bundles.build.debs import baseline_rootfs, download_closure, write_repository_index
+from bundles.build.executable import build_executable
+from bundles.build.wheels import collect_wheels
+from bundles.errors import BundleError
+from bundles.recipe import Recipe
+
+Step = Callable[[str], None]
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        raise BundleError(f"{source} is not a folder.", "Fix the path in the recipe.")
+    shutil.copytree(source, target, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    dirs_exist_ok=True)
+
+
+def _terraform_version(binary: Path) -> str:
+    result = subprocess.run([str(binary), "version", "-json"], capture_output=True, text=True, check=False)
+    try:
+        return str(json.loads(result.stdout)["terraform_version"])
+    except (ValueError, KeyError) as err:
+        raise BundleError(f"{binary} did not report a terraform version.", "Point terraform.binary at terraform.") \
+            from err
+
+
+def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step: Step = lambda _: None) -> None:
+    """Fill `stage` from the recipe. Slow, connected work: pip, debootstrap, apt, PyInstaller."""
+    stage.mkdir(parents=True, exist_ok=True)
+    versions: dict[str, str] = {}
+
+    step("wheels: the appliance wheel and dependency wheels for the target")
+    collect_wheels(recipe.project, stage / "wheels", python=recipe.python, extras=recipe.extras)
+
+    if recipe.debs:
+        step(f"debs: debootstrap baseline for {recipe.distribution} (cached after the first build)")
+        baseline = baseline_rootfs(cache, recipe.distribution, recipe.architecture, recipe.baseline_packages)
+        step(f"debs: {', '.join(recipe.debs)} and their dependency closure")
+        download_closure(baseline, cache / "work", recipe.distribution, recipe.debs, stage / "debs")
+        write_repository_index(stage / "debs", distribution=recipe.distribution,
+                               architecture=recipe.architecture, date=created)
+
+    step(f"installer: {recipe.installer_name} with PyInstaller")
+    build_executable(recipe.installer_entry, recipe.installer_name, stage / "installer", cache / "pyinstaller")
+    versions[f"installer/{recipe.installer_name}"] = _project_version(recipe)
+
+    step("playbooks and docs")
+    if recipe.playbooks.exists():
+        _copy_tree(recipe.playbooks, stage / "playbooks")
+    for doc in recipe.docs:
+        (stage / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(doc, stage / "docs" / doc.name)
+
+    if recipe.terraform:
+        step("terraform binary")
+        (stage / "terraform").mkdir(exist_ok=True)
+        shutil.copy2(recipe.terraform, stage / "terraform" / "terraform")
+        versions["terraform/terraform"] = _terraform_version(recipe.terraform)
+    if recipe.providers:
+        step("provider mirror")
+        _copy_tree(recipe.providers, stage / "providers")
+    for layout in recipe.images:
+        step(f"image layout {layout.name}")
+        _copy_tree(layout, stage / "images" / layout.name)
+    (stage / ".versions.json").write_text(json.dumps(versions, indent=1, sort_keys=True) + "\n")
+
+
+def _project_version(recipe: Recipe) -> str:
+    return str(tomllib.loads((recipe.project / "pyproject.toml").read_text())["project"]["version"])

@@ -1,0 +1,83 @@
+"""Small real bundles for tests: a stage of tiny artifacts, real GPG keys made at test time."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bundles.build.assemble import assemble
+from bundles.build.sbom import write_sbom
+from bundles.signatures import export_public_key, generate_key, sign_manifest
+from bundles.tarball import read_head, replace_signatures
+
+CREATED = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ReleaseKey:
+    home: Path
+    fingerprint: str
+
+    @property
+    def public(self) -> bytes:
+        return export_public_key(self.home, self.fingerprint)
+
+
+def make_key(root: Path, name: str) -> ReleaseKey:
+    home = root / f"gnupg-{name}"
+    return ReleaseKey(home, generate_key(home, f"Release {name}", f"{name}@example.org"))
+
+
+def tiny_deb(folder: Path, package: str, version: str) -> Path:
+    """A real (empty) Debian package, so dpkg-deb and the SBOM can read it."""
+    root = folder / f".build-{package}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: Test <t@example.org>\n"
+        f"Description: test package {package}\n")
+    out = folder / f"{package}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(out)], check=True,
+                   capture_output=True, env={"SOURCE_DATE_EPOCH": "1780000000", "PATH": "/usr/bin:/bin"})
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    return out
+
+
+def make_stage(folder: Path, *, deb_version: str = "1.0-1", wheel_version: str = "2.0.0") -> Path:
+    """A stage with one member of every role, each small."""
+    stage = folder / "stage"
+    for sub in ("installer", "wheels", "debs", "terraform", "playbooks/roles/base", "docs", "images/base",
+                "providers/registry.terraform.io/hashicorp/random"):
+        (stage / sub).mkdir(parents=True, exist_ok=True)
+    installer = stage / "installer" / "appliance-installer"
+    installer.write_bytes(b"#!/bin/sh\necho installer\n" + bytes(range(256)) * 40)
+    installer.chmod(0o755)
+    terraform = stage / "terraform" / "terraform"
+    terraform.write_bytes(b"\x7fELF fake terraform" * 100)
+    terraform.chmod(0o755)
+    (stage / "wheels" / f"flask-{wheel_version}-py3-none-any.whl").write_bytes(b"PK wheel " * 500)
+    (stage / "wheels" / "appliance-0.1.0-py3-none-any.whl").write_bytes(b"PK appliance " * 500)
+    tiny_deb(stage / "debs", "nginx", deb_version)
+    (stage / "debs" / "Packages").write_text("Package: nginx\n")
+    (stage / "playbooks" / "site.yml").write_text("- hosts: localhost\n")
+    (stage / "playbooks" / "roles" / "base" / "main.yml").write_text("---\n")
+    (stage / "docs" / "README.md").write_text("# Appliance\n")
+    (stage / "images" / "base" / "index.json").write_text('{"schemaVersion": 2}\n')
+    (stage / "providers/registry.terraform.io/hashicorp/random/terraform-provider-random_3.6.0_linux_amd64.zip"
+     ).write_bytes(b"PK provider " * 300)
+    write_sbom(stage, product="appliance", version="1.2.0", created=CREATED, tool_version="test")
+    return stage
+
+
+def build_bundle(stage: Path, out_dir: Path, *, version: str = "1.2.0", min_upgrade_from: str = "1.0.0",
+                 created: datetime = CREATED, expires_after: timedelta = timedelta(days=365)) -> Path:
+    return assemble(stage, out_dir, version=version, created=created, expires_after=expires_after,
+                    min_upgrade_from=min_upgrade_from, build_info={"commit": "test"})
+
+
+def sign_bundle(bundle: Path, *keys: ReleaseKey) -> None:
+    manifest, existing, _ = read_head(bundle)
+    blocks = [existing] if existing else []
+    blocks += [sign_manifest(manifest, key.fingerprint, key.home) for key in keys]
+    replace_signatures(bundle, b"".join(blocks))
