@@ -19,7 +19,7 @@ class DebianMirror:
 def _deb822_entries(text: str) -> list[dict[str, str]]:
     entries: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    for line in text.splitlines() + [""]:
+    for line in [*text.splitlines(), ""]:
         if not line.strip():
             if current:
                 entries.append(current)

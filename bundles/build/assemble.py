@@ -40,7 +40,8 @@ def stage_members(stage: Path) -> list[Member]:
     members = []
     for path in sorted(stage.rglob("*"), key=lambda p: p.relative_to(stage).as_posix()):
         relative = path.relative_to(stage).as_posix()
-        if any(part.startswith(".") for part in relative.split("/")) or path.is_dir() and not path.is_symlink():
+        is_hidden = any(part.startswith(".") for part in relative.split("/"))
+        if is_hidden or (path.is_dir() and not path.is_symlink()):
             continue
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode):

@@ -19,7 +19,8 @@ from bundles.errors import BundleError
 from bundles.layout import SBOM, SBOM_KIND_PROPERTY, SBOM_PATH_PROPERTY
 
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
-_PROVIDER_ZIP = re.compile(r"^terraform-provider-(?P<type>[^_]+)_(?P<version>[^_]+)_(?P<os>[^_]+)_(?P<arch>[^_.]+)\.zip$")
+_PROVIDER_ZIP = re.compile(
+    r"^terraform-provider-(?P<type>[^_]+)_(?P<version>[^_]+)_(?P<os>[^_]+)_(?P<arch>[^_.]+)\.zip$")
 
 
 def _sha256(path: Path) -> str:
