@@ -43,6 +43,7 @@ class ServerConfig:
     tls_address: Address | None
     pki_dir: Path
     cert_renew_within: timedelta
+    first_user_requires_setup_token: bool
     config_file: Path | None
 
     @property
@@ -103,6 +104,16 @@ def _parse_log_level(value: str) -> str:
     return value
 
 
+def _parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _parse_hops(value: str | int) -> int:
     hops = int(value)
     if hops < 0 or hops > 5:
@@ -137,6 +148,7 @@ _KEYS: dict[str, _Key] = {
     "tls_address": _Key(parse_address, None),
     "pki_dir": _Key(lambda v: Path(v).expanduser(), None),
     "cert_renew_within": _Key(parse_duration, "30d"),
+    "first_user_requires_setup_token": _Key(lambda v: _parse_bool(v), False),
 }
 
 

@@ -25,6 +25,11 @@ class FirstUserRequest(Body):
     name: str = Field(default="", max_length=128)
 
 
+class FirstUserWithTokenRequest(FirstUserRequest):
+    setup_token: str | None = Field(default=None, max_length=128,
+                                    description="The one-time setup link's token (required on installed appliances).")
+
+
 class CreateUserRequest(FirstUserRequest):
     pass
 

@@ -11,7 +11,7 @@ from appliance.api.context import authenticated
 from appliance.api.schemas import (
     ChangePasswordRequest,
     CreateUserRequest,
-    FirstUserRequest,
+    FirstUserWithTokenRequest,
     LoginRequest,
     LoginResponse,
     MessageResponse,
@@ -46,11 +46,13 @@ def first_user_status() -> Response:
 
 
 @endpoint(v2, "POST", "/users/first", summary="Create the first user, who becomes Owner", tag=TAG,
-          body=FirstUserRequest, response=UserResponse, status=201, is_authenticated=False,
-          errors=(409,))
-def create_first_user(body: FirstUserRequest) -> Response:
+          body=FirstUserWithTokenRequest, response=UserResponse, status=201, is_authenticated=False,
+          errors=(403, 409))
+def create_first_user(body: FirstUserWithTokenRequest) -> Response:
+    fields = body.model_dump(exclude={"setup_token"})
     with database().transaction() as conn:
-        user = users.create_first_user(conn, users.NewUser(**body.model_dump()), request_info())
+        user = users.create_first_user(conn, users.NewUser(**fields), request_info(), setup_token=body.setup_token,
+                                       requires_setup_token=server_config().first_user_requires_setup_token)
     return json_response(user.public(), 201)
 
 

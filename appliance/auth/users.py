@@ -27,6 +27,7 @@ from appliance.auth.rbac import (
     authorize,
     is_allowed,
 )
+from appliance.auth.setup_tokens import consume_setup_token
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, InvalidInput, NotFound
 
@@ -123,12 +124,15 @@ def has_any_user(conn: Connection) -> bool:
     return conn.execute("SELECT EXISTS (SELECT 1 FROM users) AS found").fetchone() == {"found": True}
 
 
-def create_first_user(conn: Connection, new: NewUser, info: RequestInfo) -> User:
+def create_first_user(conn: Connection, new: NewUser, info: RequestInfo, *,
+                      setup_token: str | None = None, requires_setup_token: bool = False) -> User:
     validate_new_user(new)
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_FIRST_USER_LOCK,))
     if has_any_user(conn):
         raise Conflict("The first user has already been created.",
                        "Log in with that account, or ask its owner to create yours.")
+    if requires_setup_token:
+        consume_setup_token(conn, setup_token)
     user = _insert(conn, new, [OWNER])
     record(conn, actor=user.subject(), action="create", resource_type="user", resource_id=user.id,
            target=user.username, diff=diff_fields({}, user.audited()), status=201, info=info)

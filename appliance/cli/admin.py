@@ -1,4 +1,4 @@
-"""`appliance migrate`: bring the database schema up to date."""
+"""`appliance migrate` and `appliance setup-link`: operator commands that talk to the database directly."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from typing import Any
 
 import click
 
+from appliance.auth.setup_tokens import create_setup_token
 from appliance.cli.server import server_options
-from appliance.config import load_server_config
+from appliance.config import load_server_config, parse_duration
+from appliance.db.database import Database
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations, pending_migrations
+from appliance.errors import OperatorError, RequestError
 from appliance.logs import configure_logging
 
 
@@ -39,3 +42,23 @@ def migrate(dry_run: bool, **flags: Any) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+@click.command("setup-link")
+@server_options
+@click.option("--lifetime", default="24h", show_default=True, help="How long the link stays valid.")
+def setup_link(lifetime: str, **flags: Any) -> None:
+    """Print a one-time link that creates the first (owner) user; older links stop working."""
+    config = load_server_config(flags)
+    if config.postgres_url is None:
+        raise OperatorError("setup-link needs postgres_url (an installed appliance).",
+                            "The embedded quickstart needs no link: open /setup on the loopback URL.")
+    db = Database(config.postgres_url, max_size=1)
+    try:
+        with db.transaction() as conn:
+            token = create_setup_token(conn, parse_duration(lifetime))
+    except RequestError as err:
+        raise OperatorError(err.message, err.detail) from err
+    finally:
+        db.close()
+    click.echo(f"{config.access_url}/setup?token={token}")

@@ -36,6 +36,7 @@ def cli(debug: bool) -> None:
 
 cli.add_command(server.server)
 cli.add_command(admin.migrate)
+cli.add_command(admin.setup_link)
 cli.add_command(session.login)
 cli.add_command(session.logout)
 cli.add_command(session.whoami)

@@ -35,19 +35,23 @@ def setup() -> Any:
             flash("Setup is already done. Log in with an existing account.", "info")
             return redirect(url_for("console.login"))
     if request.method != "POST":
-        return render("setup.html", form={})
-    form = _form("username", "email", "name", "password", "password_confirm")
+        return render("setup.html", form={"token": request.args.get("token", "")},
+                      needs_token=server_config().first_user_requires_setup_token)
+    form = _form("username", "email", "name", "password", "password_confirm", "token")
     if form["password"] != form["password_confirm"]:
         return render("setup.html", 400, form=form, error="The two passwords differ.",
-                      error_field="password_confirm")
+                      error_field="password_confirm", needs_token=server_config().first_user_requires_setup_token)
     new = users.NewUser(form["username"].strip(), form["email"].strip(), form["password"],
                         form["name"].strip())
     try:
         with database().transaction() as conn:
-            user = users.create_first_user(conn, new, request_info())
+            user = users.create_first_user(
+                conn, new, request_info(), setup_token=form["token"] or None,
+                requires_setup_token=server_config().first_user_requires_setup_token)
             token = apikeys.create_session(conn, user, server_config().session_lifetime, request_info())
     except RequestError as err:
-        return render("setup.html", err.status, form=form, error=err.message, error_field=err.field)
+        return render("setup.html", err.status, form=form, error=err.message, error_field=err.field,
+                      hint=err.detail, needs_token=server_config().first_user_requires_setup_token)
     response = redirect(url_for("console.dashboard"))
     set_session_cookie(response, token)
     flash(f"Welcome, {user.username}. You are the owner of this appliance.", "success")

@@ -151,3 +151,28 @@ def test_invalid_new_users_are_refused_naming_the_field(owner_api: Api, body: di
 def _login_as(owner_api: Api, roles: list[str], username: str | None = None) -> str:
     user = owner_api.create_user(roles=roles, username=username)
     return owner_api.login(user["username"])
+
+
+def test_an_installed_appliance_creates_the_first_user_only_with_the_setup_link(shared_conninfo: str) -> None:
+    from appliance.auth.setup_tokens import create_setup_token
+    from appliance.db.database import Database
+    from tests.support.postgres import truncate_all
+    from tests.support.server import live_server
+
+    truncate_all(shared_conninfo)
+    body = {"username": "admin", "email": "admin@example.org", "password": DEFAULT_PASSWORD}
+    with live_server(shared_conninfo, first_user_requires_setup_token=True) as live:
+        api = Api(live.url)
+        missing = api.post("/api/v2/users/first", json=body)
+        assert missing.status_code == 403 and "one-time setup link" in missing.json()["message"]
+        db = Database(shared_conninfo)
+        with db.transaction() as conn:
+            old = create_setup_token(conn)
+        with db.transaction() as conn:
+            token = create_setup_token(conn)  # a newer link voids the older one
+        db.close()
+        stale = api.post("/api/v2/users/first", json={**body, "setup_token": old})
+        assert stale.status_code == 403 and "invalid, used or expired" in stale.json()["message"]
+        assert api.post("/api/v2/users/first", json={**body, "setup_token": token}).status_code == 201
+        again = api.post("/api/v2/users/first", json={**body, "username": "second", "setup_token": token})
+        assert again.status_code == 409

@@ -121,3 +121,18 @@ def test_an_unreachable_server_is_a_clear_error(cli: Cli) -> None:
     assert result.returncode == 1
     assert "Cannot reach http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_setup_link_prints_a_working_one_time_link(cli: Cli, server: LiveServer, shared_conninfo: str) -> None:
+    from tests.support.postgres import conninfo_url
+
+    env = {"APPLIANCE_POSTGRES_URL": conninfo_url(shared_conninfo), "APPLIANCE_ACCESS_URL": server.url}
+    link = cli("setup-link", env=env).stdout.strip()
+    assert link.startswith(f"{server.url}/setup?token=")
+    token = link.split("token=", 1)[1]
+    api = Api(server.url)
+    created = api.post("/api/v2/users/first", json={"username": "admin", "email": "a@example.org",
+                                                    "password": DEFAULT_PASSWORD, "setup_token": token})
+    assert created.status_code == 201
+    done = cli("setup-link", env=env, ok=False)
+    assert done.returncode == 1 and "The first user already exists" in done.stderr

@@ -86,7 +86,7 @@ def postgres_processes_for(data_dir: Path) -> list[int]:
 
 
 
-APP_TABLES = "users, api_keys, login_failures, audit_logs"
+APP_TABLES = "users, api_keys, login_failures, audit_logs, setup_tokens"
 
 
 def truncate_all(conninfo: str) -> None:

@@ -35,6 +35,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "tls_address": None,
         "pki_dir": Path("/nonexistent/pki"),
         "cert_renew_within": timedelta(days=30),
+        "first_user_requires_setup_token": False,
         "config_file": None,
     }
     values.update(overrides)
