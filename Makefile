@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit integration browser bench clean
+.PHONY: run test lint typecheck unit integration browser e2e bench clean
 
 # Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000.
 run: $(VENV)/.run-installed
@@ -15,15 +15,17 @@ test: $(VENV)/.dev-installed
 	@dev/system-packages.sh --test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/ansible-lint --profile production playbooks/
 	$(BIN)/pytest tests
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
+	$(BIN)/ansible-lint --profile production playbooks/
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-unit integration browser: $(VENV)/.dev-installed
+unit integration browser e2e: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/$@
 
 # Throughput of GET /api/v2/users/me under gunicorn, as a ratio to a bare Flask endpoint.

@@ -252,7 +252,7 @@ def keys() -> None:
               help="A dedicated GPG home for the new key.")
 @click.option("--expire", default="2y", show_default=True)
 @click.option("--export-public", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also write the public key here (the keyring installers trust).")
+              help="Also write the public key here: binary for a .gpg name (what gpgv reads), else armored.")
 def keys_generate(name: str, email: str, gnupghome: Path, expire: str, export_public: Path | None) -> None:
     """Generate an ed25519 signing key WITHOUT a passphrase: for tests and trial builds only.
 
@@ -262,15 +262,16 @@ def keys_generate(name: str, email: str, gnupghome: Path, expire: str, export_pu
     fingerprint = generate_key(gnupghome, name, email, expire)
     click.echo(fingerprint)
     if export_public:
-        export_public.write_bytes(export_public_key(gnupghome, fingerprint))
+        export_public.write_bytes(export_public_key(gnupghome, fingerprint, armor=export_public.suffix != ".gpg"))
         console.print(f"Public key written to {export_public}")
 
 
 @keys.command("export")
 @click.argument("fingerprint")
 @click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None)
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Binary for a .gpg name (what gpgv reads on a fresh host), else ASCII-armored.")
 def keys_export(fingerprint: str, gnupghome: Path | None, output: Path) -> None:
     """Write the public key FINGERPRINT, for the keyring installers trust."""
-    output.write_bytes(export_public_key(gnupghome, fingerprint))
+    output.write_bytes(export_public_key(gnupghome, fingerprint, armor=output.suffix != ".gpg"))
     click.echo(f"Wrote {output}.")

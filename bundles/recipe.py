@@ -30,6 +30,7 @@ class Recipe:
     extras: tuple[str, ...]
     installer_entry: Path
     installer_name: str
+    installer_collect: tuple[str, ...]
     playbooks: Path
     docs: tuple[Path, ...]
     terraform: Path | None
@@ -93,6 +94,7 @@ def load_recipe(path: Path) -> Recipe:
         extras=tuple(_get(data, path, "wheels.extras", list, [])),
         installer_entry=root / _get(data, path, "installer.entry", str),
         installer_name=_get(data, path, "installer.name", str),
+        installer_collect=tuple(_get(data, path, "installer.collect", list, [])),
         playbooks=root / _get(data, path, "playbooks.path", str),
         docs=tuple(root / f for f in _get(data, path, "docs.files", list, [])),
         terraform=Path(optional["terraform.binary"]) if optional["terraform.binary"] else None,

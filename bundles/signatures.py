@@ -1,16 +1,18 @@
 """Detached GPG signatures over manifest.json: make them (build side), count trusted ones (offline side).
 
-GPG runs with a throwaway home directory for every check, holding only the trusted keyring:
-no user keyring, agent state or network key lookup can influence the result.
+Checking uses `gpgv`, which every Debian host has (apt verifies its own repositories with it),
+with the trusted keyring as its only keyring and a throwaway home directory: no user keyring,
+agent state or network key lookup can influence the result. Making signatures (build side)
+uses python-gnupg and the full gpg.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,8 @@ import gnupg
 from bundles.errors import BundleError, BundleRejected
 
 _ARMORED = re.compile(rb"-----BEGIN PGP SIGNATURE-----\r?\n.*?-----END PGP SIGNATURE-----\r?\n?", re.DOTALL)
+_ARMORED_KEY = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(?P<body>.*?)-----END PGP PUBLIC KEY BLOCK-----",
+                          re.DOTALL)
 MAX_SIGNATURES = 16
 
 
@@ -34,17 +38,18 @@ class Signer:
                 "signed_at": self.signed_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-@contextmanager
-def gpg_home(keyring: bytes | None = None) -> Iterator[gnupg.GPG]:
-    """A GPG with its own temporary home, holding only `keyring`; removed afterwards."""
-    home = tempfile.mkdtemp(prefix="appliance-gpg-")
-    try:
-        gpg = gnupg.GPG(gnupghome=home, options=["--no-auto-key-locate", "--no-auto-key-retrieve"])
-        if keyring is not None:
-            gpg.import_keys(keyring)
-        yield gpg
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+def dearmor(keyring: bytes) -> bytes:
+    """Binary OpenPGP packets (what gpgv reads) from armored or binary public keys."""
+    blocks = list(_ARMORED_KEY.finditer(keyring))
+    if not blocks:
+        return keyring
+    packets = b""
+    for block in blocks:
+        lines = block["body"].replace(b"\r", b"").split(b"\n")
+        body_start = lines.index(b"") + 1 if b"" in lines else 0  # after the armor headers
+        payload = [line for line in lines[body_start:] if line and not line.startswith(b"=")]
+        packets += base64.b64decode(b"".join(payload))
+    return packets
 
 
 def split_signatures(data: bytes) -> list[bytes]:
@@ -58,37 +63,68 @@ def split_signatures(data: bytes) -> list[bytes]:
     return blocks
 
 
-def trusted_fingerprints(keyring: bytes) -> set[str]:
-    with gpg_home(keyring) as gpg:
-        return {key["fingerprint"] for key in gpg.list_keys()}
+@dataclass(frozen=True)
+class _Outcome:
+    signer: Signer | None
+    problem: str
+
+
+def _status_lines(output: str) -> list[list[str]]:
+    return [line.split()[1:] for line in output.splitlines() if line.startswith("[GNUPG:] ")]
+
+
+def _gpgv(home: Path, keyring: Path, signature: bytes, manifest: Path) -> _Outcome:
+    sig_file = home / "signature.asc"
+    sig_file.write_bytes(signature)
+    result = subprocess.run(["gpgv", "--homedir", str(home), "--status-fd", "1", "--keyring", str(keyring),
+                             str(sig_file), str(manifest)], capture_output=True, text=True, check=False)
+    status = _status_lines(result.stdout)
+    words = {fields[0]: fields[1:] for fields in status if fields}
+    if "VALIDSIG" in words and "GOODSIG" in words and result.returncode == 0:
+        valid = words["VALIDSIG"]
+        primary = valid[9] if len(valid) > 9 else valid[0]
+        signed_at = datetime.fromtimestamp(int(valid[2]), UTC)
+        return _Outcome(Signer(primary, " ".join(words["GOODSIG"][1:]), signed_at), "")
+    key = next((words[k][0] for k in ("BADSIG", "EXPKEYSIG", "REVKEYSIG", "ERRSIG", "NO_PUBKEY") if k in words),
+               "unknown key")
+    if "BADSIG" in words:
+        return _Outcome(None, f"signature by {key[-16:]} does not match manifest.json")
+    if "EXPKEYSIG" in words or "EXPSIG" in words:
+        return _Outcome(None, f"signature by {key[-16:]}: key or signature expired")
+    if "REVKEYSIG" in words:
+        return _Outcome(None, f"signature by {key[-16:]}: key revoked")
+    if "NO_PUBKEY" in words or "ERRSIG" in words:
+        return _Outcome(None, f"signature by untrusted key {key[-16:]}")
+    return _Outcome(None, f"unreadable signature ({result.stderr.strip()[-200:] or 'gpgv failed'})")
 
 
 def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, threshold: int) -> list[Signer]:
     """Return the distinct trusted signers; fail closed unless at least `threshold` signed."""
     if threshold < 1:
         raise BundleError("The signature threshold must be at least 1.", "Signature checks cannot be turned off.")
+    packets = dearmor(keyring)
+    if not packets.strip():
+        raise BundleError("The trusted keyring holds no public keys.",
+                          "Pass the release public key file with --keyring.")
+    if shutil.which("gpgv") is None:
+        raise BundleError("gpgv is not installed, so signatures cannot be checked.", "apt-get install gpgv")
     blocks = split_signatures(signatures)
     if not blocks:
         raise BundleRejected("unsigned", "manifest.json.sig holds no signature.",
                              "Sign the bundle with 'appliance-bundle sign' before shipping it.")
     signers: dict[str, Signer] = {}
     problems: list[str] = []
-    with gpg_home(keyring) as gpg:
-        trusted = {key["fingerprint"] for key in gpg.list_keys()}
-        if not trusted:
-            raise BundleError("The trusted keyring holds no public keys.",
-                              "Pass the release public key file with --keyring.")
+    with tempfile.TemporaryDirectory(prefix="appliance-gpgv-") as temp:
+        home = Path(temp)
+        home.chmod(0o700)
+        (home / "trusted.gpg").write_bytes(packets)
+        (home / "manifest.json").write_bytes(manifest)
         for block in blocks:
-            with tempfile.NamedTemporaryFile(suffix=".asc") as sig_file:
-                sig_file.write(block)
-                sig_file.flush()
-                result = gpg.verify_data(sig_file.name, manifest)
-            primary = result.pubkey_fingerprint or result.fingerprint
-            if not result.valid or primary not in trusted:
-                problems.append(_describe_failure(result, trusted))
-                continue
-            signed_at = datetime.fromtimestamp(int(result.sig_timestamp or 0), UTC)
-            signers[primary] = Signer(primary, result.username or "", signed_at)
+            outcome = _gpgv(home, home / "trusted.gpg", block, home / "manifest.json")
+            if outcome.signer is not None:
+                signers[outcome.signer.fingerprint] = outcome.signer
+            else:
+                problems.append(outcome.problem)
     if len(signers) < threshold:
         rule = "threshold" if signers else ("untrusted-signer" if all("untrusted" in p for p in problems)
                                             else "bad-signature")
@@ -96,17 +132,6 @@ def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, thresho
         raise BundleRejected(rule, f"{len(signers)} of the required {threshold} distinct trusted keys signed "
                              f"manifest.json ({detail}).")
     return sorted(signers.values(), key=lambda s: s.fingerprint)
-
-
-def _describe_failure(result: gnupg.Verify, trusted: set[str]) -> str:
-    key = result.key_id or "unknown key"
-    if result.status == "no public key" or (result.valid and result.pubkey_fingerprint not in trusted):
-        return f"signature by untrusted key {key}"
-    if result.status == "signature bad":
-        return f"signature by {key} does not match manifest.json"
-    if result.key_status:
-        return f"signature by {key}: key {result.key_status}"
-    return f"signature by {key}: {result.status or 'unreadable'}"
 
 
 # -- build side --------------------------------------------------------------------------------
@@ -136,9 +161,10 @@ def generate_key(gnupghome: Path, name: str, email: str, expire: str = "2y") -> 
     return str(key.fingerprint)
 
 
-def export_public_key(gnupghome: Path | None, fingerprint: str) -> bytes:
+def export_public_key(gnupghome: Path | None, fingerprint: str, *, armor: bool = True) -> bytes:
+    """The public key, ASCII-armored, or binary (what gpgv's --keyring reads on a fresh host)."""
     gpg = gnupg.GPG(gnupghome=str(gnupghome) if gnupghome else None)
-    data = gpg.export_keys(fingerprint, armor=True)
+    data = gpg.export_keys(fingerprint, armor=armor)
     if not data:
         raise BundleError(f"No public key {fingerprint} in that keyring.", "List keys with 'gpg --list-keys'.")
-    return str(data).encode()
+    return data.encode() if isinstance(data, str) else bytes(data)

@@ -183,6 +183,7 @@ def verify_bundle(bundle: Path, policy: TrustPolicy, *, extract_to: Path | None 
     try:
         result = _verify_stream(bundle, policy, staging, progress)
         if staging is not None and extract_to is not None:
+            staging.chmod(0o755)  # mkdtemp made it private; an extracted release is readable like any other
             staging.replace(extract_to)
             staging = None
         return result

@@ -1,5 +1,5 @@
 """`python -m installer` and the PyInstaller entry point: the appliance-installer command."""
 
-from installer.cli import cli
+from installer.cli import main
 
-cli(prog_name="appliance-installer")
+main()

@@ -1,22 +1,149 @@
-"""`appliance-installer`: the operator's tool on the offline host. Subcommands land with the installer issue."""
+"""`appliance-installer`: install the appliance on an offline Debian 12 host from a signed bundle."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+from rich.console import Console
 
-PLANNED = {
-    "install BUNDLE [--config FILE]": "verify, preflight, extract, run playbooks/site.yml, health-check",
-    "preflight BUNDLE": "check OS, systemd, CPU, memory, disk, ports, clock, hostname",
-    "status": "installed version, unit states, certificate expiry, last verification",
-    "upgrade BUNDLE": "verify, back up, install beside, migrate, switch, health gates, roll back on failure",
-    "uninstall [--purge]": "stop and remove services; keep /var/lib/appliance unless --purge",
-}
+from bundles.errors import BundleError, BundleRejected
+from installer.ansible_runner import HIDDEN_COMMAND, run_hidden_playbook
+from installer.config import load_install_config
+from installer.install import InstallOptions, install
+from installer.paths import HostPaths
+from installer.preflight import CHECK_NAMES, HostProbe, run_preflight
+from installer.status import status_report
+from installer.ui import ConsoleUi
+from installer.uninstall import uninstall
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """Failures print the step, the reason and the way out; exit 3 for a rejected bundle, else 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BundleError as err:
+            if os.environ.get("APPLIANCE_DEBUG"):
+                raise
+            console.print(f"[red]error:[/] {err.message}")
+            if err.hint:
+                console.print(f"hint: {err.hint}")
+            rejected = isinstance(err, BundleRejected) or isinstance(err.__cause__, BundleRejected)
+            sys.exit(3 if rejected else 1)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise BundleError("appliance-installer must run as root.", "Run it with sudo, or as root.")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Install and upgrade the appliance from a signed offline bundle (not built yet)."""
-    click.echo("appliance-installer is not built yet. Planned subcommands:")
-    for usage, what in PLANNED.items():
-        click.echo(f"  {usage:<34} {what}")
-    raise SystemExit(2)
+    """Install the appliance on an offline Debian 12 host from one signed bundle."""
+
+
+def _bundle_options(func: Any) -> Any:
+    func = click.option("--accept-expired", metavar="REASON", default=None,
+                        help="Accept an expired bundle because this host's clock is wrong; recorded.")(func)
+    func = click.option("--ignore-preflight", "ignored", multiple=True, type=click.Choice(CHECK_NAMES),
+                        help="Override one blocking preflight check (repeatable); recorded in the receipt.")(func)
+    func = click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                        help="Install settings (TOML): hostname, https_port, http_port, extra_dns, extra_ips, "
+                             "pki_passphrase_file, signature_threshold.")(func)
+    func = click.option("--keyring", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                        help="Release public keys; needed on first install, then pinned in /etc/appliance.")(func)
+    return click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))(func)
+
+
+@cli.command("install")
+@_bundle_options
+def install_command(bundle: Path, keyring: Path | None, config_file: Path | None, ignored: tuple[str, ...],
+                    accept_expired: str | None) -> None:
+    """Verify BUNDLE, check the host, install every service, and print how to log in."""
+    _require_root()
+    options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired)
+    summary = install(options, HostPaths(), HostProbe(), ConsoleUi(console))
+    click.echo("")
+    click.echo(f"Appliance {summary.version} is installed ({summary.seconds:.0f}s; changed={summary.changed}).")
+    click.echo(f"  URL:             {summary.access_url}")
+    click.echo(f"  CA fingerprint:  {summary.fingerprint}  (SHA-256 of the root; compare it out of band)")
+    click.echo("  CA bundle:       /var/lib/appliance/pki/ca-bundle.pem  (also at /api/v2/pki/ca.pem)")
+    if summary.setup_link:
+        click.echo(f"  First user:      open this one-time link (valid 24h): {summary.setup_link}")
+    else:
+        click.echo("  First user:      already created; log in at the URL")
+    click.echo(f"  Log:             {summary.log}")
+    click.echo("Next steps: give clients the CA bundle; keep the release keys offline; take the CA root key offline "
+               "with: /opt/appliance/current/venv/bin/appliance pki export-root FILE --remove")
+
+
+@cli.command()
+@_bundle_options
+def preflight(bundle: Path, keyring: Path | None, config_file: Path | None, ignored: tuple[str, ...],
+              accept_expired: str | None) -> None:
+    """Verify BUNDLE and check this host without changing anything; exit 1 if a check blocks."""
+    from installer.install import verify
+
+    options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired)
+    ui = ConsoleUi(console)
+    result, _ = verify(options, HostPaths(), ui)
+    checks = run_preflight(result.manifest, options.config, HostPaths(), HostProbe(), options.ignored_checks)
+    ui.checks(checks)
+    if any(c.is_blocking for c in checks):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(output: str) -> None:
+    """Show the installed version, each service's state, certificate expiry and the last verification."""
+    report = status_report(HostPaths())
+    if output == "json":
+        click.echo(json.dumps(report, indent=2))
+        return
+    if report["installed_version"] is None:
+        click.echo("No appliance is installed.")
+        return
+    click.echo(f"Installed: appliance {report['installed_version']} ({report['release_dir']})")
+    for unit, state in report["units"].items():
+        click.echo(f"  {unit:<32} {state}")
+    for cert in (report["certificates"] or {}).get("certificates", []):
+        if cert["status"] != "superseded":
+            click.echo(f"  certificate {cert['name']:<20} {cert['state']}, expires {cert['not_after'][:10]}")
+    receipt = report["last_verification"]
+    if receipt:
+        signers = ", ".join(s["user_id"] for s in receipt["signers"])
+        click.echo(f"  last verified {receipt['verified_at']}: {receipt['version']} signed by {signers}")
+        for name in receipt.get("preflight_overrides", []):
+            click.echo(f"  preflight check overridden at install: {name}")
+    if any(state != "active" for state in report["units"].values()):
+        sys.exit(1)
+
+
+@cli.command("uninstall")
+@click.option("--purge", is_flag=True, help="Also delete /var/lib/appliance, /etc/appliance and the database.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def uninstall_command(purge: bool, yes: bool) -> None:
+    """Stop and remove the appliance; its data stays unless --purge."""
+    _require_root()
+    if not yes:
+        what = "everything, including all data" if purge else "the services (data is kept)"
+        click.confirm(f"Remove {what}?", abort=True, err=True)
+    for line in uninstall(HostPaths(), purge=purge):
+        click.echo(line)
+
+
+def main() -> None:
+    """Entry point: the hidden subcommand runs Ansible; anything else is the CLI."""
+    if len(sys.argv) > 1 and sys.argv[1] == HIDDEN_COMMAND:
+        run_hidden_playbook(sys.argv[2:])
+        return
+    cli(prog_name="appliance-installer")

@@ -52,7 +52,8 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step
                                architecture=recipe.architecture, date=created)
 
     step(f"installer: {recipe.installer_name} with PyInstaller")
-    build_executable(recipe.installer_entry, recipe.installer_name, stage / "installer", cache / "pyinstaller")
+    build_executable(recipe.installer_entry, recipe.installer_name, stage / "installer", cache / "pyinstaller",
+                     recipe.installer_collect)
     versions[f"installer/{recipe.installer_name}"] = _project_version(recipe)
 
     step("playbooks and docs")

@@ -293,3 +293,8 @@ def test_manifest_is_checked_before_any_payload_is_read(signed: Path, keys: Keys
         verify_bundle(bundle, TrustPolicy(keys.keyring(keys.a)))
     assert caught.value.rule == "bad-signature"
 
+
+
+def test_an_extracted_release_is_readable_by_service_users(signed: Path, keys: Keys, tmp_path: Path) -> None:
+    verify_bundle(signed, TrustPolicy(keys.keyring(keys.a)), extract_to=tmp_path / "release")
+    assert (tmp_path / "release").stat().st_mode & 0o777 == 0o755

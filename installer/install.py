@@ -1,0 +1,241 @@
+"""`appliance-installer install`: verify -> preflight -> extract -> secrets -> playbooks -> health -> summary.
+
+Nothing on the host changes before verification and preflight pass. Each later step is
+idempotent, so after a failure the same command converges from where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bundles.errors import BundleError
+from bundles.verify import TrustPolicy, VerifiedBundle, verify_bundle
+from installer.ansible_runner import PlaybookResult, ansible_environment, run_playbook
+from installer.config import InstallConfig
+from installer.errors import InstallError
+from installer.health import https_healthz, root_fingerprint, settled_unit_states
+from installer.paths import HostPaths
+from installer.preflight import Check, HostProbe, run_preflight
+from installer.ui import Ui
+
+MANIFEST_DIGEST_FILE = ".manifest.sha256"
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    bundle: Path
+    config: InstallConfig
+    keyring: Path | None = None
+    ignored_checks: frozenset[str] = frozenset()
+    accept_expired: str | None = None
+
+
+@dataclass(frozen=True)
+class InstallSummary:
+    version: str
+    access_url: str
+    fingerprint: str
+    setup_link: str | None
+    changed: int
+    seconds: float
+    log: Path
+
+
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def trusted_keyring(given: Path | None, paths: HostPaths) -> bytes:
+    """The pinned keyring; on first install the one given with --keyring, which is then pinned."""
+    pinned = paths.trusted_keys.read_bytes() if paths.trusted_keys.exists() else None
+    offered = None
+    if given is not None:
+        try:
+            offered = given.read_bytes()
+        except OSError as err:
+            raise InstallError(f"Cannot read the keyring {given}: {err.strerror}.", "Check the --keyring path.") \
+                from err
+    if pinned is not None and offered is not None and offered != pinned:
+        raise InstallError(f"--keyring {given} differs from the keys this host already trusts ({paths.trusted_keys}).",
+                           "Release key rotation is done by a signed bundle, not on the command line; "
+                           "drop --keyring to use the pinned keys.")
+    keyring = pinned or offered
+    if keyring is None:
+        raise InstallError("No trusted release keys: this is a first install and --keyring was not given.",
+                           "Pass --keyring FILE with the release public key, compared out of band.")
+    return keyring
+
+
+def verify(options: InstallOptions, paths: HostPaths, ui: Ui) -> tuple[VerifiedBundle, bytes]:
+    keyring = trusted_keyring(options.keyring, paths)
+    policy = TrustPolicy(keyring, threshold=options.config.signature_threshold,
+                         installed_version=paths.installed_version(), accept_expired_reason=options.accept_expired)
+    with ui.byte_progress("verifying", options.bundle.stat().st_size) as advance:
+        return verify_bundle(options.bundle, policy, progress=advance), keyring
+
+
+def preflight(result: VerifiedBundle, options: InstallOptions, paths: HostPaths, probe: HostProbe,
+              ui: Ui) -> list[Check]:
+    checks = run_preflight(result.manifest, options.config, paths, probe, options.ignored_checks)
+    ui.checks(checks)
+    blocking = [c for c in checks if c.is_blocking]
+    if blocking:
+        names = ", ".join(c.name for c in blocking)
+        raise InstallError(f"{len(blocking)} blocking check(s) failed ({names}); nothing was changed.",
+                           "Fix them as shown, or override one with --ignore-preflight NAME (recorded).",
+                           step="Preflight")
+    record_overrides([c for c in checks if c.ignored], result.manifest.version, paths)
+    return checks
+
+
+def record_overrides(overridden: list[Check], version: str, paths: HostPaths) -> None:
+    """Written before anything changes, so an override is on record even if the install fails later."""
+    if not overridden:
+        return
+    paths.installer_state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with paths.overrides.open("a") as log:
+        for check in overridden:
+            log.write(json.dumps({"time": now, "version": version, "check": check.name,
+                                  "message": check.message}) + "\n")
+
+
+def extract(result: VerifiedBundle, options: InstallOptions, keyring: bytes, paths: HostPaths, ui: Ui) -> Path:
+    release = paths.release(result.manifest.version)
+    digest_file = release / MANIFEST_DIGEST_FILE
+    if digest_file.exists() and digest_file.read_text().strip() == result.manifest_sha256:
+        ui.info(f"    {release} already holds this bundle")
+    else:
+        paths.releases.mkdir(parents=True, exist_ok=True)
+        fresh = release.with_name(f".{release.name}.new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        policy = TrustPolicy(keyring, threshold=options.config.signature_threshold,
+                             accept_expired_reason=options.accept_expired)
+        with ui.byte_progress("extracting", options.bundle.stat().st_size) as advance:
+            verify_bundle(options.bundle, policy, extract_to=fresh, progress=advance)
+        (fresh / MANIFEST_DIGEST_FILE).write_text(result.manifest_sha256 + "\n")
+        if release.exists():
+            shutil.rmtree(release)
+        fresh.rename(release)
+    link = paths.current.with_name(".current.new")
+    link.unlink(missing_ok=True)
+    link.symlink_to(release.relative_to(paths.opt))
+    link.replace(paths.current)
+    if not paths.trusted_keys.exists():
+        _write_private(paths.trusted_keys, keyring, 0o644)
+    return release
+
+
+def ensure_secrets(config: InstallConfig, paths: HostPaths) -> dict[str, str]:
+    """Generated once, root-only; the playbooks read them and never log them."""
+    files = {"postgres": paths.secrets / "postgres-password", "pki": paths.secrets / "pki-passphrase"}
+    for path in files.values():
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(32).encode() + b"\n")
+    if config.pki_passphrase_file is not None:
+        files["pki"] = config.pki_passphrase_file
+    return {name: str(path) for name, path in files.items()}
+
+
+def playbook_vars(result: VerifiedBundle, config: InstallConfig, release: Path, secret_files: dict[str, str],
+                  paths: HostPaths) -> Path:
+    variables: dict[str, Any] = {
+        "appliance_version": result.manifest.version,
+        "appliance_release_dir": str(release),
+        "appliance_current_dir": str(paths.current),
+        "appliance_hostname": config.hostname,
+        "appliance_access_url": config.access_url,
+        "appliance_https_port": config.https_port,
+        "appliance_http_port": config.http_port,
+        "appliance_extra_dns": list(config.extra_dns),
+        "appliance_extra_ips": list(config.extra_ips),
+        "appliance_postgres_password_file": secret_files["postgres"],
+        "appliance_pki_passphrase_file": secret_files["pki"],
+    }
+    path = paths.installer_state / "vars.json"
+    _write_private(path, json.dumps(variables, indent=1).encode())
+    return path
+
+
+def converge(release: Path, vars_file: Path, paths: HostPaths, ui: Ui) -> PlaybookResult:
+    playbooks = release / "playbooks"
+    env = ansible_environment(paths.installer_state, playbooks)
+    outcome = run_playbook(playbooks / "site.yml", vars_file, paths.log, env, on_task=ui.task)
+    if outcome.returncode != 0:
+        where = f"task '{outcome.failed_task}'" if outcome.failed_task else "ansible-playbook"
+        raise InstallError(f"{where} failed: {outcome.failure or f'exit code {outcome.returncode}'}",
+                           f"The full log is {paths.log}. Fix the cause and run the same install command again; "
+                           "it converges from where it stopped.", step="Playbooks")
+    return outcome
+
+
+def check_health(config: InstallConfig, paths: HostPaths) -> None:
+    down = [s for s in settled_unit_states() if not s.is_active]
+    if down:
+        listed = ", ".join(f"{s.unit} ({s.state})" for s in down)
+        raise InstallError(f"services not running: {listed}.",
+                           f"Read why with: journalctl -u {down[0].unit} -n 50", step="Health checks")
+    error = https_healthz(config.https_port, paths.ca_bundle)
+    if error is not None:
+        raise InstallError(f"the console did not answer over HTTPS: {error}.",
+                           "Read: journalctl -u appliance-console -u nginx -n 50", step="Health checks")
+
+
+def setup_link(paths: HostPaths) -> str | None:
+    """A one-time first-user link, or None when the first user already exists."""
+    result = subprocess.run([str(paths.current / "venv/bin/appliance"), "setup-link"], capture_output=True,
+                            text=True, check=False, env={**os.environ, "APPLIANCE_CONFIG": str(paths.config)})
+    if result.returncode == 0:
+        return result.stdout.strip()
+    if "first user already exists" in result.stderr:
+        return None
+    raise InstallError(f"could not make the setup link: {result.stderr.strip()[-300:]}", step="Summary")
+
+
+def record_receipt(result: VerifiedBundle, checks: list[Check], outcome: PlaybookResult, seconds: float,
+                   paths: HostPaths) -> None:
+    receipt = {**result.receipt(), "installed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "preflight_overrides": [c.name for c in checks if c.ignored],
+               "playbook_recap": outcome.recap, "seconds": round(seconds, 1)}
+    paths.receipts.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(receipt, indent=1).encode()
+    _write_private(paths.receipts / f"{result.manifest.version}-{int(time.time())}.json", body, 0o644)
+    _write_private(paths.receipts / "latest.json", body, 0o644)
+
+
+def install(options: InstallOptions, paths: HostPaths, probe: HostProbe, ui: Ui) -> InstallSummary:
+    started = time.monotonic()
+    try:
+        with ui.step("Verify bundle"):
+            result, keyring = verify(options, paths, ui)
+    except BundleError as err:
+        if isinstance(err, InstallError):
+            raise
+        raise InstallError(err.message, err.hint, step="Verify bundle") from err
+    with ui.step("Preflight"):
+        checks = preflight(result, options, paths, probe, ui)
+    with ui.step(f"Extract release {result.manifest.version}"):
+        release = extract(result, options, keyring, paths, ui)
+    with ui.step("Run playbooks (full log in " + str(paths.log) + ")"):
+        secret_files = ensure_secrets(options.config, paths)
+        outcome = converge(release, playbook_vars(result, options.config, release, secret_files, paths), paths, ui)
+    with ui.step("Health checks"):
+        check_health(options.config, paths)
+    with ui.step("Summary"):
+        link = setup_link(paths)
+    seconds = time.monotonic() - started
+    record_receipt(result, checks, outcome, seconds, paths)
+    return InstallSummary(result.manifest.version, options.config.access_url, root_fingerprint(paths.ca_bundle), link,
+                          outcome.changed, seconds, paths.log)
