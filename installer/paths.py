@@ -38,8 +38,8 @@ class HostPaths:
 
     @property
     def trusted_keys(self) -> Path:
-        """The release keys this host trusts, pinned at first install."""
-        return self.etc / "trusted-keys.asc"
+        """The release keys this host trusts (OpenPGP, binary or armored), pinned at first install."""
+        return self.etc / "trusted-keys.pgp"
 
     @property
     def secrets(self) -> Path:

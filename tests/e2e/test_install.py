@@ -179,6 +179,8 @@ def test_first_user_setup_and_login_are_audited(installed: Installed) -> None:
     host = installed.host
     user = {"username": "admin", "email": "admin@example.org", "password": PASSWORD}
     assert https(host, "POST", "/api/v2/users/first", user)[0] == 403  # the setup link is required
+    page = https(host, "GET", f"/setup?token={installed.setup_token}")  # what a browser does with the link
+    assert page[0] == 200 and "Create the first user" in page[1]
     status, body = https(host, "POST", "/api/v2/users/first", {**user, "setup_token": installed.setup_token})
     assert status == 201, body
     status, body = https(host, "POST", "/api/v2/users/login", {"username": "admin", "password": PASSWORD})
@@ -188,6 +190,8 @@ def test_first_user_setup_and_login_are_audited(installed: Installed) -> None:
     rows = json.loads(body)["audit_logs"]
     assert {(r["action"], r["resource_type"]) for r in rows} >= {("create", "user"), ("login", "api_key")}
     assert all(r["ip"] == "127.0.0.1" for r in rows)  # nginx's X-Forwarded-For, trusted one hop
+    logs = host.sh("cat /var/log/nginx/access.log; journalctl -u appliance-console --no-pager").stdout
+    assert "/api/v2/users/login" in logs and installed.setup_token not in logs
 
 
 def test_a_second_install_run_changes_nothing(installed: Installed) -> None:

@@ -70,3 +70,19 @@ def test_a_bad_recipe_names_the_key(tmp_path: Path, text: str, problem: str) -> 
     path.write_text(text)
     with pytest.raises(BundleError, match=problem):
         load_recipe(path)
+
+
+def test_the_installer_build_cache_key_follows_the_sources(tmp_path: Path) -> None:
+    from bundles.build.executable import inputs_digest
+
+    (tmp_path / "installer").mkdir()
+    (tmp_path / "tests").mkdir()
+    source = tmp_path / "installer" / "cli.py"
+    source.write_text("print('v1')\n")
+    first = inputs_digest(tmp_path, "appliance-installer", ("ansible",))
+    (tmp_path / "tests" / "test_x.py").write_text("assert True\n")
+    assert inputs_digest(tmp_path, "appliance-installer", ("ansible",)) == first  # tests are not inputs
+    source.write_text("print('v2')\n")
+    assert inputs_digest(tmp_path, "appliance-installer", ("ansible",)) != first
+    assert inputs_digest(tmp_path, "other-name", ("ansible",)) != inputs_digest(tmp_path, "appliance-installer",
+                                                                                 ("ansible",))
