@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from appliance import api, console
 from appliance.api.blueprints import root, v2
 from appliance.api.errors import api_error_response, is_api_request
+from appliance.api.terraform import terraform
 from appliance.auth import web
 from appliance.config import ServerConfig
 from appliance.console.errors import console_error_response
@@ -48,6 +49,7 @@ def create_app(config: ServerConfig, db: Database) -> Flask:
     csrf = CSRFProtect(app)
     csrf.exempt(v2)
     csrf.exempt(root)
+    csrf.exempt(terraform)
     api.init_app(app)
     console.init_app(app)
     app.after_request(_secure_headers)
@@ -77,7 +79,7 @@ def _secure_headers(response: Response) -> Response:
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if not request.path.startswith("/static/"):
+    if not request.path.startswith(("/static/", "/tf/mirror/", "/v1/providers/")):
         headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -42,6 +42,7 @@ class ServerConfig:
     max_token_lifetime: timedelta
     tls_address: Address | None
     pki_dir: Path
+    mirror_dir: Path
     cert_renew_within: timedelta
     first_user_requires_setup_token: bool
     config_file: Path | None
@@ -147,6 +148,7 @@ _KEYS: dict[str, _Key] = {
     "max_token_lifetime": _Key(parse_duration, "365d"),
     "tls_address": _Key(parse_address, None),
     "pki_dir": _Key(lambda v: Path(v).expanduser(), None),
+    "mirror_dir": _Key(lambda v: Path(v).expanduser(), None),
     "cert_renew_within": _Key(parse_duration, "30d"),
     "first_user_requires_setup_token": _Key(lambda v: _parse_bool(v), False),
 }
@@ -229,6 +231,8 @@ def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
         values["data_dir"] = default_data_dir()
     if values["pki_dir"] is None:
         values["pki_dir"] = values["data_dir"] / "pki"
+    if values["mirror_dir"] is None:
+        values["mirror_dir"] = values["data_dir"] / "mirror"
     if values["max_token_lifetime"] < timedelta(hours=1):
         raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
                           "Set max_token_lifetime to 1h or more.")

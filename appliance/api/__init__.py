@@ -4,8 +4,10 @@ from flask import Flask
 
 from appliance.api import audit, meta, pki, tokens, users  # noqa: F401 -- importing registers the routes
 from appliance.api.blueprints import root, v2
+from appliance.api.terraform import terraform
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(v2)
     app.register_blueprint(root)
+    app.register_blueprint(terraform)

@@ -14,8 +14,12 @@ from appliance.errors import RequestError, Throttled
 log = logging.getLogger(__name__)
 
 
+MACHINE_PREFIXES = ("/api/", "/v1/providers/", "/tf/mirror/", "/.well-known/")
+
+
 def is_api_request() -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz"
+    """Requests from programs (API clients, Terraform) get JSON errors, never console pages."""
+    return request.path.startswith(MACHINE_PREFIXES) or request.path == "/healthz"
 
 
 def request_error_response(err: RequestError) -> Response:
@@ -32,7 +36,9 @@ def request_error_response(err: RequestError) -> Response:
 
 
 def http_error_response(err: HTTPException) -> Response:
-    if err.code == 404:
+    if err.code == 404 and not request.path.startswith("/api/"):
+        message, detail = f"Nothing at {request.path}.", "The provider mirror has no such document or archive."
+    elif err.code == 404:
         message, detail = f"No API endpoint {request.method} {request.path}.", "See /api/v2/openapi.json."
     elif err.code == 405:
         message = f"Method {request.method} is not allowed on {request.path}."

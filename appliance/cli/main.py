@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from appliance import __version__
-from appliance.cli import admin, audit, pki, server, session, tokens, users
+from appliance.cli import admin, audit, mirror, pki, server, session, tokens, users
 from appliance.errors import OperatorError
+from bundles.errors import BundleError
 
 
 class Group(click.Group):
@@ -18,7 +19,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except OperatorError as err:
+        except (OperatorError, BundleError) as err:
             if ctx.params.get("debug"):
                 raise
             click.secho(f"error: {err.message}", fg="red", err=True)
@@ -44,3 +45,4 @@ cli.add_command(users.users)
 cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)
 cli.add_command(pki.pki)
+cli.add_command(mirror.mirror)

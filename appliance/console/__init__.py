@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from appliance.console import account, audit, pki, session, users  # noqa: F401 -- importing registers the pages
+from appliance.console import account, audit, pki, providers, session, users  # noqa: F401 -- importing registers the pages
 from appliance.console.blueprint import bp
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 from pathlib import Path
 from wsgiref.types import WSGIApplication
@@ -52,8 +53,9 @@ class TlsListener:
 
 
 def _log_listener_error(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-    """cheroot's error channel: failed handshakes (scanners, clients without our CA) are debug noise."""
-    if "TLS" in msg or "SSL" in msg or "handshake" in msg:
-        log.debug("tls_handshake_failed", extra={"detail": msg})
+    """cheroot's error channel: failed handshakes and clients hanging up mid-response are debug noise."""
+    current = sys.exc_info()[1]
+    if "TLS" in msg or "SSL" in msg or "handshake" in msg or isinstance(current, (ssl.SSLError, ConnectionError)):
+        log.debug("tls_connection_dropped", extra={"detail": msg or repr(current)})
     else:
         log.log(level, "tls_listener_error", extra={"detail": msg}, exc_info=traceback)

@@ -34,6 +34,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "max_token_lifetime": timedelta(days=365),
         "tls_address": None,
         "pki_dir": Path("/nonexistent/pki"),
+        "mirror_dir": Path("/nonexistent/mirror"),
         "cert_renew_within": timedelta(days=30),
         "first_user_requires_setup_token": False,
         "config_file": None,

@@ -1,0 +1,61 @@
+"""The mirror signing key: made on first use, it signs each provider version's SHA256SUMS.
+
+Terraform checks that detached signature for every provider installed through the registry
+protocol. RSA is used because every Terraform release verifies it. With SOURCE_DATE_EPOCH set,
+signatures are made at that time, and RSA PKCS#1 v1.5 signatures are deterministic, so a
+rebuild from the same inputs gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gnupg
+
+from mirror.errors import MirrorError
+
+KEY_NAME = "Appliance provider registry"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    home: Path
+    fingerprint: str
+    created: int = 0  # seconds since the epoch; a signature cannot be older than its key
+
+    @property
+    def key_id(self) -> str:
+        return self.fingerprint[-16:]
+
+    def public_armor(self) -> str:
+        return str(_gpg(self.home).export_keys(self.fingerprint, armor=True))
+
+    def sign(self, data: bytes) -> bytes:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        moment = max(int(epoch), self.created) if epoch and epoch.isdigit() else None
+        extra = ["--faked-system-time", f"{moment}!"] if moment else None
+        result = _gpg(self.home).sign(data, keyid=self.fingerprint, detach=True, binary=True, extra_args=extra)
+        if not result.data:
+            raise MirrorError(f"Could not sign with the mirror key in {self.home}: {result.status}.",
+                              "Check that gpg works and the signing home is readable.")
+        return bytes(result.data)
+
+
+def _gpg(home: Path) -> gnupg.GPG:
+    return gnupg.GPG(gnupghome=str(home))
+
+
+def signing_key(home: Path) -> SigningKey:
+    """The key in `home`, generated there (RSA 3072, no passphrase, private folder) on first use."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    gpg = _gpg(home)
+    existing = gpg.list_keys(secret=True)
+    if existing:
+        return SigningKey(home, existing[0]["fingerprint"], int(existing[0]["date"]))
+    made = gpg.gen_key(gpg.gen_key_input(key_type="RSA", key_length=3072, key_usage="sign", name_real=KEY_NAME,
+                                         name_email="registry@appliance.invalid", expire_date=0, no_protection=True))
+    if not made.fingerprint:
+        raise MirrorError(f"Could not generate the mirror signing key in {home}.", "Check that gpg 2.2+ is installed.")
+    return signing_key(home)

@@ -1,0 +1,1 @@
+"""Tiny real Terraform providers for tests, written with the tf framework."""
