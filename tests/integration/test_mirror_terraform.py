@@ -78,7 +78,8 @@ def terraform(workdir: Path, appliance: Appliance, cli_config: str, main_tf: str
 
 
 def template(providers: dict[str, str], data: str) -> str:
-    required = "\n".join(f'    {name} = {{ source = "{source}", version = "1.0.0" }}' for name, source in providers.items())
+    required = "\n".join(f'    {name} = {{ source = "{source}", version = "1.0.0" }}'
+                         for name, source in providers.items())
     return f"terraform {{\n  required_providers {{\n{required}\n  }}\n}}\n{data}"
 
 
