@@ -34,6 +34,7 @@ bench: $(VENV)/.dev-installed
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python benchmarks/api_throughput.py
 	$(BIN)/python benchmarks/bundle_verify.py
+	$(BIN)/python benchmarks/mirror_init.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -31,7 +31,7 @@ from bundles.build.collect import collect
 from bundles.build.sbom import write_sbom
 from bundles.errors import BundleError, BundleRejected
 from bundles.inspect import diff_bundles, inspect_bundle
-from bundles.recipe import load_recipe
+from bundles.recipe import load_recipe, with_overrides
 from bundles.signatures import export_public_key, generate_key, sign_manifest, split_signatures
 from bundles.tarball import read_head, replace_signatures
 from bundles.verify import TrustPolicy, verify_bundle
@@ -86,10 +86,18 @@ def _commit(root: Path) -> str:
               help="Collect into this folder and keep it, for later --stage builds.")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=Path(".cache/bundle"),
               show_default=True, help="Where the debootstrap baseline and build leftovers are kept.")
+@click.option("--terraform", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The terraform binary to ship (default: the recipe's, looked up on PATH).")
+@click.option("--providers-from", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="More provider zips for the network mirror, laid out HOSTNAME/NAMESPACE/TYPE/.")
+@click.option("--registry-from", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="More providers for the appliance's own registry, laid out NAMESPACE/TYPE/.")
 def build(recipe: Path, version: str, output: Path, stage: Path | None, keep_stage: Path | None,
-          cache_dir: Path) -> None:
+          cache_dir: Path, terraform: Path | None, providers_from: tuple[Path, ...],
+          registry_from: tuple[Path, ...]) -> None:
     """Collect every artifact of RECIPE for an offline Debian 12 host and write an unsigned bundle."""
-    spec = load_recipe(recipe)
+    spec = with_overrides(load_recipe(recipe), terraform=terraform, providers_from=providers_from,
+                          registry_from=registry_from)
     created = build_time()
     is_temporary = stage is None and keep_stage is None
     work = Path(tempfile.mkdtemp(prefix="stage-", dir=_made(cache_dir))) if is_temporary else None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ class Recipe:
     playbooks: Path
     docs: tuple[Path, ...]
     terraform: Path | None
-    providers: Path | None
+    providers_from: tuple[Path, ...]
+    providers_registry: tuple[Path, ...]
+    signing_home: Path
     images: tuple[Path, ...]
 
     @property
@@ -68,6 +71,20 @@ def _packages(data: dict[str, Any], path: Path, key: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _binary(name: str) -> Path:
+    """A path, or a command name looked up on PATH (resolved when the bundle is built)."""
+    found = shutil.which(name) if "/" not in name else name
+    return Path(found or name)
+
+
+def with_overrides(recipe: Recipe, *, terraform: Path | None = None, providers_from: tuple[Path, ...] = (),
+                   registry_from: tuple[Path, ...] = ()) -> Recipe:
+    """The recipe with build-time additions (`appliance-bundle build --terraform/--providers-from/...`)."""
+    return replace(recipe, terraform=terraform or recipe.terraform,
+                   providers_from=recipe.providers_from + providers_from,
+                   providers_registry=recipe.providers_registry + registry_from)
+
+
 def load_recipe(path: Path) -> Recipe:
     try:
         data = tomllib.loads(path.read_text())
@@ -79,7 +96,7 @@ def load_recipe(path: Path) -> Recipe:
     if not match or int(match.group(1)) < 1:
         raise _error(path, "expires_after", "must be a number of days such as '365d'")
     root = path.resolve().parent.parent
-    optional = {key: _get(data, path, key, str, None) for key in ("terraform.binary", "providers.mirror")}
+    terraform = _get(data, path, "terraform.binary", str, None)
     return Recipe(
         path=path.resolve(),
         product=_get(data, path, "product", str),
@@ -97,7 +114,9 @@ def load_recipe(path: Path) -> Recipe:
         installer_collect=tuple(_get(data, path, "installer.collect", list, [])),
         playbooks=root / _get(data, path, "playbooks.path", str),
         docs=tuple(root / f for f in _get(data, path, "docs.files", list, [])),
-        terraform=Path(optional["terraform.binary"]) if optional["terraform.binary"] else None,
-        providers=root / optional["providers.mirror"] if optional["providers.mirror"] else None,
+        terraform=_binary(terraform) if terraform else None,
+        providers_from=tuple(root / p for p in _get(data, path, "providers.from", list, [])),
+        providers_registry=tuple(root / p for p in _get(data, path, "providers.registry", list, [])),
+        signing_home=root / _get(data, path, "providers.signing_home", str, ".cache/bundle/mirror-signing"),
         images=tuple(root / p for p in _get(data, path, "images.layouts", list, [])),
     )

@@ -36,12 +36,13 @@ def _sha256(path: Path) -> str:
 
 
 def stage_members(stage: Path) -> list[Member]:
-    """Every file in the stage as a manifest member; hidden files (bookkeeping) are left out."""
+    """Every file in the stage as a manifest member, except the stage's own top-level bookkeeping
+    (.versions.json); dot-names deeper down are content (e.g. registry/.well-known/terraform.json)."""
     members = []
     for path in sorted(stage.rglob("*"), key=lambda p: p.relative_to(stage).as_posix()):
         relative = path.relative_to(stage).as_posix()
-        is_hidden = any(part.startswith(".") for part in relative.split("/"))
-        if is_hidden or (path.is_dir() and not path.is_symlink()):
+        is_bookkeeping = relative.split("/")[0].startswith(".")
+        if is_bookkeeping or (path.is_dir() and not path.is_symlink()):
             continue
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode):

@@ -15,6 +15,8 @@ from bundles.build.executable import build_executable
 from bundles.build.wheels import collect_wheels
 from bundles.errors import BundleError
 from bundles.recipe import Recipe
+from mirror.build import build_mirror
+from mirror.signing import signing_key
 
 Step = Callable[[str], None]
 
@@ -65,12 +67,16 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step
 
     if recipe.terraform:
         step("terraform binary")
+        if not recipe.terraform.is_file():
+            raise BundleError(f"The terraform binary {recipe.terraform} does not exist.",
+                              "Install terraform on the build machine, or pass --terraform PATH.")
         (stage / "terraform").mkdir(exist_ok=True)
         shutil.copy2(recipe.terraform, stage / "terraform" / "terraform")
         versions["terraform/terraform"] = _terraform_version(recipe.terraform)
-    if recipe.providers:
-        step("provider mirror")
-        _copy_tree(recipe.providers, stage / "providers")
+    if recipe.providers_from or recipe.providers_registry:
+        step("provider mirror and registry")
+        key = signing_key(recipe.signing_home) if recipe.providers_registry else None
+        build_mirror(stage / "providers", list(recipe.providers_from), list(recipe.providers_registry), key)
     for layout in recipe.images:
         step(f"image layout {layout.name}")
         _copy_tree(layout, stage / "images" / layout.name)

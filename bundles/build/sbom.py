@@ -75,12 +75,21 @@ def components(stage: Path) -> list[dict[str, Any]]:
     for archive in sorted((stage / "providers").rglob("*.zip")):
         match = _PROVIDER_ZIP.match(archive.name)
         if match:
-            source = "/".join(archive.relative_to(stage / "providers").parts[:3])
+            source = _provider_source(archive.relative_to(stage / "providers").parts)
             found.append(_component("provider", source, match["version"], f"pkg:terraform/{source}@{match['version']}",
                                     archive, stage))
     for index in sorted((stage / "images").glob("*/index.json")):
         found.append(_component("image", index.parent.name, "oci-layout", None, index, stage, "container"))
     return found
+
+
+def _provider_source(parts: tuple[str, ...]) -> str:
+    """Source address from a mirror tree path; the appliance's registry has no fixed host name."""
+    if parts[0] == "mirror":
+        return "/".join(parts[1:4])
+    if parts[0] == "registry":  # registry/v1/providers/<namespace>/<type>/<version>/<zip>
+        return "appliance/" + "/".join(parts[3:5])
+    return "/".join(parts[:3])
 
 
 def _binary_version(stage: Path, binary: Path) -> str:

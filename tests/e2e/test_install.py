@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ import pytest
 from tests.support.bundles import ReleaseKey, make_key
 from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
+from tests.support.provider_zips import real_provider_zip
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "bundle"
@@ -71,8 +73,14 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     """The product bundle, built from bundles/appliance.toml and signed with a key made now."""
     work = tmp_path_factory.mktemp("release")
     started = time.monotonic()
+    # A real provider (the tf-framework test provider, packaged like a release) for both the
+    # network mirror and the appliance's own registry; the product recipe ships none of its own yet.
+    package = real_provider_zip(work / "providers" / "registry.terraform.io/test/hello", "hello", "1.0.0")
+    (work / "registry/test/hello").mkdir(parents=True)
+    shutil.copy(package, work / "registry/test/hello")
     result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", str(REPO / "bundles/appliance.toml"),
-                             "--version", VERSION, "--output", str(work), "--cache-dir", str(CACHE)],
+                             "--version", VERSION, "--output", str(work), "--cache-dir", str(CACHE),
+                             "--providers-from", str(work / "providers"), "--registry-from", str(work / "registry")],
                             capture_output=True, text=True, timeout=1800, cwd=REPO, check=False,
                             env={**os.environ, "SOURCE_DATE_EPOCH": "1780000000"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -209,6 +217,44 @@ def test_status_reports_version_units_certificates_and_verification(installed: I
     assert set(report["units"].values()) == {"active"}
     assert {c["name"] for c in report["certificates"]["certificates"]} == {"nginx"}
     assert report["last_verification"]["signers"][0]["user_id"].startswith("Release release")
+
+
+TERRAFORM = """terraform {
+  required_providers {
+    hello = { source = "registry.terraform.io/test/hello", version = "1.0.0" }
+    own   = { source = "appliance-host/test/hello", version = "1.0.0" }
+  }
+}
+data "hello_greeting" "mirror" { name = "mirror" }
+data "hello_greeting" "registry" {
+  provider = own
+  name     = "registry"
+}
+output "texts" { value = [data.hello_greeting.mirror.text, data.hello_greeting.registry.text] }
+"""
+
+
+def test_terraform_installs_providers_only_from_the_installed_mirror_and_registry(installed: Installed) -> None:
+    host = installed.host
+    host.sh("mkdir -p /root/tf")
+    host.copy_in(_text_file(TERRAFORM), "/root/tf/main.tf")
+    result = host.sh("cd /root/tf && export TF_CLI_CONFIG_FILE=/etc/appliance/terraform.rc "
+                     "SSL_CERT_FILE=/var/lib/appliance/pki/ca-bundle.pem TF_IN_AUTOMATION=1 && "
+                     "terraform init -input=false -no-color && terraform apply -auto-approve -no-color", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Installed appliance-host/test/hello v1.0.0 (self-signed" in result.stdout
+    assert '"hello mirror from hello 1.0.0"' in result.stdout and '"hello registry from hello 1.0.0"' in result.stdout
+    status, body = https(host, "GET", "/tf/mirror/registry.terraform.io/test/hello/index.json")
+    assert (status, json.loads(body)) == (200, {"versions": {"1.0.0": {}}})
+
+
+def _text_file(text: str) -> Path:
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile("w", suffix=".tf", delete=False)  # noqa: SIM115 -- copied in, then removed
+    handle.write(text)
+    handle.close()
+    return Path(handle.name)
 
 
 def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> None:

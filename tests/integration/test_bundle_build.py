@@ -147,3 +147,15 @@ def test_the_assembler_refuses_stage_files_a_bundle_cannot_carry(tmp_path: Path,
     with pytest.raises(BundleError, match=problem):
         build_bundle(stage, tmp_path / "dist")
     assert not (tmp_path / "dist" / "appliance-1.2.0.bundle").exists()
+
+
+def test_dot_names_inside_content_are_bundled_but_stage_bookkeeping_is_not(tmp_path: Path) -> None:
+    from bundles.build.assemble import stage_members
+
+    stage = make_stage(tmp_path)
+    (stage / "providers/registry/.well-known").mkdir(parents=True)
+    (stage / "providers/registry/.well-known/terraform.json").write_text('{"providers.v1": "/v1/providers/"}\n')
+    (stage / ".versions.json").write_text("{}\n")
+    paths = {m.path for m in stage_members(stage)}
+    assert "providers/registry/.well-known/terraform.json" in paths
+    assert ".versions.json" not in paths
