@@ -5,9 +5,11 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test lint typecheck unit integration browser e2e bench clean
 
-# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000.
+# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000, after publishing the
+# appliance Terraform provider into the server's mirror_dir (PyInstaller once, then cached).
 run: $(VENV)/.run-installed
 	@dev/system-packages.sh
+	@$(BIN)/appliance provider publish
 	$(BIN)/appliance server
 
 # Lint, type-check and run every test (unit, integration, browser) against real components.
@@ -35,13 +37,14 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/api_throughput.py
 	$(BIN)/python benchmarks/bundle_verify.py
 	$(BIN)/python benchmarks/mirror_init.py
+	$(BIN)/python benchmarks/build_overhead.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[build]'  # build: PyInstaller and tf, for the provider
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python

@@ -45,6 +45,11 @@ class ServerConfig:
     mirror_dir: Path
     cert_renew_within: timedelta
     first_user_requires_setup_token: bool
+    provisioner_daemons: int
+    provisioner_psk: str
+    provisioner_job_timeout: timedelta
+    provisioner_heartbeat_timeout: timedelta
+    provisioner_dir: Path
     config_file: Path | None
 
     @property
@@ -122,6 +127,19 @@ def _parse_hops(value: str | int) -> int:
     return hops
 
 
+def _parse_daemons(value: str | int) -> int:
+    count = int(value)
+    if count < 0 or count > 16:
+        raise ValueError(f"expected 0 to 16 in-process provisioner daemons, got {value!r}")
+    return count
+
+
+def _parse_psk(value: str) -> str:
+    if value and len(value) < 32:
+        raise ValueError("the provisioner pre-shared key must be at least 32 characters (the value is not shown)")
+    return value
+
+
 def default_data_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/appliance")
@@ -151,6 +169,12 @@ _KEYS: dict[str, _Key] = {
     "mirror_dir": _Key(lambda v: Path(v).expanduser(), None),
     "cert_renew_within": _Key(parse_duration, "30d"),
     "first_user_requires_setup_token": _Key(lambda v: _parse_bool(v), False),
+    # 0 when provisioner daemons run as their own service (the installed appliance).
+    "provisioner_daemons": _Key(_parse_daemons, 1),
+    "provisioner_psk": _Key(_parse_psk, "", secret=True),
+    "provisioner_job_timeout": _Key(parse_duration, "30m"),
+    "provisioner_heartbeat_timeout": _Key(parse_duration, "60s"),
+    "provisioner_dir": _Key(lambda v: Path(v).expanduser(), None),
 }
 
 
@@ -233,6 +257,8 @@ def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
         values["pki_dir"] = values["data_dir"] / "pki"
     if values["mirror_dir"] is None:
         values["mirror_dir"] = values["data_dir"] / "mirror"
+    if values["provisioner_dir"] is None:
+        values["provisioner_dir"] = values["data_dir"] / "provisioner"
     if values["max_token_lifetime"] < timedelta(hours=1):
         raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
                           "Set max_token_lifetime to 1h or more.")

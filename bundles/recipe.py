@@ -39,6 +39,7 @@ class Recipe:
     providers_registry: tuple[Path, ...]
     signing_home: Path
     images: tuple[Path, ...]
+    appliance_provider: bool = False  # package appliance/provider into the mirror and the registry
 
     @property
     def root(self) -> Path:
@@ -119,4 +120,5 @@ def load_recipe(path: Path) -> Recipe:
         providers_registry=tuple(root / p for p in _get(data, path, "providers.registry", list, [])),
         signing_home=root / _get(data, path, "providers.signing_home", str, ".cache/bundle/mirror-signing"),
         images=tuple(root / p for p in _get(data, path, "images.layouts", list, [])),
+        appliance_provider=_get(data, path, "providers.appliance", bool, False),
     )

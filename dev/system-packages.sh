@@ -4,12 +4,13 @@
 # apt-get (after apt-get update); otherwise it says exactly what to install and fails.
 set -euo pipefail
 
-packages=(postgresql-15)
+# binutils: PyInstaller (objdump) packages the appliance Terraform provider at `make run`.
+packages=(postgresql-15 binutils)
 if [[ "${1:-}" == "--test" ]]; then
-  # chromium: browser tests; debootstrap, dpkg-dev, binutils (PyInstaller), gnupg: bundle build tests;
+  # chromium: browser tests; debootstrap, dpkg-dev, gnupg: bundle build tests;
   # systemd-container: the fresh offline host (systemd-nspawn) of the end-to-end tests;
   # vagrant: `vagrant validate` of the operator Vagrantfile.
-  packages+=(chromium git debootstrap dpkg-dev binutils gnupg systemd-container vagrant)
+  packages+=(chromium git debootstrap dpkg-dev gnupg systemd-container vagrant)
 fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then

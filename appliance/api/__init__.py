@@ -2,7 +2,16 @@
 
 from flask import Flask
 
-from appliance.api import audit, meta, pki, tokens, users  # noqa: F401 -- importing registers the routes
+from appliance.api import (  # noqa: F401 -- importing registers the routes
+    audit,
+    meta,
+    pki,
+    provisionerd,
+    templates,
+    tokens,
+    users,
+    workspaces,
+)
 from appliance.api.blueprints import root, v2
 from appliance.api.terraform import terraform
 

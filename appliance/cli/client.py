@@ -33,7 +33,7 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, body: Any = None,
                 params: dict[str, Any] | None = None, ok: tuple[int, ...] = ()) -> Any:
-        response = self._send(method, path, body=body, params=params)
+        response = self.send(method, path, body=body, params=params)
         if response.status_code >= 400 and response.status_code not in ok:
             raise api_error(response)
         if response.status_code in ok:
@@ -41,7 +41,7 @@ class ApiClient:
         return response.json() if response.content else None
 
     def stream_lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
-        response = self._send("GET", path, params=params, stream=True)
+        response = self.send("GET", path, params=params, stream=True)
         if response.status_code >= 400:
             raise api_error(response)
         with response:
@@ -49,13 +49,22 @@ class ApiClient:
                 if line:
                     yield line
 
-    def _send(self, method: str, path: str, *, body: Any = None,
-              params: dict[str, Any] | None = None, stream: bool = False) -> requests.Response:
+    def upload(self, path: str, data: bytes, content_type: str) -> Any:
+        """POST a raw body (a tar archive); the JSON answer, or an OperatorError."""
+        response = self.send("POST", path, data=data, headers={"Content-Type": content_type})
+        if response.status_code >= 400:
+            raise api_error(response)
+        return response.json()
+
+    def send(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
+             stream: bool = False, data: bytes | None = None,
+             headers: dict[str, str] | None = None) -> requests.Response:
+        """The raw response (for streams and uploads); connection problems become OperatorErrors."""
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
             # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override Session.verify.
             return self._http.request(method, self.url + path, json=body, params=clean, timeout=self.timeout,
-                                      stream=stream, verify=self.ca_file or True)
+                                      stream=stream, verify=self.ca_file or True, data=data, headers=headers)
         except requests.exceptions.SSLError as err:
             raise OperatorError(
                 f"TLS verification failed for {self.url}.",
@@ -70,14 +79,18 @@ class ApiClient:
 
 
 def api_error(response: requests.Response) -> OperatorError:
+    """The server's refusal as message + hint, with each field it names on its own line."""
     try:
         body = response.json()
         message, detail = body.get("message", ""), body.get("detail", "")
+        validations = body.get("validations") or []
     except ValueError:
-        message, detail = response.text[:200], ""
+        message, detail, validations = response.text[:200], "", []
     if response.status_code == 401 and not detail:
         detail = "Log in again with 'appliance login URL'."
-    return OperatorError(f"{message} (HTTP {response.status_code})", detail)
+    fields = [f"  field: {v.get('field')}" if v.get("detail") == message else f"  {v.get('field')}: {v.get('detail')}"
+              for v in validations if v.get("field")]
+    return OperatorError("\n".join([f"{message} (HTTP {response.status_code})", *fields]), detail)
 
 
 def with_client(func: Callable[..., Any]) -> Callable[..., Any]:

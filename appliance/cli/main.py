@@ -8,7 +8,21 @@ from typing import Any
 import click
 
 from appliance import __version__
-from appliance.cli import admin, audit, mirror, pki, server, session, tokens, users
+from appliance.cli import (
+    admin,
+    audit,
+    builds,
+    mirror,
+    pki,
+    provider,
+    provisionerd,
+    server,
+    session,
+    templates,
+    tokens,
+    users,
+    workspaces,
+)
 from appliance.errors import OperatorError
 from bundles.errors import BundleError
 
@@ -46,3 +60,16 @@ cli.add_command(tokens.tokens)
 cli.add_command(audit.audit)
 cli.add_command(pki.pki)
 cli.add_command(mirror.mirror)
+cli.add_command(provider.provider)
+cli.add_command(provisionerd.provisionerd)
+
+# Templates, workspaces and their builds: `appliance VERB` for daily use, `NOUN VERB` to administer.
+cli.add_command(templates.templates)
+cli.add_command(builds.builds)
+cli.add_command(workspaces.create)
+cli.add_command(workspaces.list_workspaces)
+cli.add_command(workspaces.show)
+cli.add_command(workspaces.start)
+cli.add_command(workspaces.stop)
+cli.add_command(workspaces.update)
+cli.add_command(workspaces.delete)

@@ -2,7 +2,16 @@
 
 from flask import Flask
 
-from appliance.console import account, audit, pki, providers, session, users  # noqa: F401 -- importing registers the pages
+from appliance.console import (  # noqa: F401 -- importing registers the pages
+    account,
+    audit,
+    pki,
+    providers,
+    session,
+    templates_pages,
+    users,
+    workspaces,
+)
 from appliance.console.blueprint import bp
 
 

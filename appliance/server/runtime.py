@@ -23,8 +23,10 @@ from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.errors import OperatorError
 from appliance.pki.ca import CertificateAuthority
+from appliance.provisioner.local import InProcessProvisioners, start_in_process
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
 from appliance.server.tls import TlsListener
+from appliance.templates.starter import push_starter, starter_source
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Runtime:
     ca: CertificateAuthority | None = None
     ca_created: bool = False
     tls: TlsListener | None = None
+    provisioners: InProcessProvisioners | None = None
     _listener: socket.socket | None = field(default=None, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -74,6 +77,17 @@ class Runtime:
         log.info("database_ready", extra={"migrations_applied": len(applied),
                                           "embedded": self.embedded is not None})
         self.db = Database(conninfo)
+        self._push_starter_template()
+
+    def _push_starter_template(self) -> None:
+        source = starter_source()
+        if self.embedded is None or source is None or self.db is None:
+            return
+        try:
+            with self.db.transaction() as conn:
+                push_starter(conn, source, self.config.provisioner_job_timeout)
+        except OperatorError:
+            log.exception("starter_template_failed")
 
     def serve_forever(self) -> None:
         assert self.db is not None and self._listener is not None
@@ -84,7 +98,9 @@ class Runtime:
                                    layout.live_key(SERVER_CERT_NAME))
             self.tls.start()
         threading.Thread(target=self._renew_periodically, name="cert-renewal", daemon=True).start()
-        server = create_server(app, sockets=[self._listener], threads=8, ident="appliance",
+        self.provisioners = start_in_process(self.config, self.db)
+        # Followers of build logs hold a thread each while they stream: leave room for them.
+        server = create_server(app, sockets=[self._listener], threads=24, ident="appliance",
                                clear_untrusted_proxy_headers=True, channel_timeout=300)
         previous = {sig: signal.signal(sig, _request_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -117,6 +133,9 @@ class Runtime:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.provisioners is not None:
+            self.provisioners.stop(timeout=5.0)
+            self.provisioners = None
         if self.tls is not None:
             self.tls.stop()
             self.tls = None

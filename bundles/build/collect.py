@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from bundles.build.appliance_provider import package_appliance_provider
 from bundles.build.debs import baseline_rootfs, download_closure, write_repository_index
 from bundles.build.executable import build_executable
 from bundles.build.wheels import collect_wheels
@@ -73,10 +74,16 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step
         (stage / "terraform").mkdir(exist_ok=True)
         shutil.copy2(recipe.terraform, stage / "terraform" / "terraform")
         versions["terraform/terraform"] = _terraform_version(recipe.terraform)
-    if recipe.providers_from or recipe.providers_registry:
+    sources, registries = list(recipe.providers_from), list(recipe.providers_registry)
+    if recipe.appliance_provider:
+        step("appliance Terraform provider with PyInstaller (cached after the first build)")
+        mirror_from, registry_from = package_appliance_provider(cache)
+        sources.append(mirror_from)
+        registries.append(registry_from)
+    if sources or registries:
         step("provider mirror and registry")
-        key = signing_key(recipe.signing_home) if recipe.providers_registry else None
-        build_mirror(stage / "providers", list(recipe.providers_from), list(recipe.providers_registry), key)
+        key = signing_key(recipe.signing_home) if registries else None
+        build_mirror(stage / "providers", sources, registries, key)
     for layout in recipe.images:
         step(f"image layout {layout.name}")
         _copy_tree(layout, stage / "images" / layout.name)

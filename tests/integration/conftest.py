@@ -84,3 +84,12 @@ def owner_api(api: Api) -> Api:
     """A client logged in as the first user (Owner) by Bearer token."""
     api.create_first_user("owner")
     return api.as_user(api.login("owner"))
+
+
+@pytest.fixture(scope="session")
+def appliance_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mirror tree (mirror/ and registry/ inside) holding the real appliance provider, PyInstaller-built and
+    cached under .cache/provider. Terraform installs it with `filesystem_mirror { path = "<tree>/mirror" }`."""
+    from tests.support.appliance_provider import appliance_mirror_tree
+
+    return appliance_mirror_tree(tmp_path_factory.mktemp("appliance-mirror") / "tree")

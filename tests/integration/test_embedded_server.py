@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.api import Api
 from tests.support.postgres import free_port, postgres_processes_for, traversable_temp_dir
 from tests.support.server import wait_for_health
+from tests.support.workspaces import wait_build, wait_version
 
 APPLIANCE = [sys.executable, "-m", "appliance"]
 
@@ -27,8 +29,8 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir), "XDG_CONFIG_HOME": str(data_dir.parent)}
+def _start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir), "XDG_CONFIG_HOME": str(data_dir.parent), **extra_env}
     env.pop("APPLIANCE_POSTGRES_URL", None)
     return subprocess.Popen([*APPLIANCE, "server", "--http-address", f"127.0.0.1:{port}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -121,3 +123,36 @@ def test_a_bad_flag_value_names_the_key(data_dir: Path) -> None:
     assert result.returncode == 1
     assert "Invalid http_address from flag --http-address" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
+        data_dir: Path, appliance_mirror: Path) -> None:
+    """What `make run` gives a newcomer: the starter template imported by the in-process provisioner."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start(data_dir, port, APPLIANCE_MIRROR_DIR=str(appliance_mirror))
+    try:
+        _wait_healthy(url, process)
+        api = Api(url)
+        api.create_first_user("admin")
+        api = api.as_user(api.login("admin"))
+        template = api.get("/api/v2/templates/minimal").json()
+        version = wait_version(api, "minimal", template["active_version_id"] or
+                               api.get("/api/v2/templates/minimal/versions").json()["versions"][0]["id"])
+        assert version["job"]["status"] == "succeeded", version["job"]["error"]
+        created = api.post("/api/v2/workspaces", json={"template": "minimal", "name": "first", "parameters": {}})
+        assert created.status_code == 201, created.text
+        assert wait_build(api, created.json()["latest_build"]["id"])["status"] == "running"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    restarted = _start(data_dir, port, APPLIANCE_MIRROR_DIR=str(appliance_mirror))
+    try:
+        _wait_healthy(url, restarted)
+        api = Api(url)
+        api = api.as_user(api.login("admin"))
+        assert len(api.get("/api/v2/templates").json()["templates"]) == 1, "pushed once, not at every start"
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.communicate(timeout=60)

@@ -86,7 +86,8 @@ def postgres_processes_for(data_dir: Path) -> list[int]:
 
 
 
-APP_TABLES = "users, api_keys, login_failures, audit_logs, setup_tokens"
+APP_TABLES = ("users, api_keys, login_failures, audit_logs, setup_tokens, files, templates, template_versions,"
+              " provisioner_jobs, provisioner_job_logs, provisioner_daemons, workspaces, workspace_builds")
 
 
 def truncate_all(conninfo: str) -> None:

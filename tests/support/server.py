@@ -17,6 +17,7 @@ from waitress.server import create_server
 from appliance.app import create_app
 from appliance.config import Address, ServerConfig
 from appliance.db.database import Database
+from appliance.provisioner.local import start_in_process
 from tests.support.postgres import free_port
 
 
@@ -37,6 +38,11 @@ def make_config(**overrides: Any) -> ServerConfig:
         "mirror_dir": Path("/nonexistent/mirror"),
         "cert_renew_within": timedelta(days=30),
         "first_user_requires_setup_token": False,
+        "provisioner_daemons": 0,
+        "provisioner_psk": "",
+        "provisioner_job_timeout": timedelta(minutes=10),
+        "provisioner_heartbeat_timeout": timedelta(seconds=60),
+        "provisioner_dir": Path("/nonexistent/provisioner"),
         "config_file": None,
     }
     values.update(overrides)
@@ -52,18 +58,21 @@ class LiveServer:
 
 @contextmanager
 def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
+    """The app on a free port; with provisioner_daemons=N (and a mirror_dir) it runs N in-process daemons."""
     port = free_port()
     cfg = make_config(port=port, postgres_url=conninfo, **config)
     db = Database(conninfo)
     app = create_app(cfg, db)
-    server = create_server(app, host="127.0.0.1", port=port, threads=8, ident="appliance-test")
+    server = create_server(app, host="127.0.0.1", port=port, threads=16, ident="appliance-test")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     wait_for_health(url)
+    provisioners = start_in_process(cfg, db)
     try:
         yield LiveServer(url, db, cfg)
     finally:
+        provisioners.stop(timeout=30)
         server.close()  # type: ignore[no-untyped-call]
         thread.join(5)
         db.close()

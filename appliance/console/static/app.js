@@ -1,4 +1,4 @@
-// The console's only script, served by the appliance itself (CSP forbids inline code).
+// The console's shared behaviour (confirmations, copy buttons), served by the appliance itself (CSP forbids inline code).
 "use strict";
 
 document.addEventListener("submit", (event) => {

@@ -1,0 +1,130 @@
+"""/api/v2/provisionerd: where external provisioner daemons claim jobs and report back.
+
+Daemons authenticate with the pre-shared key (header Appliance-Provisioner-Key), compared in
+constant time; with no key configured, external daemons are refused outright. A daemon names
+itself in Appliance-Provisioner-Daemon and may report only on the jobs it claimed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from uuid import UUID
+
+from flask import Response, request
+
+from appliance.api.blueprints import v2
+from appliance.api.schemas import MessageResponse
+from appliance.api.spec import endpoint, json_response
+from appliance.api.workspace_schemas import (
+    AcquireRequest,
+    CompleteImportRequest,
+    FailJobRequest,
+    HeartbeatResponse,
+    JobLogsRequest,
+    JobSpecResponse,
+)
+from appliance.auth.web import database, server_config
+from appliance.errors import InvalidInput, Unauthorized
+from appliance.provisioner import coordinator, jobs
+
+TAG = "Provisioner daemons"
+KEY_HEADER = "Appliance-Provisioner-Key"
+
+
+def _require_key() -> None:
+    expected = server_config().provisioner_psk
+    presented = request.headers.get(KEY_HEADER, "")
+    if not expected:
+        raise Unauthorized("External provisioner daemons are not enabled on this appliance.",
+                           "Set provisioner_psk in /etc/appliance/appliance.toml and restart the server.")
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthorized("The provisioner key is missing or wrong.",
+                           f"Send the appliance's pre-shared key in the {KEY_HEADER} header.")
+
+
+def _uuid(raw: str, field: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError as err:
+        raise InvalidInput(f"Invalid {field} {raw!r}.", "Give a UUID.", field=field) from err
+
+
+def _daemon() -> UUID:
+    return _uuid(request.headers.get("Appliance-Provisioner-Daemon", ""), "daemon id")
+
+
+@endpoint(v2, "POST", "/provisionerd/acquire", summary="Claim the next job (204 when none)", tag=TAG,
+          body=AcquireRequest, response=JobSpecResponse, is_authenticated=False, errors=(401,))
+def acquire(body: AcquireRequest) -> Response:
+    _require_key()
+    daemon_id = _uuid(body.daemon_id, "daemon_id")
+    config = server_config()
+    with database().transaction() as conn:
+        jobs.register_daemon(conn, daemon_id, body.name, body.tags or dict(jobs.SITE_TAGS), body.version)
+        spec = coordinator.acquire(conn, daemon_id, body.tags or dict(jobs.SITE_TAGS), config.access_url,
+                                   config.provisioner_heartbeat_timeout)
+    if spec is None:
+        return Response(status=204)
+    return json_response(spec.to_json())
+
+
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/heartbeat", summary="Report a job alive; learn of a cancel",
+          tag=TAG, response=HeartbeatResponse, is_authenticated=False, errors=(401, 410))
+def heartbeat(job: str) -> Response:
+    _require_key()
+    with database().transaction() as conn:
+        canceled = jobs.heartbeat(conn, _uuid(job, "job"), _daemon())
+    if canceled is None:
+        return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+    return json_response({"canceled": canceled})
+
+
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/logs", summary="Append log lines", tag=TAG,
+          body=JobLogsRequest, response=MessageResponse, is_authenticated=False, errors=(401, 410))
+def append_logs(job: str, body: JobLogsRequest) -> Response:
+    _require_key()
+    with database().transaction() as conn:
+        if not jobs.is_running_on(conn, _uuid(job, "job"), _daemon()):
+            return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+        jobs.append_logs(conn, _uuid(job, "job"), [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs])
+    return json_response({"message": f"{len(body.logs)} line(s) stored."})
+
+
+@endpoint(v2, "PUT", "/provisionerd/jobs/<job>/state", summary="Save the Terraform state written so far",
+          tag=TAG, response=MessageResponse, is_authenticated=False, errors=(401, 410))
+def save_state(job: str) -> Response:
+    _require_key()
+    with database().transaction() as conn:
+        kept = coordinator.save_state(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
+    if not kept:
+        return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+    return json_response({"message": "State saved."})
+
+
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/import-complete", summary="Finish an import with its plan",
+          tag=TAG, body=CompleteImportRequest, response=MessageResponse, is_authenticated=False, errors=(401,))
+def complete_import(job: str, body: CompleteImportRequest) -> Response:
+    _require_key()
+    with database().transaction() as conn:
+        coordinator.complete_import(conn, _uuid(job, "job"), _daemon(), body.plan)
+    return json_response({"message": "Import recorded."})
+
+
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/build-complete", summary="Finish a build with its final state",
+          tag=TAG, response=MessageResponse, is_authenticated=False, errors=(401,))
+def complete_build(job: str) -> Response:
+    _require_key()
+    with database().transaction() as conn:
+        coordinator.complete_build(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
+    return json_response({"message": "Build recorded."})
+
+
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/fail", summary="Fail a job, keeping the state written so far",
+          tag=TAG, body=FailJobRequest, response=MessageResponse, is_authenticated=False, errors=(401,))
+def fail(job: str, body: FailJobRequest) -> Response:
+    _require_key()
+    state = base64.b64decode(body.state) if body.state is not None else None
+    with database().transaction() as conn:
+        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, state)
+    return json_response({"message": "Failure recorded."})

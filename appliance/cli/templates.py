@@ -1,0 +1,221 @@
+"""`appliance templates push|list|versions|promote|archive|edit|delete`: publish and manage templates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.cli.builds import LogSource, follow_logs
+from appliance.cli.client import ApiClient, with_client
+from appliance.cli.output import Column, emit, output_option
+from appliance.errors import OperatorError
+from appliance.templates.archive import source_archive, template_files
+
+SITE_ROLES = ("member", "owner", "template-admin", "user-admin", "auditor")
+
+
+def upload_tar(client: ApiClient, data: bytes) -> str:
+    """POST /files with the raw tar; returns its hash."""
+    return str(client.upload("/api/v2/files", data, "application/x-tar")["hash"])
+
+
+TEMPLATE_COLUMNS: list[Column] = [
+    ("Name", lambda t: t["name"]),
+    ("Active version", lambda t: t.get("active_version_name") or "none"),
+    ("Workspaces", lambda t: t.get("workspace_count", 0)),
+    ("Allowed roles", lambda t: ", ".join(t.get("allowed_roles") or [])),
+    ("Description", lambda t: t.get("description")),
+    ("Updated", lambda t: (t.get("updated_at") or "")[:19]),
+]
+
+VERSION_COLUMNS: list[Column] = [
+    ("Version", lambda v: v["name"]),
+    ("Active", lambda v: "yes" if v.get("active") else ""),
+    ("Archived", lambda v: "yes" if v.get("archived") else ""),
+    ("Import", lambda v: v["job"]["status"]),
+    ("Message", lambda v: v.get("message")),
+    ("Created by", lambda v: v.get("created_by")),
+    ("Created", lambda v: (v.get("created_at") or "")[:19]),
+    ("Error", lambda v: v["job"].get("error")),
+]
+
+PARAMETER_COLUMNS: list[Column] = [
+    ("Parameter", lambda p: p["name"]),
+    ("Type", lambda p: p["type"]),
+    ("Default", lambda p: "(required)" if p.get("required") else p.get("default")),
+    ("Mutable", lambda p: "yes" if p.get("mutable") else ""),
+    ("Options", lambda p: ", ".join(o["value"] for o in p.get("options") or [])),
+    ("Description", lambda p: p.get("description")),
+]
+
+
+@click.group()
+def templates() -> None:
+    """Publish templates and manage their versions (template admins)."""
+
+
+def _ensure_template(client: ApiClient, name: str) -> dict[str, Any]:
+    template = client.request("GET", f"/api/v2/templates/{name}", ok=(404,))
+    if template is None:
+        template = client.request("POST", "/api/v2/templates", body={"name": name})
+        click.echo(f"Created template {name}.", err=True)
+    result: dict[str, Any] = template
+    return result
+
+
+def _report_version(version: dict[str, Any]) -> None:
+    if version["parameters"]:
+        emit(version["parameters"], PARAMETER_COLUMNS, "table")
+    else:
+        click.echo("No parameters.")
+    for agent in version.get("agents") or []:
+        apps = ", ".join(a["slug"] for a in agent.get("apps") or []) or "no apps"
+        click.echo(f"Agent {agent['name']} ({agent['os']}/{agent['arch']}): {apps}")
+
+
+@templates.command("push")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--name", "-n", default=None, help="Template name (default: the directory's name).")
+@click.option("--message", "-m", default="", help="What changed in this version.")
+@click.option("--no-activate", is_flag=True, help="Import the version without making it the active one.")
+@click.option("--dry-run", is_flag=True, help="List the files a push would upload, and upload nothing.")
+@with_client
+def push(directory: Path, name: str | None, message: str, no_activate: bool, dry_run: bool,
+         client: ApiClient) -> None:
+    """Upload DIRECTORY as a new template version, import it, and follow the import's logs."""
+    name = name or directory.resolve().name
+    if dry_run:
+        for source in template_files(directory):
+            click.echo(f"{source.size:>10}  {source.name}")
+        click.echo(f"{len(source_archive(directory))} bytes as a tar; nothing uploaded.", err=True)
+        return
+    file_hash = upload_tar(client, source_archive(directory))
+    template = _ensure_template(client, name)
+    version = client.request("POST", f"/api/v2/templates/{name}/versions",
+                             body={"file_hash": file_hash, "message": message, "activate": not no_activate})
+    version_path = f"/api/v2/templates/{template['id']}/versions/{version['id']}"
+    click.echo(f"Importing {name} {version['name']}:", err=True)
+    status = follow_logs(client, LogSource(
+        logs_path=f"/api/v2/templateversions/{version['id']}/logs",
+        job_status=lambda: str(client.request("GET", version_path)["job"]["status"]),
+        resume=f"See how it ends with 'appliance templates versions {name}'."))
+    version = client.request("GET", version_path)
+    template = client.request("GET", f"/api/v2/templates/{template['id']}")
+    active = template.get("active_version_name")
+    if status != "succeeded":
+        raise OperatorError(
+            f"The import of {name} {version['name']} {status}: {version['job'].get('error') or 'see the logs above'}",
+            f"The active version is still {active}." if active else f"{name} has no active version yet.")
+    state = "it is the active version" if active == version["name"] else f"the active version is still {active}"
+    click.echo(f"Imported {name} {version['name']}; {state}.")
+    _report_version(version)
+
+
+@templates.command("list")
+@with_client
+@output_option
+def list_templates(client: ApiClient, output: str) -> None:
+    """List templates."""
+    result = client.request("GET", "/api/v2/templates")["templates"]
+    emit(result, TEMPLATE_COLUMNS, output, raw=result)
+
+
+@templates.command("versions")
+@click.argument("name")
+@with_client
+@output_option
+def versions(name: str, client: ApiClient, output: str) -> None:
+    """List a template's versions and how their imports went."""
+    result = client.request("GET", f"/api/v2/templates/{name}/versions")["versions"]
+    emit(result, VERSION_COLUMNS, output, raw=result)
+
+
+@templates.command("show")
+@click.argument("name")
+@click.argument("version", required=False)
+@with_client
+@output_option
+def show(name: str, version: str | None, client: ApiClient, output: str) -> None:
+    """Show a template version's parameters and agents (default: the active version)."""
+    if version is None:
+        version = client.request("GET", f"/api/v2/templates/{name}").get("active_version_id")
+        if not version:
+            raise OperatorError(f"{name} has no active version.", f"Push one with 'appliance templates push DIR "
+                                                                  f"--name {name}'.")
+    found = client.request("GET", f"/api/v2/templates/{name}/versions/{version}")
+    if output == "json":
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{name} {found['name']}: import {found['job']['status']}"
+               f"{' (active)' if found.get('active') else ''}{' (archived)' if found.get('archived') else ''}")
+    _report_version(found)
+
+
+def _version_action(name: str, version: str, action: str, client: ApiClient) -> dict[str, Any]:
+    result: dict[str, Any] = client.request("POST", f"/api/v2/templates/{name}/versions/{version}/{action}")
+    return result
+
+
+@templates.command("promote")
+@click.argument("name")
+@click.argument("version")
+@with_client
+def promote(name: str, version: str, client: ApiClient) -> None:
+    """Make VERSION (e.g. v3) the active version: new workspaces and updates use it."""
+    _version_action(name, version, "promote", client)
+    click.echo(f"{name} {version} is the active version.")
+
+
+@templates.command("archive")
+@click.argument("name")
+@click.argument("version")
+@with_client
+def archive(name: str, version: str, client: ApiClient) -> None:
+    """Archive VERSION: it can no longer be used for builds (the active version cannot be archived)."""
+    _version_action(name, version, "archive", client)
+    click.echo(f"{name} {version} is archived.")
+
+
+@templates.command("unarchive")
+@click.argument("name")
+@click.argument("version")
+@with_client
+def unarchive(name: str, version: str, client: ApiClient) -> None:
+    """Make an archived VERSION usable again."""
+    _version_action(name, version, "unarchive", client)
+    click.echo(f"{name} {version} is no longer archived.")
+
+
+@templates.command("edit")
+@click.argument("name")
+@click.option("--allowed-role", "allowed_roles", multiple=True, type=click.Choice(SITE_ROLES),
+              help="Site role allowed to create workspaces from it; repeat for several ('member' = everyone).")
+@click.option("--description", default=None)
+@click.option("--display-name", default=None)
+@with_client
+@output_option
+def edit(name: str, allowed_roles: tuple[str, ...], description: str | None, display_name: str | None,
+         client: ApiClient, output: str) -> None:
+    """Change a template's description, display name, or who may create workspaces from it."""
+    body: dict[str, Any] = {"description": description, "display_name": display_name,
+                            "allowed_roles": list(allowed_roles) or None}
+    body = {k: v for k, v in body.items() if v is not None}
+    if not body:
+        raise click.UsageError("Give at least one of --allowed-role, --description, --display-name.")
+    result = client.request("PATCH", f"/api/v2/templates/{name}", body=body)
+    emit([result], TEMPLATE_COLUMNS, output, raw=result)
+
+
+@templates.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@with_client
+def delete(name: str, yes: bool, client: ApiClient) -> None:
+    """Delete a template that no workspace uses."""
+    if not yes:
+        click.confirm(f"Delete template {name} and all its versions?", abort=True, err=True)
+    client.request("DELETE", f"/api/v2/templates/{name}")
+    click.echo(f"Deleted template {name}.")

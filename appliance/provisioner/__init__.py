@@ -1,0 +1,1 @@
+"""The provisioner: a job queue in PostgreSQL and daemons that run terraform for its jobs."""

@@ -1,0 +1,111 @@
+"""In-process daemons: the server's own provisioners, talking to PostgreSQL directly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from appliance import __version__
+from appliance.config import ServerConfig
+from appliance.db.database import Database
+from appliance.provisioner import coordinator, jobs
+from appliance.provisioner.cliconfig import filesystem_mirror_config
+from appliance.provisioner.coordinator import JobSpec
+from appliance.provisioner.daemon import Daemon
+from appliance.provisioner.runner import JobRunner, RunnerSettings
+
+log = logging.getLogger(__name__)
+
+
+class LocalBackend:
+    def __init__(self, db: Database, *, name: str, tags: dict[str, str], access_url: str,
+                 heartbeat_timeout: timedelta) -> None:
+        self._db, self._tags, self._access_url = db, tags, access_url
+        self._heartbeat_timeout = heartbeat_timeout
+        self._name = name
+        self.daemon_id = uuid4()
+
+    def acquire(self) -> JobSpec | None:
+        with self._db.transaction() as conn:
+            # Registered at every poll (an upsert): it doubles as the daemon's last-seen time.
+            jobs.register_daemon(conn, self.daemon_id, self._name, self._tags, __version__)
+            return coordinator.acquire(conn, self.daemon_id, self._tags, self._access_url, self._heartbeat_timeout)
+
+    def heartbeat(self, job_id: UUID) -> bool | None:
+        with self._db.transaction() as conn:
+            return jobs.heartbeat(conn, job_id, self.daemon_id)
+
+    def logs(self, job_id: UUID, lines: list[tuple[str, str, str]]) -> None:
+        with self._db.transaction() as conn:
+            jobs.append_logs(conn, job_id, lines)
+
+    def save_state(self, job_id: UUID, state: bytes) -> bool:
+        with self._db.transaction() as conn:
+            return coordinator.save_state(conn, job_id, self.daemon_id, state)
+
+    def complete_import(self, job_id: UUID, plan: dict[str, Any]) -> None:
+        with self._db.transaction() as conn:
+            coordinator.complete_import(conn, job_id, self.daemon_id, plan)
+
+    def complete_build(self, job_id: UUID, state: bytes) -> None:
+        with self._db.transaction() as conn:
+            coordinator.complete_build(conn, job_id, self.daemon_id, state)
+
+    def fail(self, job_id: UUID, error: str, state: bytes | None) -> None:
+        with self._db.transaction() as conn:
+            coordinator.fail(conn, job_id, self.daemon_id, error, state)
+
+
+@dataclass
+class InProcessProvisioners:
+    """The server's daemons, each on its own thread, stopped between jobs on shutdown, and the reaper."""
+
+    daemons: list[Daemon] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        for daemon in self.daemons:
+            daemon.stop()
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def _reap_periodically(db: Database, heartbeat_timeout: timedelta, stopping: threading.Event) -> None:
+    """Fail jobs whose daemon went silent even when no daemon is left to notice (all of them died)."""
+    while not stopping.wait(max(1.0, heartbeat_timeout.total_seconds() / 2)):
+        try:
+            with db.transaction() as conn:
+                for row in jobs.reap(conn, heartbeat_timeout):
+                    log.warning("provisioner_job_reaped", extra={"job_id": str(row["id"]), "error": row["error"]})
+        except Exception:  # the database may be restarting; try again next round
+            log.warning("provisioner_reap_failed", exc_info=True)
+
+
+def start_in_process(config: ServerConfig, db: Database, count: int | None = None) -> InProcessProvisioners:
+    """Start `count` (default: the configured number of) daemons and the reaper."""
+    started = InProcessProvisioners()
+    reaper = threading.Thread(target=_reap_periodically, name="provisioner-reaper", daemon=True,
+                              args=(db, config.provisioner_heartbeat_timeout, started.stopping))
+    reaper.start()
+    started.threads.append(reaper)
+    for index in range(config.provisioner_daemons if count is None else count):
+        name = f"built-in-{index + 1}"
+        root = config.provisioner_dir / name
+        cli_config = filesystem_mirror_config(root, config.mirror_dir)
+        backend = LocalBackend(db, name=name, tags=dict(jobs.SITE_TAGS), access_url=config.access_url,
+                               heartbeat_timeout=config.provisioner_heartbeat_timeout)
+        interval = max(1.0, config.provisioner_heartbeat_timeout.total_seconds() / 4)
+        daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, cli_config, heartbeat_interval=interval)))
+        thread = threading.Thread(target=daemon.run_forever, name=f"provisioner-{name}", daemon=True)
+        thread.start()
+        started.daemons.append(daemon)
+        started.threads.append(thread)
+    if started.daemons:
+        log.info("provisioners_started", extra={"count": len(started.daemons), "mirror": str(config.mirror_dir)})
+    return started

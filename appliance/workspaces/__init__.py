@@ -1,0 +1,1 @@
+"""Workspaces: created from a template, changed only by builds the provisioner runs."""

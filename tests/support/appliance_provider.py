@@ -1,0 +1,22 @@
+"""The appliance Terraform provider, packaged for real (PyInstaller) and published into a mirror tree.
+
+The provider zip is cached under .cache/provider by a digest of its inputs, so only the first
+session after a change to appliance/provider pays for PyInstaller (about twenty seconds); the
+mirror signing key is kept there too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.provider.packaging import publish_provider
+from mirror.signing import signing_key
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache" / "provider"
+
+
+def appliance_mirror_tree(out: Path) -> Path:
+    """A tree at `out` with mirror/ and registry/ (what `appliance mirror build` makes) holding the provider."""
+    publish_provider(out, CACHE, signing_key(CACHE / "mirror-signing"))
+    return out
