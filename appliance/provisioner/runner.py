@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "terraform.tfstate"
 PLAN_FILE = "appliance.tfplan"
 REDACTED = "[REDACTED]"
+_APPLY_STARTED = re.compile(r": (Creating|Destroying|Modifying|Destruction complete|Creation complete)|"
+                            r"^(Apply complete!|Destroy complete!|No changes\.)")
 
 
 class Backend(Protocol):
@@ -260,7 +263,7 @@ class _Steps:
         self.logs.stage = stage
         self.logs.emit("info", f"$ terraform {' '.join(args)}")
         self.logs.errors.clear()
-        code = terraform.run([*args, "-no-color"], self.workdir, self.env, self.logs.emit, self.watch.stop_reason,
+        code = terraform.run([*args, "-no-color"], self.workdir, self.env, self._emit, self.watch.stop_reason,
                              self.settings.terraform)
         if code != 0:
             raise JobFailed(f"{what} failed: " + _errors_summary(self.logs.errors, f"terraform exited with {code}."))
@@ -282,11 +285,17 @@ class _Steps:
         self.logs.emit("info", "Read parameters, agents and apps from the plan.")
         return plan
 
+    def _emit(self, level: str, line: str) -> None:
+        if self.logs.stage == "Planning" and _APPLY_STARTED.search(line):
+            self.logs.stage = "Applying"
+        self.logs.emit(level, line)
+
     def build(self, transition: str) -> None:
         self._terraform("Initializing", ["init", "-input=false"], "terraform init")
         destroy = ["-destroy"] if transition == "delete" else []
-        self._terraform("Planning", ["plan", "-input=false", *destroy, f"-out={PLAN_FILE}"], "terraform plan")
-        self._terraform("Applying", ["apply", "-input=false", "-auto-approve", PLAN_FILE], "terraform apply")
+        # One `apply` plans and applies: a separate `plan -out` would start every provider twice. Its
+        # output moves from the Planning stage to Applying at the first change it makes.
+        self._terraform("Planning", ["apply", "-input=false", "-auto-approve", *destroy], "terraform apply")
         self.logs.stage = "Cleaning up"
         self.logs.emit("info", f"Workspace {transition} finished.")
 
