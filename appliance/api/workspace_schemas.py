@@ -237,3 +237,4 @@ class JobSpecResponse(BaseModel):
     source: str
     state: str | None
     secrets: list[str]
+    heartbeat_seconds: float

@@ -7,6 +7,7 @@ functions, so a job is run, saved and finished the same way wherever terraform r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -48,20 +49,23 @@ class JobSpec:
     source: bytes
     state: bytes | None
     secrets: list[str]
+    # The control plane decides how often a daemon must beat: a quarter of its heartbeat timeout.
+    heartbeat_seconds: float = 10.0
 
     def to_json(self) -> dict[str, Any]:
         return {"id": str(self.id), "type": self.type.value, "timeout_seconds": self.timeout_seconds,
                 "transition": self.transition, "env": self.env,
                 "source": base64.b64encode(self.source).decode(),
                 "state": base64.b64encode(self.state).decode() if self.state is not None else None,
-                "secrets": self.secrets}
+                "secrets": self.secrets, "heartbeat_seconds": self.heartbeat_seconds}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         state = data.get("state")
         return cls(UUID(data["id"]), jobs.JobType(data["type"]), int(data["timeout_seconds"]), data["transition"],
                    dict(data["env"]), base64.b64decode(data["source"]),
-                   base64.b64decode(state) if state is not None else None, list(data.get("secrets", [])))
+                   base64.b64decode(state) if state is not None else None, list(data.get("secrets", [])),
+                   float(data.get("heartbeat_seconds", 10.0)))
 
 
 def parameter_env(name: str) -> str:
@@ -123,9 +127,9 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url:
     if row is None:
         return None
     jobs.append_logs(conn, row["id"], [("Setting up", "info", "Job claimed by a provisioner daemon.")])
-    if row["type"] == jobs.JobType.IMPORT.value:
-        return _import_spec(conn, row, access_url)
-    return _build_spec(conn, row, access_url)
+    spec = (_import_spec(conn, row, access_url) if row["type"] == jobs.JobType.IMPORT.value
+            else _build_spec(conn, row, access_url))
+    return dataclasses.replace(spec, heartbeat_seconds=max(0.5, heartbeat_timeout.total_seconds() / 4))
 
 
 def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> bool:

@@ -117,7 +117,7 @@ class _Watch:
 
     def _loop(self) -> None:
         next_beat = 0.0
-        while not self._done.wait(1.0):
+        while not self._done.wait(min(1.0, self._interval)):
             if self._spec.type is JobType.BUILD:
                 self.upload_state()
             if time.monotonic() >= next_beat:
@@ -223,7 +223,8 @@ class JobRunner:
             _unpack(spec.source, workdir)
             if spec.state is not None:
                 state_file.write_bytes(spec.state)
-            with _Watch(self._backend, spec, state_file, self._settings.heartbeat_interval) as watch:
+            interval = min(self._settings.heartbeat_interval, spec.heartbeat_seconds)
+            with _Watch(self._backend, spec, state_file, interval) as watch:
                 step = _Steps(self._settings, workdir, _environment(self._settings, home, spec), logs, watch)
                 if spec.type is JobType.IMPORT:
                     plan = step.import_template()

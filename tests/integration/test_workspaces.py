@@ -338,3 +338,18 @@ def test_build_logs_follow_as_server_sent_events_until_the_build_ends(owner: Api
     resumed = owner.get(f"/api/v2/workspacebuilds/{build_id}/logs?follow=true",
                         headers={"Last-Event-ID": str(last_id)}).text
     assert "event: log" not in resumed and "event: end" in resumed, "a reconnect resumes after the last event"
+
+
+def test_a_build_that_outruns_its_timeout_is_interrupted_and_failed(
+        owner: Api, ws_db: str, appliance_mirror: Path, tmp_path: Path) -> None:
+    with live_server(ws_db, mirror_dir=appliance_mirror, provisioner_dir=tmp_path,
+                     provisioner_job_timeout=timedelta(seconds=8), provisioner_daemons=1,
+                     provisioner_heartbeat_timeout=timedelta(seconds=4)) as short:
+        api = Api(short.url, owner.token)
+        wait_version(api, "slow", push(api, TEMPLATES / "slow", "slow")["id"])
+        workspace = api.post("/api/v2/workspaces", json={"template": "slow", "name": "dev",
+                                                         "parameters": {"delay": "300"}}).json()
+        failed = wait_build(api, workspace["latest_build"]["id"], timeout=120)
+    assert failed["status"] == "failed"
+    assert "ran longer than its timeout of 8s" in failed["job"]["error"]
+    assert "Interrupting terraform" in build_logs(owner, failed["id"])
