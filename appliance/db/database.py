@@ -59,6 +59,10 @@ class Database:
                 "Check that the database is running and reachable (appliance server logs).",
             ) from err
 
+    def connect_autocommit(self) -> psycopg.Connection[Row]:
+        """A connection outside the pool, for LISTEN: it waits for notifications, never in a transaction."""
+        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+
     def ping(self, timeout: float = 2.0) -> bool:
         try:
             with self.transaction(timeout=timeout) as conn:

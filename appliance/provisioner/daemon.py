@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, backend: Backend, runner: JobRunner, poll_interval: float = 0.5) -> None:
+    def __init__(self, backend: Backend, runner: JobRunner, poll_interval: float = 1.0) -> None:
         self._backend, self._runner = backend, runner
         self._poll_interval = poll_interval
         self._stopping = threading.Event()
@@ -42,5 +42,7 @@ class Daemon:
                 failures += 1
                 log.warning("provisioner_poll_failed", exc_info=True)
                 busy = False
-            if not busy:
+            if failures:
                 self._stopping.wait(min(30.0, self._poll_interval * (2 ** min(failures, 6))))
+            elif not busy:
+                self._backend.wait_for_work(self._poll_interval)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
+
 from appliance import __version__
 from appliance.config import ServerConfig
-from appliance.db.database import Database
+from appliance.db.database import Database, Row
 from appliance.provisioner import coordinator, jobs
 from appliance.provisioner.cliconfig import filesystem_mirror_config
 from appliance.provisioner.coordinator import JobSpec
@@ -28,6 +31,25 @@ class LocalBackend:
         self._heartbeat_timeout = heartbeat_timeout
         self._name = name
         self.daemon_id = uuid4()
+        self._listener: psycopg.Connection[Row] | None = None
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until a job is queued (NOTIFY provisioner_jobs) or `timeout` passes."""
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = self._db.connect_autocommit()
+                self._listener.execute("LISTEN provisioner_jobs")
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                break
+        except psycopg.Error:  # the database went away: poll again after the timeout
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
 
     def acquire(self) -> JobSpec | None:
         with self._db.transaction() as conn:
@@ -65,6 +87,7 @@ class InProcessProvisioners:
     """The server's daemons, each on its own thread, stopped between jobs on shutdown, and the reaper."""
 
     daemons: list[Daemon] = field(default_factory=list)
+    backends: list[LocalBackend] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -74,6 +97,8 @@ class InProcessProvisioners:
             daemon.stop()
         for thread in self.threads:
             thread.join(timeout)
+        for backend in self.backends:
+            backend.close()
 
 
 def _reap_periodically(db: Database, heartbeat_timeout: timedelta, stopping: threading.Event) -> None:
@@ -105,6 +130,7 @@ def start_in_process(config: ServerConfig, db: Database, count: int | None = Non
         thread = threading.Thread(target=daemon.run_forever, name=f"provisioner-{name}", daemon=True)
         thread.start()
         started.daemons.append(daemon)
+        started.backends.append(backend)
         started.threads.append(thread)
     if started.daemons:
         log.info("provisioners_started", extra={"count": len(started.daemons), "mirror": str(config.mirror_dir)})

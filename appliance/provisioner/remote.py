@@ -7,6 +7,7 @@ claimed, nothing else.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -45,6 +46,9 @@ class RemoteBackend:
             return None
         response.raise_for_status()
         return JobSpec.from_json(response.json())
+
+    def wait_for_work(self, timeout: float) -> None:
+        time.sleep(timeout)
 
     def heartbeat(self, job_id: UUID) -> bool | None:
         response = self._post(f"/jobs/{job_id}/heartbeat")
