@@ -18,7 +18,7 @@ test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/ansible-lint --profile production playbooks/
-	$(BIN)/pytest tests
+	$(BIN)/pytest --durations=15 tests
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

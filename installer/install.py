@@ -140,7 +140,8 @@ def extract(result: VerifiedBundle, options: InstallOptions, keyring: bytes, pat
 
 def ensure_secrets(config: InstallConfig, paths: HostPaths) -> dict[str, str]:
     """Generated once, root-only; the playbooks read them and never log them."""
-    files = {"postgres": paths.secrets / "postgres-password", "pki": paths.secrets / "pki-passphrase"}
+    files = {"postgres": paths.secrets / "postgres-password", "pki": paths.secrets / "pki-passphrase",
+             "provisioner": paths.secrets / "provisioner-psk"}
     for path in files.values():
         if not path.exists():
             _write_private(path, secrets.token_urlsafe(32).encode() + b"\n")
@@ -163,6 +164,7 @@ def playbook_vars(result: VerifiedBundle, config: InstallConfig, release: Path, 
         "appliance_extra_ips": list(config.extra_ips),
         "appliance_postgres_password_file": secret_files["postgres"],
         "appliance_pki_passphrase_file": secret_files["pki"],
+        "appliance_provisioner_psk_file": secret_files["provisioner"],
     }
     path = paths.installer_state / "vars.json"
     _write_private(path, json.dumps(variables, indent=1).encode())

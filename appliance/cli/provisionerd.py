@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from appliance.errors import ConfigError
+from appliance.logs import configure_logging
 from appliance.provisioner.cliconfig import filesystem_mirror_config, network_mirror_config
 from appliance.provisioner.daemon import Daemon
 from appliance.provisioner.remote import RemoteBackend
@@ -57,10 +58,14 @@ def _read_key(path: Path) -> str:
               envvar="APPLIANCE_CA_FILE", help="CA certificate that signed the control plane's TLS certificate.")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE tag; the daemon runs only jobs whose tags it has.")
 @click.option("--name", default=None, help="Daemon name shown to admins [default: host name].")
-@click.option("--heartbeat", type=float, default=10.0, show_default=True, help="Seconds between heartbeats.")
+@click.option("--heartbeat", type=float, default=10.0, show_default=True,
+              help="Most seconds between heartbeats (the control plane may ask for more often).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="APPLIANCE_LOG_FORMAT",
+              show_default=True, help="Log lines as text or JSON [env APPLIANCE_LOG_FORMAT].")
 def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file: Path | None, tags: tuple[str, ...],
-          name: str | None, heartbeat: float) -> None:
+          name: str | None, heartbeat: float, log_format: str) -> None:
     """Claim jobs from the control plane and run terraform for them until stopped (SIGTERM)."""
+    configure_logging(log_format)
     key = _read_key(psk_file)
     backend = RemoteBackend(url, key, name=name or socket.gethostname(), tags=_tags(tags),
                             ca_file=str(ca_file) if ca_file else None)

@@ -23,7 +23,7 @@ from appliance.auth.rbac import ASSIGNABLE_ROLES, MEMBER, Action, Resource, Reso
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.provisioner import jobs
-from appliance.templates.archive import MAX_SOURCE_BYTES
+from appliance.templates.archive import MAX_SOURCE_BYTES, unsafe_member
 
 NAME_RULE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 ROLE_CHOICES = (*ASSIGNABLE_ROLES, MEMBER)
@@ -145,11 +145,15 @@ def check_archive(data: bytes) -> None:
                            f"{MAX_SOURCE_BYTES // 1024 // 1024} MiB.", "Leave .terraform/ and large files out.")
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            names = tar.getnames()
+            members = tar.getmembers()
     except tarfile.TarError as err:
         raise InvalidInput(f"The upload is not a tar archive: {err}.",
                            "Upload a tar of the template directory (`appliance templates push DIR`).") from err
-    if not any(n.endswith((".tf", ".tf.json")) for n in names):
+    problems = [p for p in map(unsafe_member, members) if p]
+    if problems:
+        raise InvalidInput(f"The archive is refused: {problems[0]}.",
+                           "A template holds regular files only; remove links and paths outside the directory.")
+    if not any(m.name.endswith((".tf", ".tf.json")) for m in members):
         raise InvalidInput("The archive holds no Terraform files (*.tf).",
                            "Push the directory that contains the template's main.tf.")
 

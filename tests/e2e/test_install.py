@@ -128,12 +128,13 @@ def installed(release: Release, baseline: Path, tmp_path_factory: pytest.TempPat
 
 REQUEST = """
 import json, ssl, sys, urllib.request
-method, url, body, token, cafile = sys.argv[1:6]
+method, url, body, token, cafile, content_type = sys.argv[1:7]
 context = ssl.create_default_context(cafile=cafile or None)
-headers = {"Content-Type": "application/json"}
+headers = {"Content-Type": content_type}
 if token:
     headers["Authorization"] = "Bearer " + token
-request = urllib.request.Request(url, method=method, data=body.encode() if body else None, headers=headers)
+data = open(body[1:], "rb").read() if body.startswith("@") else body.encode() if body else None
+request = urllib.request.Request(url, method=method, data=data, headers=headers)
 try:
     with urllib.request.urlopen(request, context=context, timeout=30) as response:
         print(json.dumps({"status": response.status, "body": response.read().decode()}))
@@ -145,10 +146,15 @@ except Exception as err:
 
 
 def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None = None, token: str = "",
-          cafile: str = "/var/lib/appliance/pki/ca-bundle.pem") -> tuple[int, str]:
-    """A request made from inside the host with the host's python3, trusting only `cafile`."""
-    result = host.run("python3", "-c", REQUEST, method, f"https://appliance-host{path}",
-                      json.dumps(body) if body else "", token, cafile)
+          cafile: str = "/var/lib/appliance/pki/ca-bundle.pem", *, upload: str = "",
+          content_type: str = "application/json") -> tuple[int, str]:
+    """A request made from inside the host with the host's python3, trusting only `cafile`.
+
+    The body is `body` as JSON, or the bytes of the file `upload` inside the host.
+    """
+    data = f"@{upload}" if upload else json.dumps(body) if body else ""
+    result = host.run("python3", "-c", REQUEST, method, f"https://appliance-host{path}", data, token, cafile,
+                      content_type)
     answer = json.loads(result.stdout)
     return int(answer["status"]), str(answer["body"])
 
@@ -159,14 +165,38 @@ def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None
 def test_every_appliance_unit_is_active_and_hardened(installed: Installed) -> None:
     host = installed.host
     for unit in ("postgresql@15-main.service", "appliance-console.service", "nginx.service",
-                 "appliance-pki-renew.timer"):
+                 "appliance-pki-renew.timer", "appliance-provisioner.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() == "active", host.journal(unit)
-    shown = host.run("systemctl", "show", "appliance-console.service", "-p", "User", "-p", "ProtectSystem",
-                     "-p", "NoNewPrivileges").stdout
-    assert {"User=appliance", "ProtectSystem=strict", "NoNewPrivileges=yes"} <= set(shown.split())
-    owner = host.sh("pid=$(systemctl show -p MainPID --value appliance-console.service); "
-                    "awk '/^Uid:/ {print $2}' /proc/$pid/status").stdout.strip()
-    assert owner == host.run("id", "-u", "appliance").stdout.strip() != "0"
+    for unit, user in (("appliance-console.service", "appliance"),
+                       ("appliance-provisioner.service", "appliance-provisioner")):
+        shown = host.run("systemctl", "show", unit, "-p", "User", "-p", "ProtectSystem", "-p", "NoNewPrivileges",
+                         "-p", "CapabilityBoundingSet", "-p", "PrivateTmp", "-p", "ProtectHome").stdout
+        assert {f"User={user}", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=",
+                "PrivateTmp=yes", "ProtectHome=yes"} <= set(shown.split()), (unit, shown)
+        owner = host.sh(f"pid=$(systemctl show -p MainPID --value {unit}); "
+                        "awk '/^Uid:/ {print $2}' /proc/$pid/status").stdout.strip()
+        assert owner == host.run("id", "-u", user).stdout.strip() != "0", unit
+
+
+def test_the_provisioner_sees_only_its_folder_the_ca_and_the_release(installed: Installed) -> None:
+    host = installed.host
+    # What the daemon's own mount namespace shows (root looking in, so file modes hide nothing).
+    view = host.sh("pid=$(systemctl show -p MainPID --value appliance-provisioner.service); "
+                   "nsenter -t $pid -m sh -ec 'find /var/lib/appliance /etc/appliance "
+                   "-not -path \"/var/lib/appliance/provisioner/*\" | sort; "
+                   "test -x /usr/local/bin/terraform && test -d /opt/appliance/current/providers/mirror "
+                   "&& echo release-readable'")
+    assert view.returncode == 0, view.stdout + view.stderr
+    assert view.stdout.split() == ["/etc/appliance", "/var/lib/appliance", "/var/lib/appliance/pki",
+                                   "/var/lib/appliance/pki/ca-bundle.pem", "/var/lib/appliance/provisioner",
+                                   "release-readable"], view.stdout
+    modes = host.sh("stat -c '%U:%G %a' /var/lib/appliance/provisioner /etc/appliance/secrets/provisioner-psk")
+    assert modes.stdout.splitlines() == ["appliance-provisioner:appliance-provisioner 750", "root:root 600"]
+    login = host.run("getent", "passwd", "appliance-provisioner").stdout.strip().split(":")
+    assert login[5:] == ["/var/lib/appliance/provisioner", "/usr/sbin/nologin"]
+    config = host.read_text("/etc/appliance/appliance.toml")
+    psk = host.read_text("/etc/appliance/secrets/provisioner-psk").strip()
+    assert "provisioner_daemons = 0" in config and f'provisioner_psk = "{psk}"' in config and len(psk) >= 32
 
 
 def test_the_console_answers_over_https_trusting_only_the_internal_ca(installed: Installed) -> None:
@@ -257,11 +287,73 @@ def _text_file(text: str) -> Path:
     return Path(handle.name)
 
 
+def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_and_starts(
+        installed: Installed, tmp_path: Path) -> None:
+    from appliance.templates.archive import source_archive
+
+    host = installed.host
+    status, body = https(host, "POST", "/api/v2/users/login", {"username": "admin", "password": PASSWORD})
+    assert status == 201, body
+    token = json.loads(body)["session_token"]
+    archive = tmp_path / "minimal.tar"
+    archive.write_bytes(source_archive(REPO / "examples/templates/minimal"))
+    host.copy_in(archive, "/root/minimal.tar")
+    status, body = https(host, "POST", "/api/v2/files", token=token, upload="/root/minimal.tar",
+                         content_type="application/x-tar")
+    assert status == 201, body
+    assert https(host, "POST", "/api/v2/templates", {"name": "minimal"}, token)[0] == 201
+    status, body = https(host, "POST", "/api/v2/templates/minimal/versions",
+                         {"file_hash": json.loads(body)["hash"]}, token)
+    assert status == 201, body
+    version = _wait_job(host, f"/api/v2/templates/minimal/versions/{json.loads(body)['id']}", token)
+    assert version["job"]["status"] == "succeeded", _job_failure(host, version, token)
+    assert {p["name"] for p in version["parameters"]} == {"greeting", "cpus"}
+
+    status, body = https(host, "POST", "/api/v2/workspaces", {"template": "minimal", "name": "first"}, token)
+    assert status == 201, body
+    workspace = json.loads(body)
+    queued = workspace["latest_build"]  # creating a workspace queues its first start
+    for transition, expected in (("start", "running"), ("stop", "stopped"), ("start", "running")):
+        if queued is None:
+            status, body = https(host, "POST", f"/api/v2/workspaces/{workspace['id']}/builds",
+                                 {"transition": transition}, token)
+            assert status == 201, body
+            queued = json.loads(body)
+        build = _wait_job(host, f"/api/v2/workspacebuilds/{queued['id']}", token)
+        assert (build["transition"], build["status"]) == (transition, expected), _job_failure(host, build, token)
+        status, body = https(host, "GET", f"/api/v2/workspaces/{workspace['id']}", token=token)
+        assert json.loads(body)["status"] == expected, body
+        queued = None
+    # The one daemon is the external unit (the console runs none): it reported the job over HTTPS.
+    assert f"/api/v2/provisionerd/jobs/{build['job']['id']}/build-complete" in host.read_text(
+        "/var/log/nginx/access.log")
+
+
+def _wait_job(host: OfflineHost, path: str, token: str, timeout: float = 300) -> dict[str, Any]:
+    """GET path until its job has finished (succeeded, failed or canceled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = https(host, "GET", path, token=token)
+        assert status == 200, body
+        found: dict[str, Any] = json.loads(body)
+        if found["job"]["status"] in ("succeeded", "failed", "canceled") or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def _job_failure(host: OfflineHost, found: dict[str, Any], token: str) -> str:
+    """The job, its logs and the daemon's journal, for a failure message."""
+    kind = "workspacebuilds" if "transition" in found else "templateversions"
+    logs = https(host, "GET", f"/api/v2/{kind}/{found['id']}/logs", token=token)[1]
+    return f"{json.dumps(found['job'])}\n{logs[-3000:]}\n{host.journal('appliance-provisioner.service')}"
+
+
 def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> None:
     host = installed.host
     result = host.run("/root/installer/appliance-installer", "uninstall", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
-    for unit in ("appliance-console.service", "nginx.service", "postgresql@15-main.service"):
+    for unit in ("appliance-provisioner.service", "appliance-console.service", "nginx.service",
+                 "postgresql@15-main.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() != "active"
     assert host.sh("test -d /var/lib/appliance/pki && test -d /var/lib/postgresql/15/main && "
                    "test -f /etc/appliance/appliance.toml && ! test -e /opt/appliance").returncode == 0

@@ -4,12 +4,14 @@ installed from a real mirror, daemons in-process and as separate processes."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -353,3 +355,19 @@ def test_a_build_that_outruns_its_timeout_is_interrupted_and_failed(
     assert failed["status"] == "failed"
     assert "ran longer than its timeout of 8s" in failed["job"]["error"]
     assert "Interrupting terraform" in build_logs(owner, failed["id"])
+
+
+def test_an_upload_with_a_link_or_no_terraform_is_refused(owner: Api) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        main = tarfile.TarInfo("main.tf")
+        tar.addfile(main, io.BytesIO(b""))
+        link = tarfile.TarInfo("secrets.tf")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/appliance/appliance.toml"
+        tar.addfile(link)
+    refused = owner.post("/api/v2/files", data=buffer.getvalue(), headers={"Content-Type": "application/x-tar"})
+    assert refused.status_code == 400 and "'secrets.tf' is not a regular file" in refused.json()["message"]
+    garbage = owner.post("/api/v2/files", data=b"not a tar", headers={"Content-Type": "application/x-tar"})
+    assert garbage.status_code == 400 and "not a tar archive" in garbage.json()["message"]
+    as_json = owner.post("/api/v2/files", json={"a": 1})
+    assert as_json.status_code == 400 and "application/x-tar" in as_json.json()["message"]
