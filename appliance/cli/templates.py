@@ -174,7 +174,9 @@ def promote(name: str, version: str, client: ApiClient) -> None:
 @click.argument("version")
 @with_client
 def archive(name: str, version: str, client: ApiClient) -> None:
-    """Archive VERSION: it can no longer be used for builds (the active version cannot be archived)."""
+    """Archive VERSION: no new build may choose it; workspaces already on it keep working.
+
+    The active version cannot be archived."""
     _version_action(name, version, "archive", client)
     click.echo(f"{name} {version} is archived.")
 

@@ -176,6 +176,9 @@ def _usable_version(conn: Connection, template: templates.Template, version_id: 
     version = templates.find_version(conn, template, str(chosen))
     if version.job.status is not jobs.JobStatus.SUCCEEDED:
         raise Conflict(f"{template.name} {version.name} did not import successfully.", "Use the active version.")
+    if version.archived:
+        raise Conflict(f"{template.name} {version.name} is archived.",
+                       "Use the active version, or ask a template admin to unarchive this one.")
     return version
 
 

@@ -371,3 +371,17 @@ def test_an_upload_with_a_link_or_no_terraform_is_refused(owner: Api) -> None:
     assert garbage.status_code == 400 and "not a tar archive" in garbage.json()["message"]
     as_json = owner.post("/api/v2/files", json={"a": 1})
     assert as_json.status_code == 400 and "application/x-tar" in as_json.json()["message"]
+
+
+def test_an_archived_version_cannot_be_chosen_for_a_build(owner: Api, daemons: None) -> None:
+    v1 = wait_version(owner, "minimal", push(owner, MINIMAL, "minimal")["id"])
+    workspace = owner.post("/api/v2/workspaces", json={"template": "minimal", "name": "dev", "parameters": {}}).json()
+    wait_build(owner, workspace["latest_build"]["id"])
+    wait_version(owner, "minimal", push(owner, TEMPLATES / "slow", "minimal")["id"])
+    assert owner.post("/api/v2/templates/minimal/versions/v1/archive").json()["archived"] is True
+    chosen = owner.post(f"/api/v2/workspaces/{workspace['id']}/builds",
+                        json={"transition": "start", "template_version_id": v1["id"]})
+    assert chosen.status_code == 409 and "archived" in chosen.json()["message"]
+    assert transition(owner, workspace["id"], "stop")["status"] == "stopped", "a workspace on it keeps working"
+    refused = owner.post("/api/v2/templates/minimal/versions/v2/archive")
+    assert refused.status_code == 409 and "active version" in refused.json()["message"]
