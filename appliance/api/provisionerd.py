@@ -50,6 +50,11 @@ def _uuid(raw: str, field: str) -> UUID:
         raise InvalidInput(f"Invalid {field} {raw!r}.", "Give a UUID.", field=field) from err
 
 
+def _not_assigned() -> Response:
+    """410: the job was reaped or canceled away from this daemon, which should stop running it."""
+    return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+
+
 def _daemon() -> UUID:
     return _uuid(request.headers.get("Appliance-Provisioner-Daemon", ""), "daemon id")
 
@@ -76,7 +81,7 @@ def heartbeat(job: str) -> Response:
     with database().transaction() as conn:
         canceled = jobs.heartbeat(conn, _uuid(job, "job"), _daemon())
     if canceled is None:
-        return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+        return _not_assigned()
     return json_response({"canceled": canceled})
 
 
@@ -84,10 +89,11 @@ def heartbeat(job: str) -> Response:
           body=JobLogsRequest, response=MessageResponse, is_authenticated=False, errors=(401, 410))
 def append_logs(job: str, body: JobLogsRequest) -> Response:
     _require_key()
+    job_id = _uuid(job, "job")
     with database().transaction() as conn:
-        if not jobs.is_running_on(conn, _uuid(job, "job"), _daemon()):
-            return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
-        jobs.append_logs(conn, _uuid(job, "job"), [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs])
+        if not jobs.is_running_on(conn, job_id, _daemon()):
+            return _not_assigned()
+        jobs.append_logs(conn, job_id, [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs])
     return json_response({"message": f"{len(body.logs)} line(s) stored."})
 
 
@@ -98,7 +104,7 @@ def save_state(job: str) -> Response:
     with database().transaction() as conn:
         kept = coordinator.save_state(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
     if not kept:
-        return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+        return _not_assigned()
     return json_response({"message": "State saved."})
 
 

@@ -10,7 +10,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,8 +22,6 @@ from appliance.db.database import Connection, Row
 from appliance.provisioner import extract, jobs
 from appliance.templates import service as templates
 from appliance.workspaces import service as workspaces
-
-log = logging.getLogger(__name__)
 
 # What the agent's init script fetches and runs; the relay issue ships the agent itself.
 AGENT_SCRIPT = """#!/bin/sh
@@ -121,8 +118,7 @@ def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
 def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url: str,
             heartbeat_timeout: timedelta) -> JobSpec | None:
     """Claim the next job for a daemon (after failing jobs whose daemons went silent)."""
-    for dead in jobs.reap(conn, heartbeat_timeout):
-        log.warning("provisioner_job_reaped", extra={"job_id": str(dead["id"]), "error": dead["error"]})
+    jobs.reap(conn, heartbeat_timeout)
     row = jobs.acquire(conn, daemon_id, tags)
     if row is None:
         return None

@@ -8,6 +8,7 @@ whoever reaps next, so the workspace comes back to a state its owner can act on.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,6 +17,7 @@ from uuid import UUID
 
 from appliance.db.database import Connection, Row
 
+log = logging.getLogger(__name__)
 SITE_TAGS: dict[str, str] = {"scope": "site"}
 
 
@@ -102,12 +104,6 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str]) -> Row | No
         " RETURNING *", (daemon_id, json.dumps(tags))).fetchone()
 
 
-def _running(conn: Connection, job_id: UUID, daemon_id: UUID) -> Row | None:
-    return conn.execute(
-        "SELECT * FROM provisioner_jobs WHERE id = %s AND worker_id = %s AND completed_at IS NULL FOR UPDATE",
-        (job_id, daemon_id)).fetchone()
-
-
 def is_running_on(conn: Connection, job_id: UUID, daemon_id: UUID) -> bool:
     return conn.execute("SELECT 1 FROM provisioner_jobs WHERE id = %s AND worker_id = %s AND completed_at IS NULL",
                         (job_id, daemon_id)).fetchone() is not None
@@ -140,12 +136,11 @@ def logs_after(conn: Connection, job_id: UUID, after: int, limit: int = 1000) ->
 
 
 def finish(conn: Connection, job_id: UUID, daemon_id: UUID, error: str = "") -> Row | None:
-    """Mark a claimed job completed (failed when error is set); None if it was not this daemon's."""
-    if _running(conn, job_id, daemon_id) is None:
-        return None
+    """Mark a claimed job completed (failed when error is set); None if it was not this daemon's to end."""
     row = conn.execute(
-        "UPDATE provisioner_jobs SET completed_at = now(), updated_at = now(), error = %s WHERE id = %s RETURNING *",
-        (error, job_id)).fetchone()
+        "UPDATE provisioner_jobs SET completed_at = now(), updated_at = now(), error = %s"
+        " WHERE id = %s AND worker_id = %s AND completed_at IS NULL RETURNING *",
+        (error, job_id, daemon_id)).fetchone()
     conn.execute("SELECT pg_notify('provisioner_job_logs', %s)", (str(job_id),))
     return row
 
@@ -174,5 +169,6 @@ def reap(conn: Connection, heartbeat_timeout: timedelta) -> list[Row]:
         " RETURNING *",
         (heartbeat_timeout, int(heartbeat_timeout.total_seconds()), heartbeat_timeout)).fetchall()
     for row in rows:
+        log.warning("provisioner_job_reaped", extra={"job_id": str(row["id"]), "error": row["error"]})
         conn.execute("SELECT pg_notify('provisioner_job_logs', %s)", (str(row["id"]),))
     return rows

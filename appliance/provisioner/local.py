@@ -106,8 +106,7 @@ def _reap_periodically(db: Database, heartbeat_timeout: timedelta, stopping: thr
     while not stopping.wait(max(1.0, heartbeat_timeout.total_seconds() / 2)):
         try:
             with db.transaction() as conn:
-                for row in jobs.reap(conn, heartbeat_timeout):
-                    log.warning("provisioner_job_reaped", extra={"job_id": str(row["id"]), "error": row["error"]})
+                jobs.reap(conn, heartbeat_timeout)
         except Exception:  # the database may be restarting; try again next round
             log.warning("provisioner_reap_failed", exc_info=True)
 

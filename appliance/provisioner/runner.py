@@ -74,10 +74,6 @@ class _Logs:
         self.errors: list[str] = []
         self.stage = "Setting up"
 
-    def hide(self, secret: str) -> None:
-        if len(secret) >= 8:
-            self._secrets.append(secret)
-
     def emit(self, level: str, line: str) -> None:
         for secret in self._secrets:
             line = line.replace(secret, REDACTED)

@@ -56,12 +56,12 @@ def run(args: list[str], cwd: Path, env: dict[str, str], emit: Emit, stop_reason
     while open_streams:
         try:
             item = lines.get(timeout=0.5)
+            if item is None:
+                open_streams -= 1
+            else:
+                emit(*item)
         except queue.Empty:
-            item = ("", "")
-        if item is None:
-            open_streams -= 1
-        elif item[1] or item[0]:
-            emit(*item)
+            pass
         if reason is None and (reason := stop_reason()) is not None:
             emit("warn", f"Interrupting terraform: {reason}.")
             os.killpg(process.pid, signal.SIGINT)

@@ -29,11 +29,8 @@ NAME_RULE = templates.NAME_RULE
 
 _WORKSPACE_SELECT = (
     "SELECT w.*, u.username AS owner_name, t.name AS template_name, t.active_version_id,"
-    " b.id AS build_id, b.template_version_id, v.number AS version_number"
-    " FROM workspaces w JOIN users u ON u.id = w.owner_id JOIN templates t ON t.id = w.template_id"
-    " LEFT JOIN LATERAL (SELECT * FROM workspace_builds WHERE workspace_id = w.id"
-    "                    ORDER BY build_number DESC LIMIT 1) b ON true"
-    " LEFT JOIN template_versions v ON v.id = b.template_version_id")
+    " (SELECT id FROM workspace_builds WHERE workspace_id = w.id ORDER BY build_number DESC LIMIT 1) AS build_id"
+    " FROM workspaces w JOIN users u ON u.id = w.owner_id JOIN templates t ON t.id = w.template_id")
 _BUILD_SELECT = (
     "SELECT b.*, j.canceled_at, j.completed_at, j.started_at, j.error, j.type, j.timeout_seconds,"
     " j.created_at AS job_created_at, i.username AS initiator_name, v.number AS version_number"
@@ -108,15 +105,22 @@ def _build(row: Row) -> Build:
                  dict(row["parameters"]), row["created_at"])
 
 
-def _builds(conn: Connection, where: str, args: tuple[Any, ...]) -> list[Build]:
-    rows = conn.execute(_BUILD_SELECT + " WHERE " + where + " ORDER BY b.build_number DESC", args).fetchall()
+def _builds(conn: Connection, where: str, args: tuple[Any, ...], limit: int | None = None) -> list[Build]:
+    tail = " ORDER BY b.build_number DESC" + (f" LIMIT {int(limit)}" if limit else "")
+    rows = conn.execute(_BUILD_SELECT + " WHERE " + where + tail, args).fetchall()
     return [_build(r) for r in rows]
 
 
-def _workspace(conn: Connection, row: Row) -> Workspace:
-    latest = _builds(conn, "b.id = %s", (row["build_id"],))[0]
-    return Workspace(row["id"], row["name"], row["owner_id"], row["owner_name"], row["template_id"],
-                     row["template_name"], row["active_version_id"], latest, row["created_at"], row["updated_at"])
+def _latest_build(conn: Connection, workspace_id: UUID) -> Build:
+    return _builds(conn, "b.workspace_id = %s", (workspace_id,), limit=1)[0]
+
+
+def _workspaces(conn: Connection, rows: list[Row]) -> list[Workspace]:
+    """Workspaces with their latest builds, read in one query however many there are."""
+    latest = {b.id: b for b in _builds(conn, "b.id = ANY(%s)", ([r["build_id"] for r in rows],))}
+    return [Workspace(row["id"], row["name"], row["owner_id"], row["owner_name"], row["template_id"],
+                      row["template_name"], row["active_version_id"], latest[row["build_id"]], row["created_at"],
+                      row["updated_at"]) for row in rows]
 
 
 def _not_found(ref: str) -> NotFound:
@@ -133,7 +137,7 @@ def find_workspace(conn: Connection, subject: Subject, ref: str, *, include_dele
                            (subject.user_id, ref)).fetchone()
     if row is None:
         raise _not_found(ref)
-    workspace = _workspace(conn, row)
+    workspace = _workspaces(conn, [row])[0]
     if not is_allowed(subject, Action.READ, workspace.resource):
         raise _not_found(ref)
     return workspace
@@ -157,8 +161,7 @@ def list_workspaces(conn: Connection, subject: Subject, *, owner: str = "", name
         args.append(name)
     rows = conn.execute(_WORKSPACE_SELECT + " WHERE " + " AND ".join(clauses) + " ORDER BY u.username, w.name",
                         tuple(args)).fetchall()
-    found = [_workspace(conn, r) for r in rows]
-    return [w for w in found if is_allowed(subject, Action.READ, w.resource)]
+    return [w for w in _workspaces(conn, rows) if is_allowed(subject, Action.READ, w.resource)]
 
 
 def _check_template_acl(subject: Subject, template: templates.Template) -> None:
@@ -235,7 +238,7 @@ def create_build(conn: Connection, subject: Subject, info: RequestInfo, ref: str
     action = Action.DELETE if transition == "delete" else Action.UPDATE
     authorize(subject, action, workspace.resource)
     conn.execute("SELECT id FROM workspaces WHERE id = %s FOR UPDATE", (workspace.id,))
-    latest = _builds(conn, "b.workspace_id = %s", (workspace.id,))[0]
+    latest = _latest_build(conn, workspace.id)  # read again under the lock
     if not latest.job.finished:
         raise Conflict(f"Workspace {workspace.name!r} is {latest.status}: build #{latest.build_number} is not "
                        "finished.", "Wait for it to finish, or cancel it (`appliance builds cancel`), then try again.")

@@ -7,8 +7,6 @@ from appliance.provisioner.jobs import JobStatus
 TRANSITIONS = ("start", "stop", "delete")
 _IN_PROGRESS = {"start": "starting", "stop": "stopping", "delete": "deleting"}
 _DONE = {"start": "running", "stop": "stopped", "delete": "deleted"}
-STATUSES = ("pending", "starting", "running", "stopping", "stopped", "failed", "canceling", "canceled",
-            "deleting", "deleted")
 
 
 def build_status(transition: str, job: JobStatus) -> str:
@@ -20,7 +18,3 @@ def build_status(transition: str, job: JobStatus) -> str:
         return _DONE[transition]
     return job.value  # failed, canceling, canceled
 
-
-def can_build(status: str) -> bool:
-    """Whether a new build may be queued: nothing is in flight."""
-    return status not in ("pending", "starting", "stopping", "deleting", "canceling")
