@@ -6,7 +6,8 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -31,6 +32,34 @@ CONTENT_SECURITY_POLICY = (
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+# Added to every response that does not set its own.
+_SECURE_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+_NO_STORE = ("Cache-Control", "no-store")  # except under these prefixes:
+_CACHEABLE_PREFIXES = ("/static/", "/tf/mirror/", "/v1/providers/")
+_HSTS = ("Strict-Transport-Security", "max-age=31536000")  # over HTTPS only
+
+
+class CsrfCookieSession(SecureCookieSessionInterface):
+    """Flask's signed cookie session (it holds only the console's CSRF token), opened lazily.
+
+    A request without the cookie, such as an API call with a Bearer token, gets an empty session
+    without building a signer, and an untouched empty session writes nothing back.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if session or session.accessed or session.modified:
+            super().save_session(app, session, response)
 
 
 def create_app(config: ServerConfig, db: Database) -> Flask:
@@ -59,6 +88,7 @@ def create_app(config: ServerConfig, db: Database) -> Flask:
 
 
 def _configure_flask(app: Flask, config: ServerConfig, db: Database) -> None:
+    app.session_interface = CsrfCookieSession()
     app.config.update(
         SECRET_KEY=site_secret(db, "flask_secret_key"),
         # Flask's signed session cookie holds only the console's CSRF token.
@@ -74,16 +104,18 @@ def _configure_flask(app: Flask, config: ServerConfig, db: Database) -> None:
 
 def _secure_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if not request.path.startswith(("/static/", "/tf/mirror/", "/v1/providers/")):
-        headers.setdefault("Cache-Control", "no-store")
+    present = {name.lower() for name, _ in headers.items()}  # one pass, not a scan per header
+    defaults = [*_SECURE_HEADERS]
+    if not request.path.startswith(_CACHEABLE_PREFIXES):
+        defaults.append(_NO_STORE)
     if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    headers["X-Request-Id"] = g.get("request_id", "")
+        defaults.append(_HSTS)
+    headers.extend([(name, value) for name, value in defaults if name.lower() not in present])
+    request_id = g.get("request_id", "")
+    if "x-request-id" in present:
+        headers["X-Request-Id"] = request_id
+    else:
+        headers.add("X-Request-Id", request_id)
     return response
 
 

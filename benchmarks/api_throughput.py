@@ -186,7 +186,7 @@ def _wait_until_answers(url: str, process: subprocess.Popen[bytes], log_path: Pa
         try:
             requests.get(url, timeout=2)
             return  # any HTTP answer means a worker is serving
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
             time.sleep(0.2)
     raise BenchmarkError(f"gunicorn did not answer {url} within {START_TIMEOUT:.0f}s:\n"
                          f"{_tail(log_path)}")

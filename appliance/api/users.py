@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 
 from appliance.api.blueprints import v2
-from appliance.api.context import authenticated
+from appliance.api.context import authenticated, current_user
 from appliance.api.schemas import (
     ChangePasswordRequest,
     CreateUserRequest,
@@ -98,7 +98,7 @@ def create_user(body: CreateUserRequest) -> Response:
           response=UserResponse, errors=(404,))
 def get_user(user: str) -> Response:
     with authenticated() as (conn, subject):
-        found = users.get_user(conn, subject, user)
+        found = current_user() if user == "me" else users.get_user(conn, subject, user)
     return json_response(found.public())
 
 

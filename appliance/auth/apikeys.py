@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,47 +79,56 @@ def create_session(conn: Connection, user: User, lifetime: timedelta, info: Requ
 class Authenticated:
     subject: Subject
     key: ApiKey
+    user: User  # as loaded with the key, so "me" needs no second query
+
+
+# One round trip per request: the key, its user and the use-stamp flags in one statement.
+_KEY_FIELDS = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
+_USER_FIELDS = ", ".join(f"u.{name} AS user_{name}" for name in User.__dataclass_fields__)
+_AUTH_QUERY = (
+    f"SELECT {_KEY_FIELDS}, {_USER_FIELDS}, k.hashed_secret,"  # noqa: S608 -- constant column lists
+    " k.expires_at <= now() AS is_expired, u.deleted_at AS user_deleted_at,"
+    " coalesce(k.last_used_at < now() - interval '1 minute', true) AS key_is_stale,"
+    " coalesce(u.last_seen_at < now() - interval '1 minute', true) AS user_is_stale"
+    " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = %s"
+)
 
 
 def authenticate(conn: Connection, presented: str) -> Authenticated:
-    """Resolve a presented token to its user, or raise Unauthorized saying why."""
+    """Resolve a presented token to its user, or raise Unauthorized saying why.
+
+    Every call reads the key from the database, so a revocation holds from the next request on.
+    """
     parts = tokens.parse_token(presented)
     if parts is None:
         raise Unauthorized("Invalid session token format.",
                            "Log in again ('appliance login URL') to get a new token.")
-    key_columns = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
-    row = conn.execute(
-        f"SELECT {key_columns}, k.hashed_secret, k.expires_at <= now() AS is_expired,"  # noqa: S608 -- constant column list
-        " u.username, u.roles, u.status, u.deleted_at,"
-        " coalesce(k.last_used_at < now() - interval '1 minute', true) AS key_is_stale,"
-        " coalesce(u.last_seen_at < now() - interval '1 minute', true) AS user_is_stale"
-        " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = %s",
-        (parts.key_id,),
-    ).fetchone()
+    row = conn.execute(_AUTH_QUERY, (parts.key_id,)).fetchone()
     if row is None or not tokens.is_secret_matching(parts, row["hashed_secret"]):
         raise Unauthorized("Invalid session token.", "Log in again to get a new token.")
-    if row["revoked_at"] is not None or row["deleted_at"] is not None:
+    if row["revoked_at"] is not None or row["user_deleted_at"] is not None:
         raise Unauthorized("This session token was revoked.", "Log in again to get a new token.")
     if row["is_expired"]:
         raise Unauthorized(f"This session token expired at {row['expires_at'].isoformat()}.",
                            "Log in again, or create a new API token.")
-    if row["status"] != "active":
+    if row["user_status"] != "active":
         raise Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
-    _note_use(conn, row)
-    subject = Subject.of(row["user_id"], row["username"], row["roles"], row["id"])
-    key = ApiKey.from_row(row)
-    return Authenticated(subject, key)
+    user = _note_use(conn, row, User(**{name: row[f"user_{name}"]
+                                        for name in User.__dataclass_fields__}))
+    return Authenticated(user.subject(row["id"]), ApiKey.from_row(row), user)
 
 
-def _note_use(conn: Connection, row: Row) -> None:
+def _note_use(conn: Connection, row: Row, user: User) -> User:
     """Record use at most once a minute; a session's expiry slides forward as it is used.
 
     The staleness flags come with the authentication query, so most requests write nothing.
+    Returns the user with its new last-seen time when that was stamped.
     """
     if row["user_is_stale"]:
-        touch_last_seen(conn, row["user_id"])
+        seen = touch_last_seen(conn, user.id)
+        user = replace(user, last_seen_at=seen or user.last_seen_at)
     if not row["key_is_stale"]:
-        return
+        return user
     slide = row["login_type"] == SESSION
     conn.execute(
         "UPDATE api_keys SET last_used_at = now(),"
@@ -128,6 +137,7 @@ def _note_use(conn: Connection, row: Row) -> None:
         " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
         (slide, row["id"]),
     )
+    return user
 
 
 def end_session(conn: Connection, subject: Subject, info: RequestInfo) -> None:

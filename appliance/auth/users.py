@@ -299,7 +299,10 @@ def change_password(conn: Connection, actor: Subject, ref: str, *, old_password:
     return updated
 
 
-def touch_last_seen(conn: Connection, user_id: UUID) -> None:
-    conn.execute("UPDATE users SET last_seen_at = now() WHERE id = %s"
-                 " AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 minute')", (user_id,))
+def touch_last_seen(conn: Connection, user_id: UUID) -> datetime | None:
+    """Stamp the user as seen now, at most once a minute; the new time, or None if not stamped."""
+    row = conn.execute("UPDATE users SET last_seen_at = now() WHERE id = %s"
+                       " AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 minute')"
+                       " RETURNING last_seen_at", (user_id,)).fetchone()
+    return row["last_seen_at"] if row else None
 

@@ -1,4 +1,9 @@
-"""A psycopg 3 connection pool that opens lazily in each process, so it survives gunicorn's fork."""
+"""A psycopg 3 connection pool that opens lazily in each process, so it survives gunicorn's fork.
+
+Pooled connections are in autocommit mode: `transaction()` wraps its block in an explicit
+BEGIN/COMMIT, and `reading()` runs each statement on its own, which saves two round trips
+for a request that only reads (see docs/adr/0008-api-read-path.md).
+"""
 
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ class Database:
                     min_size=1,
                     max_size=self._max_size,
                     # UTC sessions: naive times from clients mean UTC, whatever the server's zone.
-                    kwargs={"row_factory": dict_row, "options": "-c TimeZone=UTC"},
+                    kwargs={"row_factory": dict_row, "options": "-c TimeZone=UTC",
+                            "autocommit": True},
                     timeout=self._timeout,
                     name="appliance",
                     open=True,
@@ -48,8 +54,7 @@ class Database:
             return self._pool
 
     @contextmanager
-    def transaction(self, timeout: float | None = None) -> Iterator[Connection]:
-        """A connection whose work commits when the block ends and rolls back if it raises."""
+    def _pooled(self, timeout: float | None) -> Iterator[Connection]:
         try:
             with self._current_pool().connection(timeout=timeout) as conn:
                 yield conn
@@ -59,13 +64,29 @@ class Database:
                 "Check that the database is running and reachable (appliance server logs).",
             ) from err
 
+    @contextmanager
+    def transaction(self, timeout: float | None = None) -> Iterator[Connection]:
+        """A connection whose work commits when the block ends and rolls back if it raises."""
+        with self._pooled(timeout) as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def reading(self, timeout: float | None = None) -> Iterator[Connection]:
+        """A connection outside any transaction: each statement commits (or fails) on its own.
+
+        For work that reads, or whose few writes stand alone (a last-used stamp): no BEGIN and
+        no COMMIT round trip. Use `conn.transaction()` inside it for anything that must be atomic.
+        """
+        with self._pooled(timeout) as conn:
+            yield conn
+
     def connect_autocommit(self) -> psycopg.Connection[Row]:
         """A connection outside the pool, for LISTEN: it waits for notifications, never in a transaction."""
         return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
 
     def ping(self, timeout: float = 2.0) -> bool:
         try:
-            with self.transaction(timeout=timeout) as conn:
+            with self.reading(timeout=timeout) as conn:
                 conn.execute("SELECT 1")
         except (DatabaseUnavailable, psycopg.Error):
             return False

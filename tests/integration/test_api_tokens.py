@@ -33,6 +33,23 @@ def test_revoked_token_gets_401(owner_api: Api) -> None:
     assert owner_api.get("/api/v2/users/me/keys/tokens").json()["tokens"] == []
 
 
+def test_a_token_works_until_revoked_and_not_one_request_longer(owner_api: Api) -> None:
+    created = owner_api.post("/api/v2/users/me/keys/tokens", json={"token_name": "ci"}).json()
+    for _ in range(3):
+        assert owner_api.get("/api/v2/users/me", token=created["key"]).status_code == 200
+    owner_api.delete(f"/api/v2/users/me/keys/{created['token']['id']}")
+    assert owner_api.get("/api/v2/users/me", token=created["key"]).status_code == 401
+    assert owner_api.get("/api/v2/users", token=created["key"]).status_code == 401
+
+
+def test_a_users_first_request_counts_as_seen(owner_api: Api) -> None:
+    newcomer = owner_api.create_user(roles=[])
+    token = owner_api.login(newcomer["username"])
+    assert owner_api.get(f"/api/v2/users/{newcomer['id']}").json()["last_seen_at"] is None
+    me = owner_api.get("/api/v2/users/me", token=token).json()
+    assert me["last_seen_at"] is not None
+
+
 def test_expired_token_gets_401(owner_api: Api) -> None:
     created = owner_api.post("/api/v2/users/me/keys/tokens", json={"token_name": "brief", "lifetime": "1s"})
     key = created.json()["key"]
