@@ -12,7 +12,7 @@ from appliance.audit.record import RequestInfo, record
 from appliance.auth import tokens
 from appliance.auth.rbac import Action, Resource, ResourceType, Subject, authorize
 from appliance.auth.users import User, get_user, touch_last_seen
-from appliance.db.database import Connection, Row
+from appliance.db.database import Connection, Row, kept_cursor
 from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 SESSION = "password"
@@ -103,7 +103,7 @@ def authenticate(conn: Connection, presented: str) -> Authenticated:
     if parts is None:
         raise Unauthorized("Invalid session token format.",
                            "Log in again ('appliance login URL') to get a new token.")
-    row = conn.execute(_AUTH_QUERY, (parts.key_id,)).fetchone()
+    row = kept_cursor(conn, _AUTH_QUERY).execute(_AUTH_QUERY, (parts.key_id,)).fetchone()
     if row is None or not tokens.is_secret_matching(parts, row["hashed_secret"]):
         raise Unauthorized("Invalid session token.", "Log in again to get a new token.")
     if row["revoked_at"] is not None or row["user_deleted_at"] is not None:

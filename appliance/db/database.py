@@ -27,6 +27,27 @@ class DatabaseUnavailable(OperatorError):
     """PostgreSQL did not hand out a connection in time."""
 
 
+class PooledConnection(psycopg.Connection[Row]):
+    """A pooled connection that keeps one cursor per hot statement from request to request.
+
+    A new cursor resolves a loader for every column of its first result, which for a wide row
+    costs about as much CPU as the query itself; a kept cursor pays that once per connection.
+    A pooled connection serves one thread at a time, so its kept cursors do too.
+    """
+
+    def kept_cursor(self, statement: str) -> psycopg.Cursor[Row]:
+        kept: dict[str, psycopg.Cursor[Row]] = self.__dict__.setdefault("_kept_cursors", {})
+        cursor = kept.get(statement)
+        if cursor is None or cursor.closed:
+            cursor = kept[statement] = self.cursor()
+        return cursor
+
+
+def kept_cursor(conn: Connection, statement: str) -> psycopg.Cursor[Row]:
+    """The cursor `conn` keeps for `statement`; a new one if conn is not from the pool."""
+    return conn.kept_cursor(statement) if isinstance(conn, PooledConnection) else conn.cursor()
+
+
 class Database:
     def __init__(self, conninfo: str, *, max_size: int = 10, timeout: float = 10.0) -> None:
         self._conninfo = conninfo
@@ -46,6 +67,7 @@ class Database:
                     # UTC sessions: naive times from clients mean UTC, whatever the server's zone.
                     kwargs={"row_factory": dict_row, "options": "-c TimeZone=UTC",
                             "autocommit": True},
+                    connection_class=PooledConnection,
                     timeout=self._timeout,
                     name="appliance",
                     open=True,
