@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, Response, g, request
@@ -24,6 +26,9 @@ from appliance.db.database import Database
 from appliance.db.site_secrets import site_secret
 from appliance.pki.ca import CertificateAuthority
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 log = logging.getLogger("appliance.http")
 
 # Everything the console needs is served by the app itself: no other origin, no inline code.
@@ -43,6 +48,31 @@ _SECURE_HEADERS = (
 _NO_STORE = ("Cache-Control", "no-store")  # except under these prefixes:
 _CACHEABLE_PREFIXES = ("/static/", "/tf/mirror/", "/v1/providers/")
 _HSTS = ("Strict-Transport-Security", "max-age=31536000")  # over HTTPS only
+
+
+class SecureHeaders:
+    """WSGI middleware adding the security headers a response lacks, on every response.
+
+    Working on start_response's plain list, once, costs a fraction of setting them through
+    werkzeug's validated Headers, which a response copies again on the way out.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        defaults = [*_SECURE_HEADERS]
+        if not environ.get("PATH_INFO", "").startswith(_CACHEABLE_PREFIXES):
+            defaults.append(_NO_STORE)
+        if environ.get("wsgi.url_scheme") in ("https", "wss"):  # as request.is_secure
+            defaults.append(_HSTS)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _ in headers}
+            headers.extend(pair for pair in defaults if pair[0].lower() not in present)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 class CsrfCookieSession(SecureCookieSessionInterface):
@@ -69,6 +99,7 @@ def create_app(config: ServerConfig, db: Database) -> Flask:
     app.extensions["appliance.db"] = db
     app.extensions["appliance.ca"] = CertificateAuthority.for_site(config)
     _configure_flask(app, config, db)
+    app.wsgi_app = SecureHeaders(app.wsgi_app)  # type: ignore[method-assign]
     if config.proxy_trusted_hops:
         # Only trust X-Forwarded-* from the proxies in front of us (nginx), never from clients.
         hops = config.proxy_trusted_hops
@@ -81,7 +112,7 @@ def create_app(config: ServerConfig, db: Database) -> Flask:
     csrf.exempt(terraform)
     api.init_app(app)
     console.init_app(app)
-    app.after_request(_secure_headers)
+    app.after_request(_request_id_header)
     app.after_request(_log_request)
     app.register_error_handler(Exception, _handle_error)
     return app
@@ -102,20 +133,8 @@ def _configure_flask(app: Flask, config: ServerConfig, db: Database) -> None:
     )
 
 
-def _secure_headers(response: Response) -> Response:
-    headers = response.headers
-    present = {name.lower() for name, _ in headers.items()}  # one pass, not a scan per header
-    defaults = [*_SECURE_HEADERS]
-    if not request.path.startswith(_CACHEABLE_PREFIXES):
-        defaults.append(_NO_STORE)
-    if request.is_secure:
-        defaults.append(_HSTS)
-    headers.extend([(name, value) for name, value in defaults if name.lower() not in present])
-    request_id = g.get("request_id", "")
-    if "x-request-id" in present:
-        headers["X-Request-Id"] = request_id
-    else:
-        headers.add("X-Request-Id", request_id)
+def _request_id_header(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id", "")
     return response
 
 
