@@ -2,14 +2,15 @@
 
 What it measures: requests/s and p50/p99 latency of an authenticated `GET /api/v2/users/me`
 (`Authorization: Bearer <API token>`) served by `appliance.wsgi:app`, and the same figures
-for a bare Flask route returning a constant (benchmarks/bare_app.py). Both run under gunicorn
-with identical settings in the same run, so the printed ratios (appliance / bare) show what
-the appliance adds per request: token lookup, a PostgreSQL transaction, JSON, headers.
+for a bare Flask route returning a constant (benchmarks/bare_app.py), and for the same route
+plus one pooled `SELECT 1` (the ceiling for any endpoint that checks its token in PostgreSQL).
+All run under gunicorn with identical settings in the same run, so the printed ratios
+(x / bare) show what each adds per request: token lookup, the query, JSON, headers.
 
 How: a throwaway PostgreSQL 15 cluster is started and migrated, two gunicorn servers are
 started on free loopback ports, the first user and an API token are created, both endpoints
 are checked for the right answer, then `wrk --latency` drives them in interleaved rounds
-(bare, appliance, bare, appliance, ...) and the median of the rounds is reported. Any non-2xx
+(bare, query, appliance, bare, ...) and the median of the rounds is reported. Any non-2xx
 response or socket error fails the run. Everything is stopped on exit, error or Ctrl+C.
 
 This is a report, not a test: nothing here asserts on timings.
@@ -50,6 +51,8 @@ for _path in (REPO_ROOT, BENCH_DIR):  # tests.support and bare_app, however this
 
 from bare_app import BODY as BARE_BODY  # noqa: E402
 from bare_app import PATH as BARE_PATH  # noqa: E402
+from bare_app import POSTGRES_ENV as BARE_POSTGRES_ENV  # noqa: E402
+from bare_app import QUERY_PATH as BARE_QUERY_PATH  # noqa: E402
 
 from appliance.db.migrate import apply_migrations  # noqa: E402
 from tests.support.postgres import (  # noqa: E402
@@ -255,16 +258,18 @@ def provision_token(base: str) -> str:
     return token
 
 
-def verify_targets(appliance: Target, bare: Target) -> None:
-    """Abort unless both endpoints give the right answer before anything is timed."""
+def verify_targets(appliance: Target, *bare: Target) -> None:
+    """Abort unless every endpoint gives the right answer before anything is timed."""
     headers = dict(h.split(": ", 1) for h in appliance.headers)
     me = _expect(requests.get(appliance.url, headers=headers, timeout=30), 200, f"GET {ME_PATH}")
     if me.get("username") != USERNAME:
         raise BenchmarkError(f"GET {ME_PATH} returned user {me.get('username')!r}, "
                              f"not {USERNAME!r}")
-    response = requests.get(bare.url, timeout=30)
-    if response.status_code != 200 or response.text != BARE_BODY:
-        raise BenchmarkError(f"bare app answered {response.status_code}: {response.text[:200]}")
+    for target in bare:
+        response = requests.get(target.url, timeout=30)
+        if response.status_code != 200 or response.text != BARE_BODY:
+            raise BenchmarkError(f"bare app answered {response.status_code} on {target.url}: "
+                                 f"{response.text[:200]}")
 
 
 def server_log_problems(log_path: Path) -> list[str]:
@@ -304,23 +309,29 @@ def median_of(rounds: list[WrkResult]) -> dict[str, float]:
 
 def summarise(results: dict[str, list[WrkResult]], settings: Settings) -> dict[str, Any]:
     bare, app = median_of(results["bare"]), median_of(results["appliance"])
+    query = median_of(results["query"])
     return {
         "endpoint": f"GET {ME_PATH}",
         "settings": asdict(settings),
-        "median": {"bare": bare, "appliance": app},
+        "median": {"bare": bare, "query": query, "appliance": app},
         "ratio_appliance_over_bare": {key: app[key] / bare[key] for key in bare},
+        "ratio_query_over_bare": {key: query[key] / bare[key] for key in bare},
         "rounds": {name: [asdict(r) for r in rounds] for name, rounds in results.items()},
     }
 
 
 def print_table(summary: dict[str, Any], out: TextIO) -> None:
     medians, ratio = summary["median"], summary["ratio_appliance_over_bare"]
-    rows = [("bare (constant)", medians["bare"]), (summary["endpoint"], medians["appliance"])]
+    rows = [("bare (constant)", medians["bare"]), ("bare + SELECT 1 (pooled)", medians["query"]),
+            (summary["endpoint"], medians["appliance"])]
     header = f"{'target (median of rounds)':<28} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
     print(f"\n{header}", file=out)
     for label, row in rows:
         print(f"{label:<28} {row['requests_per_sec']:>10.1f} {row['p50_ms']:>9.2f} "
               f"{row['p99_ms']:>9.2f}", file=out)
+    ceiling = summary["ratio_query_over_bare"]
+    print(f"{'ratio query / bare':<28} {ceiling['requests_per_sec']:>10.3f} "
+          f"{ceiling['p50_ms']:>9.2f} {ceiling['p99_ms']:>9.2f}", file=out)
     print(f"{'ratio appliance / bare':<28} {ratio['requests_per_sec']:>10.3f} "
           f"{ratio['p50_ms']:>9.2f} {ratio['p99_ms']:>9.2f}", file=out)
 
@@ -367,15 +378,17 @@ def run(settings: Settings, stack: ExitStack) -> tuple[dict[str, Any], list[str]
     env = appliance_env(conninfo_url(conninfo), access_url, work)
     progress(f"starting gunicorn twice: {settings.describe()}")
     bare_log = work / "bare.log"
-    bare_base = stack.enter_context(gunicorn(BARE_APP, settings, dict(os.environ), bare_log))
+    bare_env = {**os.environ, BARE_POSTGRES_ENV: conninfo}
+    bare_base = stack.enter_context(gunicorn(BARE_APP, settings, bare_env, bare_log))
     app_log = work / "appliance.log"
     app_base = stack.enter_context(gunicorn("appliance.wsgi:app", settings, env, app_log))
     token = provision_token(app_base)
     bare = Target("bare", bare_base + BARE_PATH)
+    query = Target("query", bare_base + BARE_QUERY_PATH)
     appliance = Target("appliance", app_base + ME_PATH, (f"Authorization: Bearer {token}",))
-    verify_targets(appliance, bare)
+    verify_targets(appliance, bare, query)
     load_before = os.getloadavg()[0]
-    results = measure([bare, appliance], settings)
+    results = measure([bare, query, appliance], settings)
     summary = summarise(results, settings)
     summary["host"] = {"cpus": os.cpu_count(), "load_1min_before": load_before,
                        "load_1min_after": os.getloadavg()[0]}
