@@ -84,10 +84,10 @@ class Authenticated:
 
 # One round trip per request: the key, its user and the use-stamp flags in one statement.
 _KEY_FIELDS = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
-_USER_FIELDS = ", ".join(f"u.{name} AS user_{name}" for name in User.__dataclass_fields__)
+_USER_FIELDS = ", ".join(f"u.{name} AS u_{name}" for name in User.__dataclass_fields__)
 _AUTH_QUERY = (
     f"SELECT {_KEY_FIELDS}, {_USER_FIELDS}, k.hashed_secret,"  # noqa: S608 -- constant column lists
-    " k.expires_at <= now() AS is_expired, u.deleted_at AS user_deleted_at,"
+    " k.expires_at <= now() AS is_expired, u.deleted_at AS u_deleted_at,"
     " coalesce(k.last_used_at < now() - interval '1 minute', true) AS key_is_stale,"
     " coalesce(u.last_seen_at < now() - interval '1 minute', true) AS user_is_stale"
     " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = %s"
@@ -106,15 +106,14 @@ def authenticate(conn: Connection, presented: str) -> Authenticated:
     row = kept_cursor(conn, _AUTH_QUERY).execute(_AUTH_QUERY, (parts.key_id,)).fetchone()
     if row is None or not tokens.is_secret_matching(parts, row["hashed_secret"]):
         raise Unauthorized("Invalid session token.", "Log in again to get a new token.")
-    if row["revoked_at"] is not None or row["user_deleted_at"] is not None:
+    if row["revoked_at"] is not None or row["u_deleted_at"] is not None:
         raise Unauthorized("This session token was revoked.", "Log in again to get a new token.")
     if row["is_expired"]:
         raise Unauthorized(f"This session token expired at {row['expires_at'].isoformat()}.",
                            "Log in again, or create a new API token.")
-    if row["user_status"] != "active":
+    if row["u_status"] != "active":
         raise Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
-    user = _note_use(conn, row, User(**{name: row[f"user_{name}"]
-                                        for name in User.__dataclass_fields__}))
+    user = _note_use(conn, row, User(**{name: row[f"u_{name}"] for name in User.__dataclass_fields__}))
     return Authenticated(user.subject(row["id"]), ApiKey.from_row(row), user)
 
 
