@@ -11,10 +11,10 @@ import click
 
 from appliance.errors import ConfigError
 from appliance.logs import configure_logging
-from appliance.provisioner.cliconfig import filesystem_mirror_config, network_mirror_config
-from appliance.provisioner.daemon import Daemon
-from appliance.provisioner.remote import RemoteBackend
-from appliance.provisioner.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.cliconfig import filesystem_mirror_config, network_mirror_config
+from appliance.provisionerd.daemon import Daemon
+from appliance.provisionerd.remote import RemoteBackend
+from appliance.provisionerd.runner import JobRunner, RunnerSettings
 
 
 @click.group()
