@@ -77,8 +77,8 @@ def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file:
     daemon = Daemon(backend, JobRunner(backend, settings))
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        daemon.stop()  # first: if stderr is a closed pipe the echo below raises, and the daemon must still stop
         click.echo(f"{signal.Signals(signum).name}: stopping after the current job.", err=True)
-        daemon.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
