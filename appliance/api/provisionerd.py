@@ -7,7 +7,6 @@ itself in Appliance-Provisioner-Daemon and may report only on the jobs it claime
 
 from __future__ import annotations
 
-import base64
 import hmac
 from uuid import UUID
 
@@ -16,20 +15,21 @@ from flask import Response, request
 from appliance.api.blueprints import v2
 from appliance.api.schemas import MessageResponse
 from appliance.api.spec import endpoint, json_response
-from appliance.api.workspace_schemas import (
+from appliance.auth.web import database, server_config
+from appliance.errors import InvalidInput, Unauthorized
+from appliance.provisioner import coordinator, jobs
+from appliance.sdk.provisionerd import (
+    DAEMON_HEADER,
+    KEY_HEADER,
     AcquireRequest,
     CompleteImportRequest,
     FailJobRequest,
     HeartbeatResponse,
     JobLogsRequest,
-    JobSpecResponse,
+    JobSpec,
 )
-from appliance.auth.web import database, server_config
-from appliance.errors import InvalidInput, Unauthorized
-from appliance.provisioner import coordinator, jobs
 
 TAG = "Provisioner daemons"
-KEY_HEADER = "Appliance-Provisioner-Key"
 
 
 def _require_key() -> None:
@@ -56,22 +56,21 @@ def _not_assigned() -> Response:
 
 
 def _daemon() -> UUID:
-    return _uuid(request.headers.get("Appliance-Provisioner-Daemon", ""), "daemon id")
+    return _uuid(request.headers.get(DAEMON_HEADER, ""), "daemon id")
 
 
 @endpoint(v2, "POST", "/provisionerd/acquire", summary="Claim the next job (204 when none)", tag=TAG,
-          body=AcquireRequest, response=JobSpecResponse, is_authenticated=False, errors=(401,))
+          body=AcquireRequest, response=JobSpec, is_authenticated=False, errors=(401,))
 def acquire(body: AcquireRequest) -> Response:
     _require_key()
-    daemon_id = _uuid(body.daemon_id, "daemon_id")
     config = server_config()
     with database().transaction() as conn:
-        jobs.register_daemon(conn, daemon_id, body.name, body.tags or dict(jobs.SITE_TAGS), body.version)
-        spec = coordinator.acquire(conn, daemon_id, body.tags or dict(jobs.SITE_TAGS), config.access_url,
+        jobs.register_daemon(conn, body.daemon_id, body.name, body.tags or dict(jobs.SITE_TAGS), body.version)
+        spec = coordinator.acquire(conn, body.daemon_id, body.tags or dict(jobs.SITE_TAGS), config.access_url,
                                    config.provisioner_heartbeat_timeout)
     if spec is None:
         return Response(status=204)
-    return json_response(spec.to_json())
+    return json_response(spec.model_dump(mode="json"))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/heartbeat", summary="Report a job alive; learn of a cancel",
@@ -82,7 +81,7 @@ def heartbeat(job: str) -> Response:
         canceled = jobs.heartbeat(conn, _uuid(job, "job"), _daemon())
     if canceled is None:
         return _not_assigned()
-    return json_response({"canceled": canceled})
+    return json_response(HeartbeatResponse(canceled=canceled).model_dump(mode="json"))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/logs", summary="Append log lines", tag=TAG,
@@ -130,7 +129,6 @@ def complete_build(job: str) -> Response:
           tag=TAG, body=FailJobRequest, response=MessageResponse, is_authenticated=False, errors=(401,))
 def fail(job: str, body: FailJobRequest) -> Response:
     _require_key()
-    state = base64.b64decode(body.state) if body.state is not None else None
     with database().transaction() as conn:
-        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, state)
+        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, body.state)
     return json_response({"message": "Failure recorded."})

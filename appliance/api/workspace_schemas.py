@@ -1,4 +1,4 @@
-"""Request and response shapes for templates, workspaces, builds and provisioner daemons."""
+"""Request and response shapes for templates, workspaces and builds (provisioner daemons: appliance.sdk)."""
 
 from __future__ import annotations
 
@@ -201,40 +201,3 @@ class WorkspaceResponse(BaseModel):
 
 class WorkspaceListResponse(BaseModel):
     workspaces: list[WorkspaceResponse]
-
-
-class AcquireRequest(Body):
-    daemon_id: str
-    name: str = Field(max_length=64)
-    tags: dict[str, str] = Field(default_factory=dict)
-    version: str = ""
-
-
-class JobLogsRequest(Body):
-    logs: list[tuple[str, Literal["debug", "info", "warn", "error"], str]] = Field(max_length=5000)
-
-
-class CompleteImportRequest(Body):
-    plan: dict[str, Any]
-
-
-class FailJobRequest(Body):
-    error: str = Field(max_length=4000)
-    state: str | None = None
-
-
-
-class HeartbeatResponse(BaseModel):
-    canceled: bool
-
-
-class JobSpecResponse(BaseModel):
-    id: str
-    type: str
-    timeout_seconds: int
-    transition: str
-    env: dict[str, str]
-    source: str
-    state: str | None
-    secrets: list[str]
-    heartbeat_seconds: float

@@ -16,14 +16,10 @@ from typing import Any
 from uuid import UUID
 
 from appliance.db.database import Connection, Row
+from appliance.sdk.provisionerd import JobType as JobType  # the wire's enum; re-exported for the queue's callers
 
 log = logging.getLogger(__name__)
 SITE_TAGS: dict[str, str] = {"scope": "site"}
-
-
-class JobType(StrEnum):
-    IMPORT = "template_version_import"
-    BUILD = "workspace_build"
 
 
 class JobStatus(StrEnum):

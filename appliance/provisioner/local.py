@@ -1,4 +1,4 @@
-"""In-process daemons: the server's own provisioners, talking to PostgreSQL directly."""
+"""In-process daemons: the server's own provisionerd loops, talking to PostgreSQL directly (LocalBackend)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from appliance import __version__
 from appliance.config import ServerConfig
 from appliance.db.database import Database, Row
 from appliance.provisioner import coordinator, jobs
-from appliance.provisioner.cliconfig import filesystem_mirror_config
-from appliance.provisioner.coordinator import JobSpec
-from appliance.provisioner.daemon import Daemon
-from appliance.provisioner.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.cliconfig import filesystem_mirror_config
+from appliance.provisionerd.daemon import Daemon
+from appliance.provisionerd.runner import JobRunner, RunnerSettings
+from appliance.sdk.provisionerd import JobSpec
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from appliance.auth.rbac import ASSIGNABLE_ROLES, MEMBER, Action, Resource, Reso
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.provisioner import jobs
-from appliance.templates.archive import MAX_SOURCE_BYTES, unsafe_member
+from appliance.provisionerd.unpack import unsafe_member  # the daemons' rule, checked at upload
+from appliance.templates.archive import MAX_SOURCE_BYTES
 
 NAME_RULE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 ROLE_CHOICES = (*ASSIGNABLE_ROLES, MEMBER)

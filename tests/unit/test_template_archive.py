@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.templates.archive import source_archive, unsafe_member
+from appliance.provisionerd.unpack import unsafe_member
+from appliance.templates.archive import source_archive
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ import logging
 import threading
 
 from appliance.errors import OperatorError
-from appliance.provisioner.runner import Backend, JobRunner
+from appliance.provisionerd.backend import Backend
+from appliance.provisionerd.runner import JobRunner
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ plane, so a daemon killed mid-apply loses nothing terraform had already created.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -20,13 +19,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
-from appliance.provisioner import terraform
-from appliance.provisioner.coordinator import JobSpec
-from appliance.provisioner.jobs import JobType
-from appliance.templates.archive import unsafe_member
+from appliance.provisionerd import terraform
+from appliance.provisionerd.backend import Backend
+from appliance.provisionerd.unpack import unpack_template
+from appliance.sdk.provisionerd import JobSpec, JobType
 
 log = logging.getLogger(__name__)
 STATE_FILE = "terraform.tfstate"
@@ -34,19 +33,6 @@ PLAN_FILE = "appliance.tfplan"
 REDACTED = "[REDACTED]"
 _APPLY_STARTED = re.compile(r": (Creating|Destroying|Modifying|Destruction complete|Creation complete)|"
                             r"^(Apply complete!|Destroy complete!|No changes\.)")
-
-
-class Backend(Protocol):
-    """How a daemon talks to the control plane: in-process (SQL) or over HTTPS with the pre-shared key."""
-
-    def acquire(self) -> JobSpec | None: ...
-    def wait_for_work(self, timeout: float) -> None: ...
-    def heartbeat(self, job_id: UUID) -> bool | None: ...
-    def logs(self, job_id: UUID, lines: list[tuple[str, str, str]]) -> None: ...
-    def save_state(self, job_id: UUID, state: bytes) -> bool: ...
-    def complete_import(self, job_id: UUID, plan: dict[str, Any]) -> None: ...
-    def complete_build(self, job_id: UUID, state: bytes) -> None: ...
-    def fail(self, job_id: UUID, error: str, state: bytes | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,30 +140,6 @@ class _Watch:
         return None
 
 
-def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
-    """Regular files and directories inside the template; anything else refuses the archive.
-
-    Checked by hand because Debian 12's Python (3.11.2) predates tarfile's extraction filters.
-    """
-    members = tar.getmembers()
-    for member in members:
-        problem = unsafe_member(member)
-        if problem:
-            raise tarfile.TarError(f"the template archive is refused: {problem}; push the template again without it")
-        member.mode = 0o755 if member.isdir() or member.mode & 0o100 else 0o644
-    return members
-
-
-def _unpack(source: bytes, into: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(source), mode="r:*") as tar:
-        tar.extractall(into, members=_safe_members(tar))  # noqa: S202 -- members checked above
-    for stale in [*into.glob("*.tfstate"), *into.glob("*.tfstate.backup"), into / ".terraform"]:
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-
-
 def _environment(settings: RunnerSettings, home: Path, spec: JobSpec) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
            "TF_CLI_CONFIG_FILE": str(settings.cli_config), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
@@ -231,7 +193,7 @@ class JobRunner:
         try:
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
-            _unpack(spec.source, workdir)
+            unpack_template(spec.source, workdir)
             if spec.state is not None:
                 state_file.write_bytes(spec.state)
             interval = min(self._settings.heartbeat_interval, spec.heartbeat_seconds)
