@@ -7,14 +7,22 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
+from appliance.api.convert import user_response
 from appliance.auth import users
 from appliance.auth.rbac import ASSIGNABLE_ROLES, ROLES, Subject
 from appliance.auth.web import request_info
 from appliance.console.blueprint import bp
 from appliance.console.pages import page, render
 from appliance.db.database import Connection
+from appliance.sdk.users import RoleResponse
 
 PAGE_SIZE = 50
+
+
+@bp.app_template_filter("site_roles")
+def site_roles(user: users.User) -> list[RoleResponse]:
+    """A user's site roles with their display names, as the API shows them."""
+    return user_response(user).roles
 
 
 @bp.get("/users")
