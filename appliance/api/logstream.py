@@ -19,6 +19,8 @@ from appliance.api.spec import json_response
 from appliance.auth.web import database
 from appliance.db.database import Database, Row
 from appliance.provisioner import jobs
+from appliance.responses import job_response
+from appliance.sdk.jobs import LogListResponse
 
 POLL_SECONDS = 0.3
 STREAM_SECONDS = 300.0
@@ -67,4 +69,4 @@ def job_logs_response(job_id: UUID, after: int, follow: bool) -> Response:
         job = jobs.get(conn, job_id)
         rows = jobs.logs_after(conn, job_id, after)
     assert job is not None
-    return json_response({"logs": [_log(r) for r in rows], "job": job.public()})
+    return json_response(LogListResponse.model_validate({"logs": [_log(r) for r in rows], "job": job_response(job)}))

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 from uuid import UUID
 
 from appliance.db.database import Connection, Row
@@ -52,11 +51,6 @@ class Job:
     def finished(self) -> bool:
         return self.completed_at is not None
 
-    def public(self) -> dict[str, Any]:
-        return {"id": str(self.id), "status": self.status.value, "error": self.error,
-                "created_at": self.created_at.isoformat(),
-                "started_at": self.started_at.isoformat() if self.started_at else None,
-                "completed_at": self.completed_at.isoformat() if self.completed_at else None}
 
 
 def job_status(row: Row) -> JobStatus:

@@ -21,6 +21,7 @@ import pytest
 
 from appliance.cli.builds import parse_events
 from appliance.cli.workspaces import MASK, masked
+from appliance.sdk.workspaces import WorkspaceResponse
 from appliance.templates.archive import MAX_SOURCE_BYTES, source_archive
 from tests.support.api import DEFAULT_PASSWORD, Api
 from tests.support.postgres import create_database, drop_database
@@ -299,9 +300,19 @@ def test_server_sent_events_are_parsed(lines: list[str], events: list[tuple[str,
 
 
 def test_show_masks_sensitive_metadata() -> None:
-    workspace = {"latest_build": {"resources": [{"metadata": [
-        {"key": "password", "value": "hunter2", "sensitive": True},
-        {"key": "size", "value": "10 GB", "sensitive": False}]}]}}
-    items = masked(workspace)["latest_build"]["resources"][0]["metadata"]
+    job = {"id": "j1", "status": "succeeded", "error": "", "created_at": "2026-01-02T03:04:05+00:00",
+           "started_at": None, "completed_at": None}
+    resource = {"type": "podman_container", "name": "dev", "address": "podman_container.dev", "daily_cost": 0,
+                "agents": [], "metadata": [{"key": "password", "value": "hunter2", "sensitive": True},
+                                           {"key": "size", "value": "10 GB", "sensitive": False}]}
+    build = {"id": "b1", "workspace_id": "w1", "build_number": 1, "transition": "start", "status": "running",
+             "job": job, "initiator_name": "ada", "template_version_id": "v1", "template_version_name": "v1",
+             "created_at": "2026-01-02T03:04:05+00:00", "resources": [resource]}
+    workspace = WorkspaceResponse.model_validate({
+        "id": "w1", "name": "dev", "owner_id": "u1", "owner_name": "ada", "template_id": "t1", "template_name": "base",
+        "template_version_id": "v1", "template_version_name": "v1", "outdated": False, "status": "running",
+        "parameters": {}, "latest_build": build, "created_at": "2026-01-02T03:04:05+00:00",
+        "updated_at": "2026-01-02T03:04:05+00:00"})
+    items = masked(workspace).latest_build.resources[0].metadata
     assert [i["value"] for i in items] == [MASK, "10 GB"]
-    assert workspace["latest_build"]["resources"][0]["metadata"][0]["value"] == "hunter2"
+    assert workspace.latest_build.resources[0].metadata[0]["value"] == "hunter2"

@@ -18,6 +18,7 @@ from appliance.app import create_app
 from appliance.config import Address, ServerConfig
 from appliance.db.database import Database
 from appliance.provisioner.local import start_in_process
+from tests.support.conformance import check_responses
 from tests.support.postgres import free_port
 
 
@@ -63,6 +64,7 @@ def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
     cfg = make_config(port=port, postgres_url=conninfo, **config)
     db = Database(conninfo)
     app = create_app(cfg, db)
+    check_responses(app)
     server = create_server(app, host="127.0.0.1", port=port, threads=16, ident="appliance-test")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
