@@ -19,7 +19,7 @@ from appliance.config import ServerConfig
 from appliance.errors import OperatorError
 from appliance.provider import SOURCE
 from appliance.provider.packaging import cache_path, publish_provider
-from bundles.errors import BundleError
+from mirror.errors import MirrorError
 from mirror.signing import signing_key
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def ensure_provider(config: ServerConfig, say: Say) -> None:
     try:
         published = publish_provider(config.mirror_dir, config.provider_cache_dir,
                                      signing_key(signing_home(config)))
-    except BundleError as err:  # MirrorError: PyInstaller, gpg or the mirror tree failed
+    except MirrorError as err:  # PyInstaller, gpg or the mirror tree failed
         raise OperatorError(f"Could not publish the appliance Terraform provider into {config.mirror_dir}: "
                             f"{err.message}", err.hint) from err
     except OSError as err:
