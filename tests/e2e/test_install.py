@@ -29,6 +29,10 @@ from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
 from tests.support.provider_zips import real_provider_zip
 
+# The first test also pays for building the bundle (minutes, more on a cold .cache/bundle) and
+# installing it; every step below has its own timeout, so the default 300 s would only cut a build short.
+pytestmark = pytest.mark.timeout(1500)
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "bundle"
 # A release the checkout does not carry: the bundle is built from a copy bumped to it, so a
