@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,29 +29,14 @@ from bundles.build.assemble import assemble, build_time
 from bundles.build.collect import collect
 from bundles.build.release import check_built_wheel, release_version
 from bundles.build.sbom import write_sbom
-from bundles.errors import BundleError, BundleRejected
 from bundles.inspect import diff_bundles, inspect_bundle
 from bundles.recipe import load_recipe, with_overrides
 from bundles.signatures import export_public_key, generate_key, sign_manifest, split_signatures
 from bundles.tarball import read_head, replace_signatures
 from bundles.verify import TrustPolicy, verify_bundle
+from operator_errors.cli import Group, debug_option
 
 console = Console(stderr=True, highlight=False)
-
-
-class Group(click.Group):
-    """BundleError prints as message + hint and exits 1 (rejections exit 3), never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BundleError as err:
-            if os.environ.get("APPLIANCE_DEBUG"):
-                raise
-            console.print(f"[red]error:[/] {err.message}", soft_wrap=True)
-            if err.hint:
-                console.print(f"hint: {err.hint}", soft_wrap=True)
-            sys.exit(3 if isinstance(err, BundleRejected) else 1)
 
 
 @contextmanager
@@ -66,6 +50,7 @@ def byte_progress(description: str, total: int) -> Iterator[Any]:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
 def cli() -> None:
     """Build, sign and verify the appliance's signed offline bundles."""
 

@@ -13,9 +13,10 @@ from typing import Any
 import click
 import requests
 
-from appliance.cli.client import ApiClient, api_error, with_client
+from appliance.cli.client import ApiClient, with_client
 from appliance.cli.output import Column, emit, output_option
 from appliance.errors import OperatorError
+from appliance.sdk.client import api_error
 
 FINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 POLL_SECONDS = 1.0

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
 import click
 
 from appliance import __version__
@@ -23,29 +20,13 @@ from appliance.cli import (
     users,
     workspaces,
 )
-from appliance.errors import OperatorError
-from bundles.errors import BundleError
-
-
-class Group(click.Group):
-    """Print OperatorError as message + hint and exit 1; --debug keeps the traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (OperatorError, BundleError) as err:
-            if ctx.params.get("debug"):
-                raise
-            click.secho(f"error: {err.message}", fg="red", err=True)
-            if err.hint:
-                click.echo(f"hint: {err.hint}", err=True)
-            sys.exit(1)
+from operator_errors.cli import Group, debug_option
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="appliance")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def cli(debug: bool) -> None:
+@debug_option
+def cli() -> None:
     """Run and use the air-gapped CDE appliance's control plane."""
 
 
