@@ -6,11 +6,10 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test check lint typecheck unit integration browser e2e bench clean
 
-# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000, after publishing the
-# appliance Terraform provider into the server's mirror_dir (PyInstaller once, then cached).
+# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000. The server publishes
+# the appliance Terraform provider into its mirror itself (PyInstaller on first start, then cached).
 run: $(VENV)/.run-installed
 	@dev/system-packages.sh
-	@$(BIN)/appliance provider publish
 	$(BIN)/appliance server
 
 # Lint, type-check and run every test (unit, integration, browser) against real components.

@@ -11,6 +11,7 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -25,6 +26,7 @@ from appliance.errors import OperatorError
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner.local import InProcessProvisioners, start_in_process
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
+from appliance.server.provider import ensure_provider
 from appliance.server.tls import TlsListener
 from appliance.templates.starter import push_starter, starter_source
 
@@ -61,6 +63,10 @@ class Runtime:
     ca_created: bool = False
     tls: TlsListener | None = None
     provisioners: InProcessProvisioners | None = None
+    # Why the embedded server has no appliance provider in its mirror (shown in the banner), if it has none.
+    provider_problem: OperatorError | None = None
+    # Progress for the person waiting at the terminal (the CLI prints it; logs get events).
+    say: Callable[[str], None] = field(default=lambda _: None, repr=False)
     _listener: socket.socket | None = field(default=None, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -77,12 +83,23 @@ class Runtime:
         log.info("database_ready", extra={"migrations_applied": len(applied),
                                           "embedded": self.embedded is not None})
         self.db = Database(conninfo)
-        self._push_starter_template()
+        if self.embedded is not None:
+            self._publish_provider()
+            self._push_starter_template()
+
+    def _publish_provider(self) -> None:
+        """Embedded mode builds its own provider; a failure is reported, and the console still serves."""
+        try:
+            ensure_provider(self.config, self.say)
+        except OperatorError as err:
+            self.provider_problem = err
+            log.error("provider_unavailable", extra={"mirror": str(self.config.mirror_dir), "reason": err.message,
+                                                     "hint": err.hint})
 
     def _push_starter_template(self) -> None:
         source = starter_source()
-        if self.embedded is None or source is None or self.db is None:
-            return
+        if source is None or self.db is None or self.provider_problem is not None:
+            return  # without the provider its import would fail; the next start pushes it
         try:
             with self.db.transaction() as conn:
                 push_starter(conn, source, self.config.provisioner_job_timeout)

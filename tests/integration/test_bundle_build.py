@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from appliance import __version__ as appliance_version
 from bundles.errors import BundleError
 from bundles.inspect import diff_bundles, inspect_bundle
 from bundles.verify import TrustPolicy
@@ -33,12 +35,62 @@ def test_the_same_inputs_give_byte_identical_bundles(tmp_path: Path) -> None:
     first = build_bundle(stage, tmp_path / "one")
     second = build_bundle(stage, tmp_path / "two")
     assert _sha(first) == _sha(second)
-    with_cli = [_cli("build", "--recipe", "bundles/appliance.toml", "--version", "1.2.0", "--stage", str(stage),
+    with_cli = [_cli("build", "--recipe", "bundles/appliance.toml", "--stage", str(stage),
                      "--output", str(tmp_path / name), env={"SOURCE_DATE_EPOCH": "1780000000"})
                 for name in ("cli-one", "cli-two")]
     assert all(r.returncode == 0 for r in with_cli), with_cli[0].stderr
-    one, two = (tmp_path / name / "appliance-1.2.0.bundle" for name in ("cli-one", "cli-two"))
+    one, two = (tmp_path / name / f"appliance-{appliance_version}.bundle" for name in ("cli-one", "cli-two"))
     assert _sha(one) == _sha(two)
+
+
+def test_the_release_version_is_the_packages_and_a_matching_version_flag_is_accepted(tmp_path: Path) -> None:
+    stage = make_stage(tmp_path)
+    built = _cli("build", "--recipe", "bundles/appliance.toml", "--stage", str(stage), "--version",
+                 appliance_version, "--output", str(tmp_path / "dist"))
+    assert built.returncode == 0, built.stderr
+    report = inspect_bundle(tmp_path / "dist" / f"appliance-{appliance_version}.bundle", None).to_json()
+    assert report["version"] == appliance_version
+    sbom = json.loads((stage / "sbom.cdx.json").read_text())
+    assert sbom["metadata"]["component"]["version"] == appliance_version
+
+
+def test_a_different_version_flag_is_refused_before_any_work(tmp_path: Path) -> None:
+    """The bug this guards: 0.0.1 was built and signed, then could not install (no appliance==0.0.1 wheel)."""
+    started = time.monotonic()
+    refused = _cli("build", "--recipe", "bundles/appliance.toml", "--version", "0.0.1", "--output",
+                   str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "cache"))
+    assert refused.returncode == 1
+    assert (f"--version 0.0.1 does not match the appliance's own version {appliance_version} (from "
+            in refused.stderr), refused.stderr
+    assert f"Drop --version to release {appliance_version}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert time.monotonic() - started < 30  # refused at once, not after collecting wheels and debs
+    assert not any((tmp_path / name).exists() for name in ("dist", "cache"))
+
+
+def test_a_reused_stage_releases_the_version_of_the_wheel_it_holds(tmp_path: Path) -> None:
+    stage = make_stage(tmp_path, appliance_version="7.0.3")
+    refused = _cli("build", "--recipe", "bundles/appliance.toml", "--stage", str(stage), "--version",
+                   appliance_version, "--output", str(tmp_path / "dist"))
+    assert refused.returncode == 1
+    assert f"--version {appliance_version} does not match the appliance's own version 7.0.3" in refused.stderr
+    assert "collect a new stage" in refused.stderr
+    built = _cli("build", "--recipe", "bundles/appliance.toml", "--stage", str(stage), "--output",
+                 str(tmp_path / "dist"))
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "dist" / "appliance-7.0.3.bundle").is_file()
+
+
+@pytest.mark.parametrize("version", ["1.0.0rc1", "1.0", "01.2.3"],
+                         ids=["a pre-release (SemVer 1.0.0-rc.1)", "two parts", "a leading zero"])
+def test_a_release_version_that_python_packaging_would_spell_differently_is_refused(
+        tmp_path: Path, version: str) -> None:
+    stage = make_stage(tmp_path, appliance_version=version)
+    refused = _cli("build", "--recipe", "bundles/appliance.toml", "--stage", str(stage), "--output",
+                   str(tmp_path / "dist"))
+    assert refused.returncode == 1
+    assert f"The release version '{version}'" in refused.stderr and "is not MAJOR.MINOR.PATCH" in refused.stderr
+    assert not (tmp_path / "dist").exists()
 
 
 def test_headers_are_normalised_and_the_manifest_comes_first(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import __version__ as appliance_version
 from bundles.build.debs import baseline_rootfs
 from bundles.recipe import load_recipe
 from bundles.verify import TrustPolicy, verify_bundle
@@ -38,12 +39,12 @@ def _in_chroot(root: Path, script: str) -> subprocess.CompletedProcess[str]:
 def extracted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("release")
     recipe = str(REPO / "bundles/appliance.toml")
-    result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", recipe, "--version", "0.1.0",
+    result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", recipe,
                              "--output", str(work / "dist"), "--cache-dir", str(CACHE)],
                             capture_output=True, text=True, timeout=1800, cwd=REPO, check=False,
                             env={**os.environ, "SOURCE_DATE_EPOCH": "1780000000"})
     assert result.returncode == 0, result.stderr[-2000:]
-    bundle = work / "dist" / "appliance-0.1.0.bundle"
+    bundle = work / "dist" / f"appliance-{appliance_version}.bundle"
     key = make_key(work, "release")
     sign_bundle(bundle, key)
     verify_bundle(bundle, TrustPolicy(key.public), extract_to=work / "extracted")
@@ -97,7 +98,7 @@ def test_wheels_install_with_no_index_and_both_commands_run(extracted: Path, fre
                                     "appliance-installer --help\n"
                                     "appliance-installer __ansible-playbook --version")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "appliance, version 0.1.0" in result.stdout
+    assert f"appliance, version {appliance_version}" in result.stdout
     # The PyInstaller executable runs with no Python packages on the host, Ansible included.
     assert "Install the appliance on an offline Debian 12 host" in result.stdout
     assert "ansible-playbook [core 2.19" in result.stdout

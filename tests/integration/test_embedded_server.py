@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.support.api import Api
+from tests.support.appliance_provider import provider_cache_env
 from tests.support.postgres import free_port, postgres_processes_for, traversable_temp_dir
 from tests.support.server import wait_for_health
 from tests.support.workspaces import wait_build, wait_version
@@ -30,7 +31,11 @@ def data_dir() -> Iterator[Path]:
 
 
 def _start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir), "XDG_CONFIG_HOME": str(data_dir.parent), **extra_env}
+    """`appliance server` on a fresh data dir; only the provider's PyInstaller cache is shared between tests."""
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir), "XDG_CONFIG_HOME": str(data_dir.parent),
+           **provider_cache_env(), **extra_env}
+    env.pop("APPLIANCE_MIRROR_DIR", None)
+    env.pop("APPLIANCE_MIRROR_SIGNING_HOME", None)
     env.pop("APPLIANCE_POSTGRES_URL", None)
     return subprocess.Popen([*APPLIANCE, "server", "--http-address", f"127.0.0.1:{port}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -125,14 +130,20 @@ def test_a_bad_flag_value_names_the_key(data_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def _provider_zips(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "mirror" / "mirror" / "appliance.internal" / "appliance" / "appliance").glob("*.zip"))
+
+
 def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
-        data_dir: Path, appliance_mirror: Path) -> None:
-    """What `make run` gives a newcomer: the starter template imported by the in-process provisioner."""
+        data_dir: Path) -> None:
+    """What `make run` gives a newcomer, from `appliance server` alone: no publish step, an empty mirror."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = _start(data_dir, port, APPLIANCE_MIRROR_DIR=str(appliance_mirror))
+    assert not (data_dir / "mirror").exists()
+    process = _start(data_dir, port)
     try:
         _wait_healthy(url, process)
+        assert len(_provider_zips(data_dir)) == 1, "the server did not publish the provider into its mirror"
         api = Api(url)
         api.create_first_user("admin")
         api = api.as_user(api.login("admin"))
@@ -147,7 +158,9 @@ def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    restarted = _start(data_dir, port, APPLIANCE_MIRROR_DIR=str(appliance_mirror))
+    assert f"Published appliance.internal/appliance/appliance into {data_dir / 'mirror'}" in output
+    published = _provider_zips(data_dir)[0].stat().st_mtime_ns
+    restarted = _start(data_dir, port)
     try:
         _wait_healthy(url, restarted)
         api = Api(url)
@@ -155,4 +168,29 @@ def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
         assert len(api.get("/api/v2/templates").json()["templates"]) == 1, "pushed once, not at every start"
     finally:
         restarted.send_signal(signal.SIGTERM)
-        restarted.communicate(timeout=60)
+        output, _ = restarted.communicate(timeout=60)
+    assert "Published" not in output and "Packaging" not in output, output
+    assert _provider_zips(data_dir)[0].stat().st_mtime_ns == published, "an up-to-date mirror was rewritten"
+
+
+def test_without_the_tools_to_package_the_provider_the_console_still_serves_and_says_how_to_fix_it(
+        data_dir: Path, tmp_path: Path) -> None:
+    """binutils missing (PyInstaller needs objdump) and nothing cached: a clear hint, no doomed starter import."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # /usr/local/bin holds terraform but not objdump; a cold cache forces a build.
+    process = _start(data_dir, port, PATH="/usr/local/bin", APPLIANCE_PROVIDER_CACHE_DIR=str(tmp_path / "cold"))
+    try:
+        _wait_healthy(url, process)
+        api = Api(url)
+        api.create_first_user("admin")
+        api = api.as_user(api.login("admin"))
+        assert api.get("/api/v2/templates").json()["templates"] == []  # its import could only fail
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Cannot package the appliance Terraform provider: objdump is not on PATH" in output
+    assert "apt-get install binutils" in output
+    assert "Traceback" not in output
+    assert _provider_zips(data_dir) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.appliance_provider import provider_cache_env
 from tests.support.postgres import free_port, traversable_temp_dir
 from tests.support.server import wait_for_health
 
@@ -22,7 +23,7 @@ def tls_server() -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     root = traversable_temp_dir("appliance-tls-")
     data_dir = root / "data"
     http_port, tls_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}, **provider_cache_env()}
     process = subprocess.Popen([sys.executable, "-m", "appliance", "server", "--data-dir", str(data_dir),
                                 "--http-address", f"127.0.0.1:{http_port}", "--tls-address", f"127.0.0.1:{tls_port}"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -68,7 +69,7 @@ def test_https_serves_the_same_bundle_and_sets_secure_cookies(
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}, **provider_cache_env()}
     return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True, timeout=60,
                           env={**env, "XDG_CONFIG_HOME": str(home)}, check=False)
 

@@ -44,6 +44,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "provisioner_job_timeout": timedelta(minutes=10),
         "provisioner_heartbeat_timeout": timedelta(seconds=60),
         "provisioner_dir": Path("/nonexistent/provisioner"),
+        "provider_cache_dir": Path("/nonexistent/provider-cache"),
         "config_file": None,
     }
     values.update(overrides)
