@@ -12,6 +12,7 @@ from appliance.cli import (
     admin,
     audit,
     builds,
+    gateway,
     mirror,
     pki,
     provider,
@@ -50,6 +51,7 @@ def cli(debug: bool) -> None:
 
 
 cli.add_command(server.server)
+cli.add_command(gateway.gateway)
 cli.add_command(admin.migrate)
 cli.add_command(admin.setup_link)
 cli.add_command(session.login)
