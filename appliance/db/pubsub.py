@@ -27,6 +27,7 @@ KEEPALIVE_SECONDS = 10.0  # an idle connection is probed this often, so a dead s
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)  # back-off after a failed (re)connect, last one repeats
 QUEUE_LIMIT = 1000  # notices a subscriber may have unread before it is told to re-read instead
 LISTEN_WAIT_SECONDS = 5.0  # how long subscribe() waits for its LISTEN before relying on a later resync
+APPLICATION_NAME = "appliance-pubsub"  # how the connection shows in pg_stat_activity
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class AsyncSubscription:
 
     def deliver(self, notice: Notice) -> None:
         """Called from the listener thread: hand over to the subscriber's loop."""
-        if not self._loop.is_closed():
+        with suppress(RuntimeError):  # the loop closed meanwhile: nobody is left to tell
             self._loop.call_soon_threadsafe(self._put, notice)
 
     def _put(self, notice: Notice) -> None:
@@ -175,7 +176,7 @@ class PubSub:
         failures = 0
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True, application_name=APPLICATION_NAME) as conn:
                     if failures:
                         log.info("pubsub_reconnected", extra={"attempts": failures})
                     failures = 0
