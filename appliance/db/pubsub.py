@@ -185,6 +185,9 @@ class PubSub:
                 failures += 1
                 if failures == 1:
                     log.warning("pubsub_disconnected", extra={"error": str(err).strip()})
+            except Exception:  # a bug must not end the thread: subscribers would never be woken again
+                failures += 1
+                log.exception("pubsub_listener_failed")
             finally:
                 for ready in self._channel_events():
                     ready.clear()
