@@ -12,6 +12,7 @@ from operator_errors.cli import Group, debug_option
 # on a daemon host loads neither the server nor the database driver.
 COMMANDS: dict[str, str] = {
     "server": "appliance.cli.server:server",
+    "gateway": "appliance.cli.gateway:gateway",
     "migrate": "appliance.cli.admin:migrate",
     "setup-link": "appliance.cli.admin:setup_link",
     "login": "appliance.cli.session:login",

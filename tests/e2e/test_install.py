@@ -175,10 +175,10 @@ def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None
 
 def test_every_appliance_unit_is_active_and_hardened(installed: Installed) -> None:
     host = installed.host
-    for unit in ("postgresql@15-main.service", "appliance-console.service", "nginx.service",
-                 "appliance-pki-renew.timer", "appliance-provisioner.service"):
+    for unit in ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service",
+                 "nginx.service", "appliance-pki-renew.timer", "appliance-provisioner.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() == "active", host.journal(unit)
-    for unit, user in (("appliance-console.service", "appliance"),
+    for unit, user in (("appliance-console.service", "appliance"), ("appliance-gateway.service", "appliance"),
                        ("appliance-provisioner.service", "appliance-provisioner")):
         shown = host.run("systemctl", "show", unit, "-p", "User", "-p", "ProtectSystem", "-p", "NoNewPrivileges",
                          "-p", "CapabilityBoundingSet", "-p", "PrivateTmp", "-p", "ProtectHome").stdout
@@ -343,6 +343,10 @@ def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_an
         status, body = https(host, "GET", f"/api/v2/workspaces/{workspace['id']}", token=token)
         assert json.loads(body)["status"] == expected, body
         queued = None
+    # A follow goes through nginx to the gateway (never a gunicorn worker) and ends with the build's status.
+    status, body = https(host, "GET", f"/api/v2/workspacebuilds/{build['id']}/logs?follow=true", token=token)
+    assert status == 200 and "event: log" in body, body[-2000:]
+    assert 'event: end\ndata: {"status": "succeeded", "error": ""}' in body, body[-2000:]
     # The one daemon is the external unit (the console runs none): it reported the job over HTTPS.
     assert f"/api/v2/provisionerd/jobs/{build['job']['id']}/build-complete" in host.read_text(
         "/var/log/nginx/access.log")
@@ -371,8 +375,8 @@ def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> 
     host = installed.host
     result = host.run("/root/installer/appliance-installer", "uninstall", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
-    for unit in ("appliance-provisioner.service", "appliance-console.service", "nginx.service",
-                 "postgresql@15-main.service"):
+    for unit in ("appliance-provisioner.service", "appliance-console.service", "appliance-gateway.service",
+                 "nginx.service", "postgresql@15-main.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() != "active"
     assert host.sh("test -d /var/lib/appliance/pki && test -d /var/lib/postgresql/15/main && "
                    "test -f /etc/appliance/appliance.toml && ! test -e /opt/appliance").returncode == 0

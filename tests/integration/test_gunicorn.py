@@ -9,8 +9,10 @@ import sys
 
 import requests
 
+from tests.support.api import Api
 from tests.support.postgres import conninfo_url, free_port
 from tests.support.server import wait_for_health
+from tests.support.workspaces import MINIMAL, push
 
 
 def _gunicorn(postgres_url: str, port: int) -> subprocess.Popen[str]:
@@ -35,6 +37,11 @@ def test_gunicorn_serves_the_api_from_two_workers(fresh_db: str) -> None:
         for _ in range(10):
             me = requests.get(base + "/api/v2/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert me.json()["username"] == "admin"
+        # A log follow must never hold a worker: without nginx routing it to the gateway, it is refused.
+        version = push(Api(base, token), MINIMAL, "minimal")
+        follow = requests.get(f"{base}/api/v2/templateversions/{version['id']}/logs?follow=true", timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})
+        assert follow.status_code == 421 and "served by the gateway" in follow.json()["message"]
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
