@@ -34,7 +34,7 @@ from tests.support.workspaces import TEMPLATES, push, wait_build, wait_version
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 ROLES = REPO / "playbooks" / "roles"
 FOLLOWERS = 100
 LINES = 300

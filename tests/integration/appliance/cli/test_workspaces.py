@@ -27,7 +27,7 @@ from tests.support.api import DEFAULT_PASSWORD, Api
 from tests.support.postgres import create_database, drop_database
 from tests.support.server import LiveServer, live_server
 
-MINIMAL = Path(__file__).resolve().parents[2] / "examples" / "templates" / "minimal"
+MINIMAL = Path(__file__).resolve().parents[4] / "examples" / "templates" / "minimal"
 PROVIDER = """
 terraform {
   required_providers {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 MINIMAL = REPO / "examples" / "templates" / "minimal"
 ACCESS_URL = "http://appliance.test:3000/"
 AGENT_SCRIPT = "#!/bin/sh\ncurl -fsSL ${ACCESS_URL}bin/agent-linux-amd64 | sh\n"

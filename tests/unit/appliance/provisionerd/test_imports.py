@@ -20,7 +20,7 @@ from appliance.cli.main import COMMANDS, cli
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 CONTROL_PLANE = ("psycopg", "psycopg_pool", "flask", "werkzeug", "argon2", "waitress", "cheroot",
                  "appliance.db", "appliance.auth", "appliance.audit", "appliance.api", "appliance.console",
                  "appliance.templates", "appliance.workspaces", "appliance.provisioner", "appliance.server")

@@ -52,7 +52,7 @@ def test_no_matching_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_the_product_recipe_loads() -> None:
-    recipe = load_recipe(Path(__file__).resolve().parents[2] / "bundles" / "appliance.toml")
+    recipe = load_recipe(Path(__file__).resolve().parents[4] / "bundles" / "appliance.toml")
     assert {"postgresql-15", "nginx", "python3-venv"} <= set(recipe.debs)
     assert recipe.installer_entry.exists()
 

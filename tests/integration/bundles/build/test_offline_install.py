@@ -23,7 +23,7 @@ from bundles.recipe import load_recipe
 from bundles.verify import TrustPolicy, verify_bundle
 from tests.support.bundles import make_key, sign_bundle
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 CACHE = REPO / ".cache" / "bundle"
 
 
