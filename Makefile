@@ -1,15 +1,15 @@
-# The two commands a newcomer runs: `make run` and `make test`. Everything else supports them.
+# The two commands a newcomer runs: `make run` and `make test`. Everything else supports them;
+# `make check` is the quick loop before a commit (lint, types, import contracts, unit tests).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit integration browser e2e bench clean
+.PHONY: run test check lint typecheck unit integration browser e2e bench clean
 
-# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000, after publishing the
-# appliance Terraform provider into the server's mirror_dir (PyInstaller once, then cached).
+# Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000. The server publishes
+# the appliance Terraform provider into its mirror itself (PyInstaller on first start, then cached).
 run: $(VENV)/.run-installed
 	@dev/system-packages.sh
-	@$(BIN)/appliance provider publish
 	$(BIN)/appliance server
 
 # Lint, type-check and run every test (unit, integration, browser) against real components.
@@ -17,11 +17,20 @@ test: $(VENV)/.dev-installed
 	@dev/system-packages.sh --test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/ansible-lint --profile production playbooks/
 	$(BIN)/pytest --durations=15 tests
 
+# Under a minute on two cores: no PostgreSQL, no browser, no playbooks. Run it before every commit.
+check: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/ansible-lint --profile production playbooks/
 
 typecheck: $(VENV)/.dev-installed
@@ -53,4 +62,4 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info

@@ -92,7 +92,8 @@ class CsrfCookieSession(SecureCookieSessionInterface):
             super().save_session(app, session, response)
 
 
-def create_app(config: ServerConfig, db: Database) -> Flask:
+def create_app(config: ServerConfig, db: Database, *, front_hops: int = 0) -> Flask:
+    """The app; `front_hops` counts proxies of our own in front of it beyond the configured ones."""
     app = Flask("appliance", static_folder=None, template_folder=None)
     # Services reach the config and pool through the app, one of each per process.
     app.extensions["appliance.config"] = config
@@ -100,9 +101,10 @@ def create_app(config: ServerConfig, db: Database) -> Flask:
     app.extensions["appliance.ca"] = CertificateAuthority.for_site(config)
     _configure_flask(app, config, db)
     app.wsgi_app = SecureHeaders(app.wsgi_app)  # type: ignore[method-assign]
-    if config.proxy_trusted_hops:
-        # Only trust X-Forwarded-* from the proxies in front of us (nginx), never from clients.
-        hops = config.proxy_trusted_hops
+    if config.proxy_trusted_hops + front_hops:
+        # Only trust X-Forwarded-* from the proxies in front of us (nginx, the embedded front), never
+        # from clients.
+        hops = config.proxy_trusted_hops + front_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     web.init_app(app)
     # Console forms carry CSRF tokens; the API checks them itself, only for cookie-authenticated changes.

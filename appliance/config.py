@@ -50,6 +50,7 @@ class ServerConfig:
     provisioner_job_timeout: timedelta
     provisioner_heartbeat_timeout: timedelta
     provisioner_dir: Path
+    provider_cache_dir: Path
     config_file: Path | None
 
     @property
@@ -140,6 +141,10 @@ def _parse_psk(value: str) -> str:
     return value
 
 
+def default_provider_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appliance" / "provider"
+
+
 def default_data_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/appliance")
@@ -175,6 +180,8 @@ _KEYS: dict[str, _Key] = {
     "provisioner_job_timeout": _Key(parse_duration, "30m"),
     "provisioner_heartbeat_timeout": _Key(parse_duration, "60s"),
     "provisioner_dir": _Key(lambda v: Path(v).expanduser(), None),
+    # Built appliance provider zips, by a digest of their inputs: PyInstaller runs once per change.
+    "provider_cache_dir": _Key(lambda v: Path(v).expanduser(), None),
 }
 
 
@@ -259,6 +266,8 @@ def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
         values["mirror_dir"] = values["data_dir"] / "mirror"
     if values["provisioner_dir"] is None:
         values["provisioner_dir"] = values["data_dir"] / "provisioner"
+    if values["provider_cache_dir"] is None:
+        values["provider_cache_dir"] = default_provider_cache_dir()
     if values["max_token_lifetime"] < timedelta(hours=1):
         raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
                           "Set max_token_lifetime to 1h or more.")

@@ -1,16 +1,6 @@
-"""Operator-facing failures: what went wrong, on which value, and what to do next."""
+"""Operator-facing failures (the one OperatorError, re-exported) and HTTP request errors for the API."""
 
-
-class OperatorError(Exception):
-    """A failure an operator can fix; the CLI prints message and hint, never a traceback."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.hint}" if self.hint else self.message
+from operator_errors import OperatorError as OperatorError  # the one type; `as` re-exports it
 
 
 class ConfigError(OperatorError):

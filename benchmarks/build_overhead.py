@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from appliance.db.migrate import apply_migrations  # noqa: E402 -- after the sys.path line above
-from appliance.provisioner.cliconfig import filesystem_mirror_config  # noqa: E402
 from appliance.provisioner.local import start_in_process  # noqa: E402
+from appliance.provisionerd.cliconfig import filesystem_mirror_config  # noqa: E402
 from tests.support.api import Api  # noqa: E402
 from tests.support.postgres import create_database, running_cluster  # noqa: E402
 from tests.support.server import LiveServer, live_server  # noqa: E402

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,30 +27,16 @@ from rich.progress import (
 
 from bundles.build.assemble import assemble, build_time
 from bundles.build.collect import collect
+from bundles.build.release import check_built_wheel, release_version
 from bundles.build.sbom import write_sbom
-from bundles.errors import BundleError, BundleRejected
 from bundles.inspect import diff_bundles, inspect_bundle
 from bundles.recipe import load_recipe, with_overrides
 from bundles.signatures import export_public_key, generate_key, sign_manifest, split_signatures
 from bundles.tarball import read_head, replace_signatures
 from bundles.verify import TrustPolicy, verify_bundle
+from operator_errors.cli import Group, debug_option
 
 console = Console(stderr=True, highlight=False)
-
-
-class Group(click.Group):
-    """BundleError prints as message + hint and exits 1 (rejections exit 3), never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BundleError as err:
-            if os.environ.get("APPLIANCE_DEBUG"):
-                raise
-            console.print(f"[red]error:[/] {err.message}", soft_wrap=True)
-            if err.hint:
-                console.print(f"hint: {err.hint}", soft_wrap=True)
-            sys.exit(3 if isinstance(err, BundleRejected) else 1)
 
 
 @contextmanager
@@ -65,6 +50,7 @@ def byte_progress(description: str, total: int) -> Iterator[Any]:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
 def cli() -> None:
     """Build, sign and verify the appliance's signed offline bundles."""
 
@@ -78,7 +64,9 @@ def _commit(root: Path) -> str:
 @cli.command()
 @click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), default=Path("bundles/appliance.toml"),
               show_default=True)
-@click.option("--version", "version", required=True, help="SemVer version of this release, e.g. 1.4.0.")
+@click.option("--version", "version", default=None,
+              help="Expected release version: the build stops at once unless the appliance package (pyproject.toml, "
+                   "or the wheel in --stage) has exactly this version [default: whatever it has].")
 @click.option("--output", type=click.Path(path_type=Path, file_okay=False), default=Path("dist"), show_default=True)
 @click.option("--stage", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Reuse artifacts already collected in this folder (skips the slow collection).")
@@ -92,12 +80,17 @@ def _commit(root: Path) -> str:
               help="More provider zips for the network mirror, laid out HOSTNAME/NAMESPACE/TYPE/.")
 @click.option("--registry-from", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="More providers for the appliance's own registry, laid out NAMESPACE/TYPE/.")
-def build(recipe: Path, version: str, output: Path, stage: Path | None, keep_stage: Path | None,
+def build(recipe: Path, version: str | None, output: Path, stage: Path | None, keep_stage: Path | None,
           cache_dir: Path, terraform: Path | None, providers_from: tuple[Path, ...],
           registry_from: tuple[Path, ...]) -> None:
-    """Collect every artifact of RECIPE for an offline Debian 12 host and write an unsigned bundle."""
+    """Collect every artifact of RECIPE for an offline Debian 12 host and write an unsigned bundle.
+
+    The release version is the appliance package's own (pyproject.toml), the one its wheel, its
+    provider and `appliance --version` carry; a different --version stops the build before any work.
+    """
     spec = with_overrides(load_recipe(recipe), terraform=terraform, providers_from=providers_from,
                           registry_from=registry_from)
+    release = release_version(spec.project, stage=stage, requested=version)
     created = build_time()
     is_temporary = stage is None and keep_stage is None
     work = Path(tempfile.mkdtemp(prefix="stage-", dir=_made(cache_dir))) if is_temporary else None
@@ -108,12 +101,13 @@ def build(recipe: Path, version: str, output: Path, stage: Path | None, keep_sta
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                           console=console) as progress:
                 task = progress.add_task("collecting", total=None)
-                collect(spec, target, cache_dir.resolve(), created=created,
+                collect(spec, target, cache_dir.resolve(), version=release, created=created,
                         step=lambda text: progress.update(task, description=text))
-        write_sbom(target, product=spec.product, version=version, created=created, tool_version=_tool_version())
+            check_built_wheel(target, spec.project, release)
+        write_sbom(target, product=spec.product, version=release, created=created, tool_version=_tool_version())
         total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         with byte_progress("writing bundle", total) as advance:
-            out = assemble(target, output, version=version, created=created, expires_after=spec.expires_after,
+            out = assemble(target, output, version=release, created=created, expires_after=spec.expires_after,
                            min_upgrade_from=spec.min_upgrade_from, progress=advance,
                            build_info={"commit": _commit(spec.root), "builder": f"appliance-bundle {_tool_version()}"})
     finally:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+from operator_errors import OperatorError
 
-class BundleError(Exception):
+
+class BundleError(OperatorError):
     """A bundle operation failed; message says what, hint says what to do next."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.hint}" if self.hint else self.message
 
 
 class BundleRejected(BundleError):
     """Verification failed closed. `rule` is a stable name for the check that failed."""
+
+    exit_code = 3  # scripts tell "do not install this bundle" from any other failure
 
     def __init__(self, rule: str, message: str, hint: str = "", *, member: str | None = None) -> None:
         text = f"Bundle rejected ({rule}): {message}" if member is None else \

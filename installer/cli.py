@@ -11,41 +11,27 @@ from typing import Any
 import click
 from rich.console import Console
 
-from bundles.errors import BundleError, BundleRejected
 from installer.ansible_runner import HIDDEN_COMMAND, run_hidden_playbook
 from installer.config import load_install_config
+from installer.errors import InstallError
 from installer.install import InstallOptions, install
 from installer.paths import HostPaths
 from installer.preflight import CHECK_NAMES, HostProbe, run_preflight
 from installer.status import status_report
 from installer.ui import ConsoleUi
 from installer.uninstall import uninstall
+from operator_errors.cli import Group, debug_option
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class Group(click.Group):
-    """Failures print the step, the reason and the way out; exit 3 for a rejected bundle, else 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BundleError as err:
-            if os.environ.get("APPLIANCE_DEBUG"):
-                raise
-            console.print(f"[red]error:[/] {err.message}")
-            if err.hint:
-                console.print(f"hint: {err.hint}")
-            rejected = isinstance(err, BundleRejected) or isinstance(err.__cause__, BundleRejected)
-            sys.exit(3 if rejected else 1)
-
-
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise BundleError("appliance-installer must run as root.", "Run it with sudo, or as root.")
+        raise InstallError("appliance-installer must run as root.", "Run it with sudo, or as root.")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
 def cli() -> None:
     """Install the appliance on an offline Debian 12 host from one signed bundle."""
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bundles.errors import BundleError
+from operator_errors import OperatorError
 
 
-class InstallError(BundleError):
+class InstallError(OperatorError):
     """The installer stopped; nothing after the failed step ran."""
 
     def __init__(self, message: str, hint: str = "", *, step: str | None = None) -> None:

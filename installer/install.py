@@ -222,9 +222,7 @@ def install(options: InstallOptions, paths: HostPaths, probe: HostProbe, ui: Ui)
     try:
         with ui.step("Verify bundle"):
             result, keyring = verify(options, paths, ui)
-    except BundleError as err:
-        if isinstance(err, InstallError):
-            raise
+    except BundleError as err:  # from err: a rejected bundle still exits 3 (operator_errors.exit_code_of)
         raise InstallError(err.message, err.hint, step="Verify bundle") from err
     with ui.step("Preflight"):
         checks = preflight(result, options, paths, probe, ui)

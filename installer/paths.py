@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-UNITS = ("postgresql@15-main.service", "appliance-console.service", "nginx.service", "appliance-pki-renew.timer",
-         "appliance-provisioner.service")
+UNITS = ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service", "nginx.service",
+         "appliance-pki-renew.timer", "appliance-provisioner.service")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bundles.errors import BundleError
+from operator_errors import OperatorError
 
 
-class MirrorError(BundleError):
+class MirrorError(OperatorError):
     """A mirror operation failed; nothing in the existing tree was changed."""

@@ -9,10 +9,11 @@ from flask import Response, stream_with_context
 
 from appliance.api.blueprints import v2
 from appliance.api.context import authenticated
-from appliance.api.schemas import AuditExportQuery, AuditPageResponse, AuditQuery
 from appliance.api.spec import endpoint, json_response
 from appliance.audit.search import AuditFilter, search_audit, stream_audit
 from appliance.auth.web import database
+from appliance.responses import audit_log_response
+from appliance.sdk.audit import AuditExportQuery, AuditPageResponse, AuditQuery
 
 TAG = "Audit"
 
@@ -29,7 +30,7 @@ def search(query: AuditQuery) -> Response:
     with authenticated() as (conn, subject):
         rows, count = search_audit(conn, subject, _filter(query), limit=query.limit,
                                    offset=query.offset)
-    return json_response({"audit_logs": rows, "count": count})
+    return json_response(AuditPageResponse(audit_logs=[audit_log_response(r) for r in rows], count=count))
 
 
 @endpoint(v2, "GET", "/audit/export", summary="Stream the audit log as JSON lines", tag=TAG,
@@ -40,7 +41,7 @@ def export(query: AuditExportQuery) -> Response:
 
     def lines() -> Iterator[str]:
         for row in rows:
-            yield json.dumps(row) + "\n"
+            yield json.dumps(audit_log_response(row).model_dump(mode="json")) + "\n"
 
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": "attachment; filename=audit.jsonl"})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from appliance.api.spec import json_response
 from appliance.db.database import DatabaseUnavailable
 from appliance.errors import RequestError, Throttled
 
@@ -22,6 +22,11 @@ def is_api_request() -> bool:
     return request.path.startswith(MACHINE_PREFIXES) or request.path == "/healthz"
 
 
+def error_response(body: dict[str, object], status: int) -> Response:
+    """The error shape OpenAPI documents as Error ({"message", "detail", "validations"})."""
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
 def request_error_response(err: RequestError) -> Response:
     body: dict[str, object] = {"message": err.message, "detail": err.detail}
     validations = getattr(err, "validations", None)
@@ -29,7 +34,7 @@ def request_error_response(err: RequestError) -> Response:
         body["validations"] = validations
     elif err.field:
         body["validations"] = [{"field": err.field, "detail": err.message}]
-    response = json_response(body, err.status)
+    response = error_response(body, err.status)
     if isinstance(err, Throttled):
         response.headers["Retry-After"] = str(err.retry_after)
     return response
@@ -45,19 +50,19 @@ def http_error_response(err: HTTPException) -> Response:
         detail = f"Allowed: {', '.join(sorted(err.valid_methods or []))}."  # type: ignore[attr-defined]
     else:
         message, detail = err.name, err.description or ""
-    return json_response({"message": message, "detail": detail}, err.code or 500)
+    return error_response({"message": message, "detail": detail}, err.code or 500)
 
 
 def unavailable_response(err: DatabaseUnavailable) -> Response:
     log.error("database_unavailable", extra={"path": request.path, "request_id": g.get("request_id")})
-    return json_response({"message": err.message, "detail": err.hint}, 503)
+    return error_response({"message": err.message, "detail": err.hint}, 503)
 
 
 def internal_error_response(err: Exception) -> Response:
     request_id = g.get("request_id", "")
     log.exception("request_failed", extra={"path": request.path, "request_id": request_id},
                   exc_info=err)
-    return json_response({"message": "Internal server error.",
+    return error_response({"message": "Internal server error.",
                           "detail": f"Request id {request_id}; the server log has the cause."}, 500)
 
 

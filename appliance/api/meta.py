@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Response
 
 from appliance import buildinfo
 from appliance.api.blueprints import root, v2
-from appliance.api.schemas import BuildInfoResponse
 from appliance.api.spec import endpoint, json_response, openapi_document
 from appliance.auth.web import database, server_config
+from appliance.sdk.meta import BuildInfoResponse
 
 TAG = "Meta"
 
@@ -24,11 +26,11 @@ def healthz() -> Response:
 @endpoint(v2, "GET", "/buildinfo", summary="Version and source commit of this release", tag=TAG,
           response=BuildInfoResponse, is_authenticated=False)
 def get_buildinfo() -> Response:
-    return json_response({"version": buildinfo.version(), "commit": buildinfo.commit(),
-                          "dashboard_url": server_config().access_url})
+    return json_response(BuildInfoResponse(version=buildinfo.version(), commit=buildinfo.commit(),
+                                           dashboard_url=server_config().access_url))
 
 
 @endpoint(v2, "GET", "/openapi.json", summary="This API's OpenAPI 3 document", tag=TAG,
           is_authenticated=False)
 def openapi() -> Response:
-    return json_response(openapi_document())
+    return Response(json.dumps(openapi_document()), mimetype="application/json")

@@ -6,13 +6,13 @@ from flask import Response, current_app
 
 from appliance.api.blueprints import v2
 from appliance.api.context import authenticated
-from appliance.api.schemas import PkiStatusResponse
 from appliance.api.spec import endpoint, json_response
 from appliance.auth.rbac import Action, Resource, ResourceType, authorize
 from appliance.auth.web import server_config
 from appliance.errors import NotFound
 from appliance.pki.ca import CertificateAuthority
 from appliance.pki.status import pki_status
+from appliance.sdk.pki import PkiStatusResponse
 
 TAG = "PKI"
 PEM = "application/x-pem-file"
@@ -45,4 +45,4 @@ def crl() -> Response:
 def status() -> Response:
     with authenticated() as (_, subject):
         authorize(subject, Action.READ, Resource(ResourceType.DEPLOYMENT))
-    return json_response(pki_status(_ca(), server_config().cert_renew_within))
+    return json_response(PkiStatusResponse.model_validate(pki_status(_ca(), server_config().cert_renew_within)))

@@ -7,29 +7,29 @@ itself in Appliance-Provisioner-Daemon and may report only on the jobs it claime
 
 from __future__ import annotations
 
-import base64
 import hmac
 from uuid import UUID
 
 from flask import Response, request
 
 from appliance.api.blueprints import v2
-from appliance.api.schemas import MessageResponse
 from appliance.api.spec import endpoint, json_response
-from appliance.api.workspace_schemas import (
+from appliance.auth.web import database, server_config
+from appliance.errors import InvalidInput, Unauthorized
+from appliance.provisioner import coordinator, jobs
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.provisionerd import (
+    DAEMON_HEADER,
+    KEY_HEADER,
     AcquireRequest,
     CompleteImportRequest,
     FailJobRequest,
     HeartbeatResponse,
     JobLogsRequest,
-    JobSpecResponse,
+    JobSpec,
 )
-from appliance.auth.web import database, server_config
-from appliance.errors import InvalidInput, Unauthorized
-from appliance.provisioner import coordinator, jobs
 
 TAG = "Provisioner daemons"
-KEY_HEADER = "Appliance-Provisioner-Key"
 
 
 def _require_key() -> None:
@@ -52,26 +52,25 @@ def _uuid(raw: str, field: str) -> UUID:
 
 def _not_assigned() -> Response:
     """410: the job was reaped or canceled away from this daemon, which should stop running it."""
-    return json_response({"message": "This job is no longer assigned to this daemon."}, 410)
+    return json_response(MessageResponse(message="This job is no longer assigned to this daemon."), 410)
 
 
 def _daemon() -> UUID:
-    return _uuid(request.headers.get("Appliance-Provisioner-Daemon", ""), "daemon id")
+    return _uuid(request.headers.get(DAEMON_HEADER, ""), "daemon id")
 
 
 @endpoint(v2, "POST", "/provisionerd/acquire", summary="Claim the next job (204 when none)", tag=TAG,
-          body=AcquireRequest, response=JobSpecResponse, is_authenticated=False, errors=(401,))
+          body=AcquireRequest, response=JobSpec, is_authenticated=False, errors=(401,))
 def acquire(body: AcquireRequest) -> Response:
     _require_key()
-    daemon_id = _uuid(body.daemon_id, "daemon_id")
     config = server_config()
     with database().transaction() as conn:
-        jobs.register_daemon(conn, daemon_id, body.name, body.tags or dict(jobs.SITE_TAGS), body.version)
-        spec = coordinator.acquire(conn, daemon_id, body.tags or dict(jobs.SITE_TAGS), config.access_url,
+        jobs.register_daemon(conn, body.daemon_id, body.name, body.tags or dict(jobs.SITE_TAGS), body.version)
+        spec = coordinator.acquire(conn, body.daemon_id, body.tags or dict(jobs.SITE_TAGS), config.access_url,
                                    config.provisioner_heartbeat_timeout)
     if spec is None:
         return Response(status=204)
-    return json_response(spec.to_json())
+    return json_response(spec)
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/heartbeat", summary="Report a job alive; learn of a cancel",
@@ -82,7 +81,7 @@ def heartbeat(job: str) -> Response:
         canceled = jobs.heartbeat(conn, _uuid(job, "job"), _daemon())
     if canceled is None:
         return _not_assigned()
-    return json_response({"canceled": canceled})
+    return json_response(HeartbeatResponse(canceled=canceled))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/logs", summary="Append log lines", tag=TAG,
@@ -94,7 +93,7 @@ def append_logs(job: str, body: JobLogsRequest) -> Response:
         if not jobs.is_running_on(conn, job_id, _daemon()):
             return _not_assigned()
         jobs.append_logs(conn, job_id, [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs])
-    return json_response({"message": f"{len(body.logs)} line(s) stored."})
+    return json_response(MessageResponse(message=f"{len(body.logs)} line(s) stored."))
 
 
 @endpoint(v2, "PUT", "/provisionerd/jobs/<job>/state", summary="Save the Terraform state written so far",
@@ -105,7 +104,7 @@ def save_state(job: str) -> Response:
         kept = coordinator.save_state(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
     if not kept:
         return _not_assigned()
-    return json_response({"message": "State saved."})
+    return json_response(MessageResponse(message="State saved."))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/import-complete", summary="Finish an import with its plan",
@@ -114,7 +113,7 @@ def complete_import(job: str, body: CompleteImportRequest) -> Response:
     _require_key()
     with database().transaction() as conn:
         coordinator.complete_import(conn, _uuid(job, "job"), _daemon(), body.plan)
-    return json_response({"message": "Import recorded."})
+    return json_response(MessageResponse(message="Import recorded."))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/build-complete", summary="Finish a build with its final state",
@@ -123,14 +122,13 @@ def complete_build(job: str) -> Response:
     _require_key()
     with database().transaction() as conn:
         coordinator.complete_build(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
-    return json_response({"message": "Build recorded."})
+    return json_response(MessageResponse(message="Build recorded."))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/fail", summary="Fail a job, keeping the state written so far",
           tag=TAG, body=FailJobRequest, response=MessageResponse, is_authenticated=False, errors=(401,))
 def fail(job: str, body: FailJobRequest) -> Response:
     _require_key()
-    state = base64.b64decode(body.state) if body.state is not None else None
     with database().transaction() as conn:
-        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, state)
-    return json_response({"message": "Failure recorded."})
+        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, body.state)
+    return json_response(MessageResponse(message="Failure recorded."))

@@ -200,5 +200,6 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype="application/json")
+def json_response(model: BaseModel, status: int = 200) -> Response:
+    """Serialise through the declared model, so the answer is exactly what OpenAPI and the CLI expect."""
+    return Response(json.dumps(model.model_dump(mode="json")), status=status, mimetype="application/json")

@@ -7,22 +7,22 @@ from flask import Response, request
 from appliance.api.blueprints import v2
 from appliance.api.context import authenticated
 from appliance.api.logstream import job_logs_response
-from appliance.api.schemas import MessageResponse
 from appliance.api.spec import endpoint, json_response
-from appliance.api.workspace_schemas import (
+from appliance.auth.web import request_info, server_config
+from appliance.errors import InvalidInput
+from appliance.responses import template_response, version_response
+from appliance.sdk.jobs import LogListResponse, LogsQuery
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.templates import (
     CreateTemplateRequest,
     CreateVersionRequest,
     FileResponse,
-    LogListResponse,
-    LogsQuery,
     TemplateListResponse,
     TemplateResponse,
     UpdateTemplateRequest,
     VersionListResponse,
     VersionResponse,
 )
-from appliance.auth.web import request_info, server_config
-from appliance.errors import InvalidInput
 from appliance.templates import service as templates
 
 TAG = "Templates"
@@ -37,7 +37,7 @@ def upload_file() -> Response:
     data = request.get_data(cache=False)
     with authenticated() as (conn, subject):
         digest = templates.store_file(conn, subject, data)
-    return json_response({"hash": digest}, 201)
+    return json_response(FileResponse(hash=digest), 201)
 
 
 @endpoint(v2, "POST", "/templates", summary="Create a template", tag=TAG, body=CreateTemplateRequest,
@@ -47,14 +47,14 @@ def create_template(body: CreateTemplateRequest) -> Response:
         template = templates.create_template(conn, subject, request_info(), name=body.name,
                                              display_name=body.display_name, description=body.description,
                                              allowed_roles=body.allowed_roles)
-    return json_response(template.public(), 201)
+    return json_response(template_response(template), 201)
 
 
 @endpoint(v2, "GET", "/templates", summary="List templates", tag=TAG, response=TemplateListResponse)
 def list_templates() -> Response:
     with authenticated() as (conn, subject):
         found = templates.list_templates(conn, subject)
-    return json_response({"templates": [t.public() for t in found]})
+    return json_response(TemplateListResponse(templates=[template_response(t) for t in found]))
 
 
 @endpoint(v2, "GET", "/templates/<template>", summary="Get a template", tag=TAG, response=TemplateResponse,
@@ -62,7 +62,7 @@ def list_templates() -> Response:
 def get_template(template: str) -> Response:
     with authenticated() as (conn, subject):
         found = templates.get_template(conn, subject, template)
-    return json_response(found.public())
+    return json_response(template_response(found))
 
 
 @endpoint(v2, "PATCH", "/templates/<template>", summary="Change a template's name, description or ACL", tag=TAG,
@@ -71,7 +71,7 @@ def update_template(template: str, body: UpdateTemplateRequest) -> Response:
     with authenticated() as (conn, subject):
         found = templates.update_template(conn, subject, request_info(), template, display_name=body.display_name,
                                           description=body.description, allowed_roles=body.allowed_roles)
-    return json_response(found.public())
+    return json_response(template_response(found))
 
 
 @endpoint(v2, "DELETE", "/templates/<template>", summary="Delete a template without workspaces", tag=TAG,
@@ -79,7 +79,7 @@ def update_template(template: str, body: UpdateTemplateRequest) -> Response:
 def delete_template(template: str) -> Response:
     with authenticated() as (conn, subject):
         templates.delete_template(conn, subject, request_info(), template)
-    return json_response({"message": f"Template {template} deleted."})
+    return json_response(MessageResponse(message=f"Template {template} deleted."))
 
 
 @endpoint(v2, "POST", "/templates/<template>/versions", summary="Add a version (queues its import)", tag=TAG,
@@ -89,7 +89,7 @@ def create_version(template: str, body: CreateVersionRequest) -> Response:
         version = templates.create_version(conn, subject, request_info(), template, file_hash=body.file_hash,
                                            message=body.message, activate=body.activate,
                                            timeout=server_config().provisioner_job_timeout)
-    return json_response(version.public(), 201)
+    return json_response(version_response(version), 201)
 
 
 @endpoint(v2, "GET", "/templates/<template>/versions", summary="List a template's versions", tag=TAG,
@@ -97,7 +97,7 @@ def create_version(template: str, body: CreateVersionRequest) -> Response:
 def list_versions(template: str) -> Response:
     with authenticated() as (conn, subject):
         found = templates.list_versions(conn, subject, template)
-    return json_response({"versions": [v.public() for v in found]})
+    return json_response(VersionListResponse(versions=[version_response(v) for v in found]))
 
 
 @endpoint(v2, "GET", "/templates/<template>/versions/<version>", summary="Get a template version", tag=TAG,
@@ -105,7 +105,7 @@ def list_versions(template: str) -> Response:
 def get_version(template: str, version: str) -> Response:
     with authenticated() as (conn, subject):
         found = templates.get_version(conn, subject, template, version)
-    return json_response(found.public())
+    return json_response(version_response(found))
 
 
 @endpoint(v2, "POST", "/templates/<template>/versions/<version>/promote", summary="Make a version active",
@@ -113,7 +113,7 @@ def get_version(template: str, version: str) -> Response:
 def promote_version(template: str, version: str) -> Response:
     with authenticated() as (conn, subject):
         found = templates.promote(conn, subject, request_info(), template, version)
-    return json_response(found.public())
+    return json_response(version_response(found))
 
 
 @endpoint(v2, "POST", "/templates/<template>/versions/<version>/archive", summary="Archive a version", tag=TAG,
@@ -121,7 +121,7 @@ def promote_version(template: str, version: str) -> Response:
 def archive_version(template: str, version: str) -> Response:
     with authenticated() as (conn, subject):
         found = templates.set_archived(conn, subject, request_info(), template, version, True)
-    return json_response(found.public())
+    return json_response(version_response(found))
 
 
 @endpoint(v2, "POST", "/templates/<template>/versions/<version>/unarchive", summary="Unarchive a version",
@@ -129,7 +129,7 @@ def archive_version(template: str, version: str) -> Response:
 def unarchive_version(template: str, version: str) -> Response:
     with authenticated() as (conn, subject):
         found = templates.set_archived(conn, subject, request_info(), template, version, False)
-    return json_response(found.public())
+    return json_response(version_response(found))
 
 
 @endpoint(v2, "GET", "/templateversions/<version_id>/logs", summary="Import logs (follow=true streams them)",

@@ -6,17 +6,14 @@ from flask import Response
 
 from appliance.api.blueprints import v2
 from appliance.api.context import authenticated
-from appliance.api.schemas import (
-    CreateTokenRequest,
-    MessageResponse,
-    TokenCreatedResponse,
-    TokenListResponse,
-)
 from appliance.api.spec import endpoint, json_response
 from appliance.auth import apikeys
 from appliance.auth.web import request_info, server_config
 from appliance.config import parse_duration
 from appliance.errors import InvalidInput
+from appliance.responses import token_response
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.tokens import CreateTokenRequest, TokenCreatedResponse, TokenListResponse
 
 TAG = "Tokens"
 
@@ -32,7 +29,7 @@ def create_token(user: str, body: CreateTokenRequest) -> Response:
         token, key = apikeys.create_token(conn, subject, user, name=body.token_name, lifetime=lifetime,
                                           max_lifetime=server_config().max_token_lifetime,
                                           info=request_info())
-    return json_response({"key": token, "token": key.public()}, 201)
+    return json_response(TokenCreatedResponse(key=token, token=token_response(key)), 201)
 
 
 @endpoint(v2, "GET", "/users/<user>/keys/tokens", summary="List active API tokens", tag=TAG,
@@ -40,7 +37,7 @@ def create_token(user: str, body: CreateTokenRequest) -> Response:
 def list_tokens(user: str) -> Response:
     with authenticated() as (conn, subject):
         found = apikeys.list_tokens(conn, subject, user)
-    return json_response({"tokens": [k.public() for k in found]})
+    return json_response(TokenListResponse(tokens=[token_response(k) for k in found]))
 
 
 @endpoint(v2, "DELETE", "/users/<user>/keys/<key_id>", summary="Revoke an API token", tag=TAG,
@@ -48,4 +45,4 @@ def list_tokens(user: str) -> Response:
 def revoke_token(user: str, key_id: str) -> Response:
     with authenticated() as (conn, subject):
         apikeys.revoke_token(conn, subject, user, key_id, request_info())
-    return json_response({"message": f"Token {key_id} revoked."})
+    return json_response(MessageResponse(message=f"Token {key_id} revoked."))

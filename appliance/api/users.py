@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response
 
 from appliance.api.blueprints import v2
 from appliance.api.context import authenticated, current_user
-from appliance.api.schemas import (
-    ChangePasswordRequest,
-    CreateUserRequest,
-    FirstUserWithTokenRequest,
-    LoginRequest,
-    LoginResponse,
-    MessageResponse,
-    UpdateRolesRequest,
-    UserListResponse,
-    UserResponse,
-    UsersQuery,
-)
 from appliance.api.spec import endpoint, json_response
 from appliance.auth import apikeys, users
 from appliance.auth.login import log_in
@@ -31,6 +17,19 @@ from appliance.auth.web import (
     set_session_cookie,
 )
 from appliance.errors import NotFound
+from appliance.responses import user_response
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.users import (
+    ChangePasswordRequest,
+    CreateUserRequest,
+    FirstUserWithTokenRequest,
+    LoginRequest,
+    LoginResponse,
+    UpdateRolesRequest,
+    UserListResponse,
+    UserResponse,
+    UsersQuery,
+)
 
 TAG = "Users"
 
@@ -42,7 +41,7 @@ def first_user_status() -> Response:
         if not users.has_any_user(conn):
             raise NotFound("The first user has not been created yet.",
                            "Create it with POST /api/v2/users/first or at /setup.")
-    return json_response({"message": "The first user has already been created."})
+    return json_response(MessageResponse(message="The first user has already been created."))
 
 
 @endpoint(v2, "POST", "/users/first", summary="Create the first user, who becomes Owner", tag=TAG,
@@ -53,7 +52,7 @@ def create_first_user(body: FirstUserWithTokenRequest) -> Response:
     with database().transaction() as conn:
         user = users.create_first_user(conn, users.NewUser(**fields), request_info(), setup_token=body.setup_token,
                                        requires_setup_token=server_config().first_user_requires_setup_token)
-    return json_response(user.public(), 201)
+    return json_response(user_response(user), 201)
 
 
 @endpoint(v2, "POST", "/users/login", summary="Log in with username or email and password",
@@ -62,7 +61,7 @@ def create_first_user(body: FirstUserWithTokenRequest) -> Response:
 def login(body: LoginRequest) -> Response:
     token, _ = log_in(database(), body.login, body.password,
                       lifetime=server_config().session_lifetime, info=request_info())
-    response = json_response({"session_token": token}, 201)
+    response = json_response(LoginResponse(session_token=token), 201)
     set_session_cookie(response, token)
     return response
 
@@ -72,7 +71,7 @@ def login(body: LoginRequest) -> Response:
 def logout() -> Response:
     with authenticated() as (conn, subject):
         apikeys.end_session(conn, subject, request_info())
-    response = json_response({"message": "Logged out."})
+    response = json_response(MessageResponse(message="Logged out."))
     clear_session_cookie(response)
     return response
 
@@ -83,7 +82,7 @@ def list_users(query: UsersQuery) -> Response:
     with authenticated() as (conn, subject):
         found, count = users.list_users(conn, subject, search=query.q, status=query.status,
                                         limit=query.limit, offset=query.offset)
-    return json_response({"users": [u.public() for u in found], "count": count})
+    return json_response(UserListResponse(users=[user_response(u) for u in found], count=count))
 
 
 @endpoint(v2, "POST", "/users", summary="Create a user", tag=TAG, body=CreateUserRequest,
@@ -91,7 +90,7 @@ def list_users(query: UsersQuery) -> Response:
 def create_user(body: CreateUserRequest) -> Response:
     with authenticated() as (conn, subject):
         user = users.create_user(conn, subject, users.NewUser(**body.model_dump()), request_info())
-    return json_response(user.public(), 201)
+    return json_response(user_response(user), 201)
 
 
 @endpoint(v2, "GET", "/users/<user>", summary="Get a user by id, username or 'me'", tag=TAG,
@@ -99,12 +98,12 @@ def create_user(body: CreateUserRequest) -> Response:
 def get_user(user: str) -> Response:
     with authenticated() as (conn, subject):
         found = current_user() if user == "me" else users.get_user(conn, subject, user)
-    return json_response(found.public())
+    return json_response(user_response(found))
 
 
-def _set_status(user: str, status: str) -> dict[str, Any]:
+def _set_status(user: str, status: str) -> UserResponse:
     with authenticated() as (conn, subject):
-        return users.set_status(conn, subject, user, status, request_info()).public()
+        return user_response(users.set_status(conn, subject, user, status, request_info()))
 
 
 @endpoint(v2, "PUT", "/users/<user>/status/suspend", summary="Suspend a user", tag=TAG,
@@ -124,7 +123,7 @@ def activate_user(user: str) -> Response:
 def set_roles(user: str, body: UpdateRolesRequest) -> Response:
     with authenticated() as (conn, subject):
         updated = users.set_roles(conn, subject, user, body.roles, request_info())
-    return json_response(updated.public())
+    return json_response(user_response(updated))
 
 
 @endpoint(v2, "PUT", "/users/<user>/password", summary="Change a password; ends other sessions",
@@ -133,7 +132,7 @@ def change_password(user: str, body: ChangePasswordRequest) -> Response:
     with authenticated() as (conn, subject):
         updated = users.change_password(conn, subject, user, old_password=body.old_password,
                                         new_password=body.password, info=request_info())
-    return json_response(updated.public())
+    return json_response(user_response(updated))
 
 
 @endpoint(v2, "DELETE", "/users/<user>", summary="Delete a user and revoke their tokens", tag=TAG,
@@ -141,5 +140,5 @@ def change_password(user: str, body: ChangePasswordRequest) -> Response:
 def delete_user(user: str) -> Response:
     with authenticated() as (conn, subject):
         users.delete_user(conn, subject, user, request_info())
-    return json_response({"message": f"User {user} deleted."})
+    return json_response(MessageResponse(message=f"User {user} deleted."))
 

@@ -10,32 +10,32 @@ from appliance.api.blueprints import v2
 from appliance.api.context import authenticated
 from appliance.api.logstream import job_logs_response
 from appliance.api.spec import endpoint, json_response
-from appliance.api.workspace_schemas import (
+from appliance.auth.web import request_info, server_config
+from appliance.db.database import Connection
+from appliance.errors import InvalidInput
+from appliance.responses import build_response, workspace_response
+from appliance.sdk.jobs import LogListResponse, LogsQuery
+from appliance.sdk.workspaces import (
     BuildListResponse,
     BuildResponse,
     CreateBuildRequest,
     CreateWorkspaceRequest,
-    LogListResponse,
-    LogsQuery,
     UpdateWorkspaceRequest,
     WorkspaceListResponse,
     WorkspaceResponse,
     WorkspacesQuery,
 )
-from appliance.auth.web import request_info, server_config
-from appliance.db.database import Connection
-from appliance.errors import InvalidInput
 from appliance.workspaces import service as workspaces
 
 TAG = "Workspaces"
 
 
-def _workspace_json(conn: Connection, workspace: workspaces.Workspace) -> dict[str, object]:
-    return workspace.public(workspaces.resources(conn, workspace.latest_build))
+def _workspace_json(conn: Connection, workspace: workspaces.Workspace) -> WorkspaceResponse:
+    return workspace_response(workspace, workspaces.resources(conn, workspace.latest_build))
 
 
-def _build_json(conn: Connection, build: workspaces.Build) -> dict[str, object]:
-    return build.public(workspaces.resources(conn, build))
+def _build_json(conn: Connection, build: workspaces.Build) -> BuildResponse:
+    return build_response(build, workspaces.resources(conn, build))
 
 
 def _version_id(raw: str | None) -> UUID | None:
@@ -65,7 +65,7 @@ def list_workspaces(query: WorkspacesQuery) -> Response:
     with authenticated() as (conn, subject):
         found = workspaces.list_workspaces(conn, subject, owner=query.owner, name=query.name)
         payload = [_workspace_json(conn, w) for w in found]
-    return json_response({"workspaces": payload})
+    return json_response(WorkspaceListResponse(workspaces=payload))
 
 
 @endpoint(v2, "GET", "/workspaces/<workspace>", summary="Get a workspace (id, or one of your names)", tag=TAG,
@@ -104,7 +104,7 @@ def update_workspace(workspace: str, body: UpdateWorkspaceRequest) -> Response:
 def list_builds(workspace: str) -> Response:
     with authenticated() as (conn, subject):
         payload = [_build_json(conn, b) for b in workspaces.list_builds(conn, subject, workspace)]
-    return json_response({"builds": payload})
+    return json_response(BuildListResponse(builds=payload))
 
 
 @endpoint(v2, "GET", "/workspacebuilds/<build>", summary="Get a build", tag=TAG, response=BuildResponse,

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
@@ -48,22 +49,27 @@ class AuditFilter:
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses), params
 
 
-def public_row(row: Row) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "time": row["time"].isoformat(),
-        "user_id": str(row["user_id"]) if row["user_id"] else None,
-        "username": row["username"],
-        "action": row["action"],
-        "resource_type": row["resource_type"],
-        "resource_id": row["resource_id"],
-        "resource_target": row["resource_target"],
-        "diff": row["diff"],
-        "status_code": row["status_code"],
-        "ip": str(row["ip"]) if row["ip"] else None,
-        "user_agent": row["user_agent"],
-        "request_id": row["request_id"],
-    }
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row as read back: who did what to which resource, with the change and where from."""
+
+    id: UUID
+    time: datetime
+    user_id: UUID | None
+    username: str
+    action: str
+    resource_type: str
+    resource_id: str
+    resource_target: str
+    diff: dict[str, Any]
+    status_code: int
+    ip: str | None
+    user_agent: str
+    request_id: str
+
+    @classmethod
+    def from_row(cls, row: Row) -> AuditEntry:
+        return cls(**{**{k: row[k] for k in _COLUMNS}, "ip": str(row["ip"]) if row["ip"] else None})
 
 
 def _select(where: sql.Composable) -> sql.Composed:
@@ -73,16 +79,16 @@ def _select(where: sql.Composable) -> sql.Composed:
 
 def search_audit(
     conn: Connection, actor: Subject, flt: AuditFilter, *, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[AuditEntry], int]:
     authorize(actor, Action.READ, Resource(ResourceType.AUDIT_LOG))
     where, params = flt.where()
     count_row = conn.execute(sql.SQL("SELECT count(*) AS n FROM audit_logs{}").format(where), params).fetchone()
     query = _select(where) + sql.SQL(" LIMIT %s OFFSET %s")
     rows = conn.execute(query, [*params, min(limit, MAX_PAGE), offset]).fetchall()
-    return [public_row(r) for r in rows], int(count_row["n"]) if count_row else 0
+    return [AuditEntry.from_row(r) for r in rows], int(count_row["n"]) if count_row else 0
 
 
-def stream_audit(db: Database, actor: Subject, flt: AuditFilter) -> Iterator[dict[str, Any]]:
+def stream_audit(db: Database, actor: Subject, flt: AuditFilter) -> Iterator[AuditEntry]:
     """Every matching row, newest first, read through a server-side cursor in constant memory.
 
     The permission check runs now, before the caller starts a streamed response.
@@ -90,11 +96,11 @@ def stream_audit(db: Database, actor: Subject, flt: AuditFilter) -> Iterator[dic
     authorize(actor, Action.READ, Resource(ResourceType.AUDIT_LOG))
     where, params = flt.where()
 
-    def rows() -> Iterator[dict[str, Any]]:
+    def rows() -> Iterator[AuditEntry]:
         with db.transaction() as conn, conn.cursor(name="audit_export") as cursor:
             cursor.itersize = 500
             cursor.execute(_select(where), params)
             for row in cursor:
-                yield public_row(row)
+                yield AuditEntry.from_row(row)
 
     return rows()

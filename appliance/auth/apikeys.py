@@ -40,18 +40,6 @@ class ApiKey:
     def from_row(cls, row: Row) -> ApiKey:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "user_id": str(self.user_id),
-            "token_name": self.token_name,
-            "login_type": self.login_type,
-            "scope": self.scope,
-            "lifetime_seconds": self.lifetime_seconds,
-            "created_at": self.created_at.isoformat(),
-            "expires_at": self.expires_at.isoformat(),
-            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
-        }
 
 
 def _insert_key(conn: Connection, user_id: Any, login_type: str, lifetime: timedelta,

@@ -19,7 +19,6 @@ from appliance.auth import passwords
 from appliance.auth.rbac import (
     ASSIGNABLE_ROLES,
     OWNER,
-    ROLES,
     Action,
     Resource,
     ResourceType,
@@ -65,19 +64,6 @@ class User:
 
     def subject(self, api_key_id: str = "") -> Subject:
         return Subject.of(self.id, self.username, self.roles, api_key_id)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "username": self.username,
-            "email": self.email,
-            "name": self.name,
-            "status": self.status,
-            "roles": [{"name": r, "display_name": ROLES[r].display_name} for r in sorted(self.roles)],
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
-        }
 
     def audited(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("created_at", "updated_at", "last_seen_at")}

@@ -7,24 +7,23 @@ import json
 import click
 
 from appliance.cli.client import ApiClient, with_client
-from appliance.cli.output import Column, emit
+from appliance.cli.output import Column, emit, when
+from appliance.sdk.audit import AuditLogResponse, AuditPageResponse
 
 
-def _diff(row: dict[str, object]) -> str:
-    diff = row.get("diff") or {}
-    assert isinstance(diff, dict)
+def _diff(row: AuditLogResponse) -> str:
     return ", ".join(
         f"{k}: (secret)" if v.get("secret") else f"{k}: {v.get('old')!s:.20} -> {v.get('new')!s:.20}"
-        for k, v in diff.items())
+        for k, v in row.diff.items())
 
 
 AUDIT_COLUMNS: list[Column] = [
-    ("Time", lambda r: r["time"][:19]),
-    ("User", lambda r: r["username"]),
-    ("Action", lambda r: r["action"]),
-    ("Resource", lambda r: f"{r['resource_type']} {r['resource_target']}".strip()),
-    ("Status", lambda r: r["status_code"]),
-    ("IP", lambda r: r["ip"]),
+    ("Time", lambda r: when(r.time)),
+    ("User", lambda r: r.username),
+    ("Action", lambda r: r.action),
+    ("Resource", lambda r: f"{r.resource_type} {r.resource_target}".strip()),
+    ("Status", lambda r: r.status_code),
+    ("IP", lambda r: r.ip),
     ("Changes", _diff),
 ]
 
@@ -48,9 +47,9 @@ def audit(username: str | None, action: str | None, resource_type: str | None, s
         for line in client.stream_lines("/api/v2/audit/export", params):
             click.echo(line)
         return
-    result = client.request("GET", "/api/v2/audit", params={**params, "limit": limit})
+    result = client.call("GET", "/api/v2/audit", AuditPageResponse, params={**params, "limit": limit})
     if output == "json":
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         return
-    emit(result["audit_logs"], AUDIT_COLUMNS, output)
-    click.echo(f"{len(result['audit_logs'])} of {result['count']} shown.", err=True)
+    emit(result.audit_logs, AUDIT_COLUMNS, output)
+    click.echo(f"{len(result.audit_logs)} of {result.count} shown.", err=True)

@@ -8,14 +8,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import click
 import requests
 
-from appliance.cli.client import ApiClient, api_error, with_client
-from appliance.cli.output import Column, emit, output_option
+from appliance.cli.client import ApiClient, with_client
+from appliance.cli.output import Column, emit, output_option, when
 from appliance.errors import OperatorError
+from appliance.sdk.client import api_error
+from appliance.sdk.jobs import LogListResponse, LogResponse
+from appliance.sdk.workspaces import BuildListResponse, BuildResponse, WorkspaceListResponse, WorkspaceResponse
 
 FINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 POLL_SECONDS = 1.0
@@ -51,9 +53,9 @@ def parse_events(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
         yield event, "\n".join(data)
 
 
-def print_log(log: dict[str, Any]) -> None:
-    line = f"[{log.get('stage') or 'log'}] {log.get('output', '')}"
-    if log.get("level") == "error":
+def print_log(log: LogResponse) -> None:
+    line = f"[{log.stage or 'log'}] {log.output}"
+    if log.level == "error":
         click.secho(line, fg="red")
     else:
         click.echo(line)
@@ -70,10 +72,9 @@ def follow_logs(client: ApiClient, source: LogSource, after: int = 0) -> str:
 
 def print_logs_since(client: ApiClient, logs_path: str, after: int) -> int:
     """Print the stored logs after id `after`; return the last id printed."""
-    body = client.request("GET", logs_path, params={"after": after})
-    for log in body["logs"] if isinstance(body, dict) else body:
+    for log in client.call("GET", logs_path, LogListResponse, params={"after": after}).logs:
         print_log(log)
-        after = max(after, int(log["id"]))
+        after = max(after, log.id)
     return after
 
 
@@ -90,9 +91,9 @@ def _follow(client: ApiClient, source: LogSource, after: int) -> str:
             try:
                 for event, data in parse_events(response.iter_lines(decode_unicode=True)):
                     if event == "log":
-                        log = json.loads(data)
+                        log = LogResponse.model_validate_json(data)
                         print_log(log)
-                        after = max(after, int(log["id"]))
+                        after = max(after, log.id)
                     elif event == "end":
                         return str(json.loads(data)["status"])
             except requests.RequestException:  # a quiet stream timed out or the connection dropped: resume
@@ -114,64 +115,63 @@ def _poll(client: ApiClient, source: LogSource, after: int) -> str:
         time.sleep(POLL_SECONDS)
 
 
-def logs_ref(build: dict[str, Any], workspace_ref: str) -> str:
+def logs_ref(build: BuildResponse, workspace_ref: str) -> str:
     """What to pass to `appliance builds logs`: a deleted workspace's name no longer resolves, its build id does."""
-    return str(build["id"]) if build["transition"] == "delete" else workspace_ref
+    return build.id if build.transition == "delete" else workspace_ref
 
 
-def build_source(client: ApiClient, build: dict[str, Any], workspace_ref: str) -> LogSource:
+def get_build(client: ApiClient, build_id: str) -> BuildResponse:
+    return client.call("GET", f"/api/v2/workspacebuilds/{build_id}", BuildResponse)
+
+
+def build_source(client: ApiClient, build: BuildResponse, workspace_ref: str) -> LogSource:
     return LogSource(
-        logs_path=f"/api/v2/workspacebuilds/{build['id']}/logs",
-        job_status=lambda: str(client.request("GET", f"/api/v2/workspacebuilds/{build['id']}")["job"]["status"]),
+        logs_path=f"/api/v2/workspacebuilds/{build.id}/logs",
+        job_status=lambda: get_build(client, build.id).job.status,
         resume=f"Follow it again with 'appliance builds logs {logs_ref(build, workspace_ref)} -f'.")
 
 
-def follow_build(client: ApiClient, build: dict[str, Any], workspace_ref: str) -> None:
+def follow_build(client: ApiClient, build: BuildResponse, workspace_ref: str) -> None:
     """Follow a build to its end; a build that did not succeed is an error naming its job's error."""
-    click.echo(f"Build #{build['build_number']} ({build['transition']}) of {workspace_ref}:", err=True)
+    click.echo(f"Build #{build.build_number} ({build.transition}) of {workspace_ref}:", err=True)
     status = follow_logs(client, build_source(client, build, workspace_ref))
     if status != "succeeded":
-        job = client.request("GET", f"/api/v2/workspacebuilds/{build['id']}")["job"]
-        raise OperatorError(f"The {build['transition']} build of {workspace_ref} {status}: "
-                            f"{job.get('error') or 'no error recorded'}",
+        job = get_build(client, build.id).job
+        raise OperatorError(f"The {build.transition} build of {workspace_ref} {status}: "
+                            f"{job.error or 'no error recorded'}",
                             f"Read its logs with 'appliance builds logs {logs_ref(build, workspace_ref)}'; retry with "
-                            f"'appliance {build['transition']} {workspace_ref}'.")
-    click.echo(f"The {build['transition']} build of {workspace_ref} succeeded.", err=True)
+                            f"'appliance {build.transition} {workspace_ref}'.")
+    click.echo(f"The {build.transition} build of {workspace_ref} succeeded.", err=True)
 
 
-def resolve_workspace(client: ApiClient, ref: str) -> dict[str, Any]:
+def resolve_workspace(client: ApiClient, ref: str) -> WorkspaceResponse:
     """A workspace by id, by a name of the caller's, or (admins) by owner/name."""
     if "/" not in ref:
-        found: dict[str, Any] = client.request("GET", f"/api/v2/workspaces/{ref}")
-        return found
+        return client.call("GET", f"/api/v2/workspaces/{ref}", WorkspaceResponse)
     owner, name = ref.split("/", 1)
-    matches = client.request("GET", "/api/v2/workspaces", params={"owner": owner, "name": name})["workspaces"]
+    matches = client.call("GET", "/api/v2/workspaces", WorkspaceListResponse,
+                          params={"owner": owner, "name": name}).workspaces
     if not matches:
         raise OperatorError(f"No workspace {ref}.", "List workspaces with 'appliance list --all'.")
-    result: dict[str, Any] = matches[0]
-    return result
+    return matches[0]
 
 
-def _build_for(client: ApiClient, ref: str) -> tuple[dict[str, Any], str]:
+def _build_for(client: ApiClient, ref: str) -> tuple[BuildResponse, str]:
     """The build a BUILD_ID names, or a workspace's latest build; with the workspace ref to show."""
     if UUID.match(ref):
-        build = client.request("GET", f"/api/v2/workspacebuilds/{ref}")
-        return build, ref
-    workspace = resolve_workspace(client, ref)
-    if not workspace.get("latest_build"):
-        raise OperatorError(f"Workspace {ref} has no builds.", f"Start it with 'appliance start {ref}'.")
-    return workspace["latest_build"], ref
+        return get_build(client, ref), ref
+    return resolve_workspace(client, ref).latest_build, ref
 
 
 BUILD_COLUMNS: list[Column] = [
-    ("#", lambda b: b["build_number"]),
-    ("Transition", lambda b: b["transition"]),
-    ("Result", lambda b: b["job"]["status"]),
-    ("Version", lambda b: b.get("template_version_name")),
-    ("Initiator", lambda b: b.get("initiator_name")),
-    ("Created", lambda b: (b.get("created_at") or "")[:16].replace("T", " ")),
-    ("Error", lambda b: (b.get("job") or {}).get("error")),
-    ("ID", lambda b: b["id"]),
+    ("#", lambda b: b.build_number),
+    ("Transition", lambda b: b.transition),
+    ("Result", lambda b: b.job.status),
+    ("Version", lambda b: b.template_version_name),
+    ("Initiator", lambda b: b.initiator_name),
+    ("Created", lambda b: when(b.created_at, width=16).replace("T", " ")),
+    ("Error", lambda b: b.job.error),
+    ("ID", lambda b: b.id),
 ]
 
 
@@ -188,7 +188,7 @@ def logs(ref: str, follow: bool, client: ApiClient) -> None:
     """Print the logs of a build, or of a workspace's latest build."""
     build, shown = _build_for(client, ref)
     if not follow:
-        print_logs_since(client, f"/api/v2/workspacebuilds/{build['id']}/logs", 0)
+        print_logs_since(client, f"/api/v2/workspacebuilds/{build.id}/logs", 0)
         return
     status = follow_logs(client, build_source(client, build, shown))
     if status != "succeeded":
@@ -203,8 +203,8 @@ def logs(ref: str, follow: bool, client: ApiClient) -> None:
 def list_builds(workspace: str, client: ApiClient, output: str) -> None:
     """List a workspace's builds, newest first."""
     found = resolve_workspace(client, workspace)
-    result = client.request("GET", f"/api/v2/workspaces/{found['id']}/builds")["builds"]
-    emit(result, BUILD_COLUMNS, output, raw=result)
+    result = client.call("GET", f"/api/v2/workspaces/{found.id}/builds", BuildListResponse).builds
+    emit(result, BUILD_COLUMNS, output)
 
 
 @builds.command("cancel")
@@ -213,5 +213,5 @@ def list_builds(workspace: str, client: ApiClient, output: str) -> None:
 def cancel(ref: str, client: ApiClient) -> None:
     """Cancel a pending or running build (terraform is interrupted; the state it wrote is kept)."""
     build, shown = _build_for(client, ref)
-    result = client.request("POST", f"/api/v2/workspacebuilds/{build['id']}/cancel")
-    click.echo(f"Build #{result['build_number']} of {shown} is {result['status']}.")
+    result = client.call("POST", f"/api/v2/workspacebuilds/{build.id}/cancel", BuildResponse)
+    click.echo(f"Build #{result.build_number} of {shown} is {result.status}.")

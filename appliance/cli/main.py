@@ -2,74 +2,48 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
 import click
 
 from appliance import __version__
-from appliance.cli import (
-    admin,
-    audit,
-    builds,
-    mirror,
-    pki,
-    provider,
-    provisionerd,
-    server,
-    session,
-    templates,
-    tokens,
-    users,
-    workspaces,
-)
-from appliance.errors import OperatorError
-from bundles.errors import BundleError
+from appliance.cli.lazy import LazyGroup
+from operator_errors.cli import Group, debug_option
+
+# Each command's module is imported only when it runs (or for --help), so `appliance provisionerd start`
+# on a daemon host loads neither the server nor the database driver.
+COMMANDS: dict[str, str] = {
+    "server": "appliance.cli.server:server",
+    "gateway": "appliance.cli.gateway:gateway",
+    "migrate": "appliance.cli.admin:migrate",
+    "setup-link": "appliance.cli.admin:setup_link",
+    "login": "appliance.cli.session:login",
+    "logout": "appliance.cli.session:logout",
+    "whoami": "appliance.cli.session:whoami",
+    "users": "appliance.cli.users:users",
+    "tokens": "appliance.cli.tokens:tokens",
+    "audit": "appliance.cli.audit:audit",
+    "pki": "appliance.cli.pki:pki",
+    "mirror": "appliance.cli.mirror:mirror",
+    "provider": "appliance.cli.provider:provider",
+    "provisionerd": "appliance.cli.provisionerd:provisionerd",
+    # Templates, workspaces and their builds: `appliance VERB` for daily use, `NOUN VERB` to administer.
+    "templates": "appliance.cli.templates:templates",
+    "builds": "appliance.cli.builds:builds",
+    "create": "appliance.cli.workspaces:create",
+    "list": "appliance.cli.workspaces:list_workspaces",
+    "show": "appliance.cli.workspaces:show",
+    "start": "appliance.cli.workspaces:start",
+    "stop": "appliance.cli.workspaces:stop",
+    "update": "appliance.cli.workspaces:update",
+    "delete": "appliance.cli.workspaces:delete",
+}
 
 
-class Group(click.Group):
-    """Print OperatorError as message + hint and exit 1; --debug keeps the traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (OperatorError, BundleError) as err:
-            if ctx.params.get("debug"):
-                raise
-            click.secho(f"error: {err.message}", fg="red", err=True)
-            if err.hint:
-                click.echo(f"hint: {err.hint}", err=True)
-            sys.exit(1)
+class _Cli(LazyGroup, Group):
+    """The `appliance` group: lazy subcommands, operator errors printed by Group."""
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Cli, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="appliance")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def cli(debug: bool) -> None:
+@debug_option
+def cli() -> None:
     """Run and use the air-gapped CDE appliance's control plane."""
-
-
-cli.add_command(server.server)
-cli.add_command(admin.migrate)
-cli.add_command(admin.setup_link)
-cli.add_command(session.login)
-cli.add_command(session.logout)
-cli.add_command(session.whoami)
-cli.add_command(users.users)
-cli.add_command(tokens.tokens)
-cli.add_command(audit.audit)
-cli.add_command(pki.pki)
-cli.add_command(mirror.mirror)
-cli.add_command(provider.provider)
-cli.add_command(provisionerd.provisionerd)
-
-# Templates, workspaces and their builds: `appliance VERB` for daily use, `NOUN VERB` to administer.
-cli.add_command(templates.templates)
-cli.add_command(builds.builds)
-cli.add_command(workspaces.create)
-cli.add_command(workspaces.list_workspaces)
-cli.add_command(workspaces.show)
-cli.add_command(workspaces.start)
-cli.add_command(workspaces.stop)
-cli.add_command(workspaces.update)
-cli.add_command(workspaces.delete)

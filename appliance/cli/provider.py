@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import click
 
 from appliance import __version__
-from appliance.cli.mirror import _default_signing_home
 from appliance.config import load_server_config
 from appliance.provider import SOURCE
 from appliance.provider.packaging import package_provider, publish_provider
+from appliance.server.provider import signing_home as server_signing_home
 from mirror.signing import signing_key
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appliance" / "provider"
-
 
 _CACHE_OPTION = click.option(
     "--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-    help="Where built provider zips are kept by a digest of their inputs [default: ~/.cache/appliance/provider].")
+    help="Where built provider zips are kept by a digest of their inputs [env APPLIANCE_PROVIDER_CACHE_DIR; "
+         "appliance.toml key provider_cache_dir; default ~/.cache/appliance/provider].")
 
 
 @click.group()
@@ -39,7 +34,7 @@ def package(out_dir: Path, cache_dir: Path | None) -> None:
     PyInstaller takes about a minute; an unchanged provider comes from the cache at once.
     """
     started = time.monotonic()
-    archive = package_provider(out_dir, cache_dir or default_cache_dir())
+    archive = package_provider(out_dir, cache_dir or load_server_config().provider_cache_dir)
     click.echo(f"Packaged {SOURCE} {__version__} as {archive} in {time.monotonic() - started:.1f}s.")
 
 
@@ -54,12 +49,13 @@ def publish(mirror_dir: Path | None, cache_dir: Path | None, signing_home: Path 
 
     MIRROR_DIR defaults to the server's mirror_dir (appliance.toml, APPLIANCE_MIRROR_DIR), the
     tree `appliance server` serves. A rebuild of the same version from changed sources replaces
-    the one in the tree.
+    the one in the tree. `appliance server` with embedded PostgreSQL does this itself at start.
     """
     started = time.monotonic()
-    target = mirror_dir or load_server_config().mirror_dir
-    key = signing_key(signing_home or _default_signing_home())
-    published = publish_provider(target, cache_dir or default_cache_dir(), key)
+    config = load_server_config()
+    target = mirror_dir or config.mirror_dir
+    key = signing_key(signing_home or server_signing_home(config))
+    published = publish_provider(target, cache_dir or config.provider_cache_dir, key)
     if published.added or published.replaced:
         replaced = f", replacing {published.replaced} older build(s)" if published.replaced else ""
         outcome = f"Published {SOURCE} {__version__} into {target} (mirror and registry{replaced})"

@@ -11,10 +11,10 @@ import click
 
 from appliance.errors import ConfigError
 from appliance.logs import configure_logging
-from appliance.provisioner.cliconfig import filesystem_mirror_config, network_mirror_config
-from appliance.provisioner.daemon import Daemon
-from appliance.provisioner.remote import RemoteBackend
-from appliance.provisioner.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.cliconfig import filesystem_mirror_config, network_mirror_config
+from appliance.provisionerd.daemon import Daemon
+from appliance.provisionerd.remote import RemoteBackend
+from appliance.provisionerd.runner import JobRunner, RunnerSettings
 
 
 @click.group()
@@ -77,8 +77,8 @@ def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file:
     daemon = Daemon(backend, JobRunner(backend, settings))
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        daemon.stop()  # first: if stderr is a closed pipe the echo below raises, and the daemon must still stop
         click.echo(f"{signal.Signals(signum).name}: stopping after the current job.", err=True)
-        daemon.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

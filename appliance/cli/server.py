@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from appliance import __version__
 from appliance.auth.users import has_any_user
@@ -46,13 +47,14 @@ def server(**flags: Any) -> None:
     """Start the control plane: console, API and (by default) an embedded PostgreSQL."""
     config = load_server_config(flags)
     configure_logging(config.log_format, config.log_level)
-    runtime = Runtime(config)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    runtime = Runtime(config, say=lambda line: console.print(f"[dim]{escape(line)}[/]"))
     try:
         runtime.start()
         assert runtime.db is not None
         with runtime.db.transaction() as conn:
             ready_for_login = has_any_user(conn)
-        _print_banner(config, runtime, ready_for_login)
+        _print_banner(console, config, runtime, ready_for_login)
         runtime.serve_forever()
     finally:
         runtime.stop()
@@ -67,8 +69,7 @@ def cli_command() -> str:
     return os.path.relpath(invoked) if not invoked.is_absolute() else str(invoked)
 
 
-def _print_banner(config: ServerConfig, runtime: Runtime, has_users: bool) -> None:
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_users: bool) -> None:
     url = config.access_url
     command = cli_command()
     database = (f"embedded PostgreSQL in {runtime.embedded.root}" if runtime.embedded
@@ -84,6 +85,10 @@ def _print_banner(config: ServerConfig, runtime: Runtime, has_users: bool) -> No
         if runtime.ca_created and runtime.ca.layout.root_passphrase.exists():
             console.print("  [yellow]The CA's root key passphrase is stored beside it (quickstart). For production, "
                           f"run '{command} pki export-root FILE --remove'.[/]")
+    if runtime.provider_problem is not None:
+        problem = runtime.provider_problem
+        console.print(f"  [yellow]Provider:        {escape(problem.message)}[/]")
+        console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
     if has_users:
         console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:

@@ -19,10 +19,12 @@ from appliance.cli.session_store import (
 from appliance.cli.trust import fetch_pinned_bundle
 from appliance.cli.users import USER_FIELDS
 from appliance.errors import OperatorError
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.users import FirstUserRequest, LoginRequest, LoginResponse, UserResponse
 
 
 def _has_first_user(client: ApiClient) -> bool:
-    return client.request("GET", "/api/v2/users/first", ok=(404,)) is not None
+    return client.find("/api/v2/users/first", MessageResponse) is not None
 
 
 def _create_first_user(client: ApiClient, username: str | None, email: str | None,
@@ -31,8 +33,8 @@ def _create_first_user(client: ApiClient, username: str | None, email: str | Non
     username = username or click.prompt("Username", err=True)
     email = email or click.prompt("Email", err=True)
     password = password or click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-    client.request("POST", "/api/v2/users/first",
-                   body={"username": username, "email": email, "password": password})
+    client.call("POST", "/api/v2/users/first", UserResponse,
+                body=FirstUserRequest(username=username, email=email, password=password))
     click.echo(f"Created owner {username}.", err=True)
     return username, password
 
@@ -67,11 +69,11 @@ def login(url: str, username: str | None, password: str | None, first_user_email
         username, password = _create_first_user(client, username, first_user_email, password)
     username = username or click.prompt("Username or email", err=True)
     password = password or click.prompt("Password", hide_input=True, err=True)
-    result = client.request("POST", "/api/v2/users/login",
-                            body={"username": username, "password": password})
-    path = save_session(StoredSession(url=client.url, token=result["session_token"], ca_file=trusted))
-    me = ApiClient(client.url, result["session_token"], trusted).request("GET", "/api/v2/users/me")
-    click.echo(f"Logged in to {client.url} as {me['username']}. Session saved in {path}.")
+    result = client.call("POST", "/api/v2/users/login", LoginResponse,
+                         body=LoginRequest(username=username, password=password))
+    path = save_session(StoredSession(url=client.url, token=result.session_token, ca_file=trusted))
+    me = ApiClient(client.url, result.session_token, trusted).call("GET", "/api/v2/users/me", UserResponse)
+    click.echo(f"Logged in to {client.url} as {me.username}. Session saved in {path}.")
 
 
 @click.command()
@@ -92,5 +94,4 @@ def logout() -> None:
 @output_option
 def whoami(client: ApiClient, output: str) -> None:
     """Show the user the current token belongs to."""
-    me = client.request("GET", "/api/v2/users/me")
-    emit_one(me, output, USER_FIELDS)
+    emit_one(client.call("GET", "/api/v2/users/me", UserResponse), output, USER_FIELDS)

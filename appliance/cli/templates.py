@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from appliance.cli.builds import LogSource, follow_logs
 from appliance.cli.client import ApiClient, with_client
-from appliance.cli.output import Column, emit, output_option
+from appliance.cli.output import Column, emit, output_option, when
 from appliance.errors import OperatorError
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.templates import (
+    CreateTemplateRequest,
+    CreateVersionRequest,
+    FileResponse,
+    TemplateListResponse,
+    TemplateResponse,
+    UpdateTemplateRequest,
+    VersionListResponse,
+    VersionResponse,
+)
 from appliance.templates.archive import source_archive, template_files
 
 SITE_ROLES = ("member", "owner", "template-admin", "user-admin", "auditor")
@@ -19,36 +29,36 @@ SITE_ROLES = ("member", "owner", "template-admin", "user-admin", "auditor")
 
 def upload_tar(client: ApiClient, data: bytes) -> str:
     """POST /files with the raw tar; returns its hash."""
-    return str(client.upload("/api/v2/files", data, "application/x-tar")["hash"])
+    return FileResponse.model_validate(client.upload("/api/v2/files", data, "application/x-tar")).hash
 
 
 TEMPLATE_COLUMNS: list[Column] = [
-    ("Name", lambda t: t["name"]),
-    ("Active version", lambda t: t.get("active_version_name") or "none"),
-    ("Workspaces", lambda t: t.get("workspace_count", 0)),
-    ("Allowed roles", lambda t: ", ".join(t.get("allowed_roles") or [])),
-    ("Description", lambda t: t.get("description")),
-    ("Updated", lambda t: (t.get("updated_at") or "")[:19]),
+    ("Name", lambda t: t.name),
+    ("Active version", lambda t: t.active_version_name or "none"),
+    ("Workspaces", lambda t: t.workspace_count),
+    ("Allowed roles", lambda t: ", ".join(t.allowed_roles)),
+    ("Description", lambda t: t.description),
+    ("Updated", lambda t: when(t.updated_at)),
 ]
 
 VERSION_COLUMNS: list[Column] = [
-    ("Version", lambda v: v["name"]),
-    ("Active", lambda v: "yes" if v.get("active") else ""),
-    ("Archived", lambda v: "yes" if v.get("archived") else ""),
-    ("Import", lambda v: v["job"]["status"]),
-    ("Message", lambda v: v.get("message")),
-    ("Created by", lambda v: v.get("created_by")),
-    ("Created", lambda v: (v.get("created_at") or "")[:19]),
-    ("Error", lambda v: v["job"].get("error")),
+    ("Version", lambda v: v.name),
+    ("Active", lambda v: "yes" if v.active else ""),
+    ("Archived", lambda v: "yes" if v.archived else ""),
+    ("Import", lambda v: v.job.status),
+    ("Message", lambda v: v.message),
+    ("Created by", lambda v: v.created_by),
+    ("Created", lambda v: when(v.created_at)),
+    ("Error", lambda v: v.job.error),
 ]
 
 PARAMETER_COLUMNS: list[Column] = [
-    ("Parameter", lambda p: p["name"]),
-    ("Type", lambda p: p["type"]),
-    ("Default", lambda p: "(required)" if p.get("required") else p.get("default")),
-    ("Mutable", lambda p: "yes" if p.get("mutable") else ""),
-    ("Options", lambda p: ", ".join(o["value"] for o in p.get("options") or [])),
-    ("Description", lambda p: p.get("description")),
+    ("Parameter", lambda p: p.name),
+    ("Type", lambda p: p.type),
+    ("Default", lambda p: "(required)" if p.required else p.default),
+    ("Mutable", lambda p: "yes" if p.mutable else ""),
+    ("Options", lambda p: ", ".join(o["value"] for o in p.options)),
+    ("Description", lambda p: p.description),
 ]
 
 
@@ -57,23 +67,22 @@ def templates() -> None:
     """Publish templates and manage their versions (template admins)."""
 
 
-def _ensure_template(client: ApiClient, name: str) -> dict[str, Any]:
-    template = client.request("GET", f"/api/v2/templates/{name}", ok=(404,))
+def _ensure_template(client: ApiClient, name: str) -> TemplateResponse:
+    template = client.find(f"/api/v2/templates/{name}", TemplateResponse)
     if template is None:
-        template = client.request("POST", "/api/v2/templates", body={"name": name})
+        template = client.call("POST", "/api/v2/templates", TemplateResponse, body=CreateTemplateRequest(name=name))
         click.echo(f"Created template {name}.", err=True)
-    result: dict[str, Any] = template
-    return result
+    return template
 
 
-def _report_version(version: dict[str, Any]) -> None:
-    if version["parameters"]:
-        emit(version["parameters"], PARAMETER_COLUMNS, "table")
+def _report_version(version: VersionResponse) -> None:
+    if version.parameters:
+        emit(version.parameters, PARAMETER_COLUMNS, "table")
     else:
         click.echo("No parameters.")
-    for agent in version.get("agents") or []:
-        apps = ", ".join(a["slug"] for a in agent.get("apps") or []) or "no apps"
-        click.echo(f"Agent {agent['name']} ({agent['os']}/{agent['arch']}): {apps}")
+    for agent in version.agents:
+        apps = ", ".join(a.slug for a in agent.apps) or "no apps"
+        click.echo(f"Agent {agent.name} ({agent.os}/{agent.arch}): {apps}")
 
 
 @templates.command("push")
@@ -94,23 +103,22 @@ def push(directory: Path, name: str | None, message: str, no_activate: bool, dry
         return
     file_hash = upload_tar(client, source_archive(directory))
     template = _ensure_template(client, name)
-    version = client.request("POST", f"/api/v2/templates/{name}/versions",
-                             body={"file_hash": file_hash, "message": message, "activate": not no_activate})
-    version_path = f"/api/v2/templates/{template['id']}/versions/{version['id']}"
-    click.echo(f"Importing {name} {version['name']}:", err=True)
+    version = client.call("POST", f"/api/v2/templates/{name}/versions", VersionResponse,
+                          body=CreateVersionRequest(file_hash=file_hash, message=message, activate=not no_activate))
+    version_path = f"/api/v2/templates/{template.id}/versions/{version.id}"
+    click.echo(f"Importing {name} {version.name}:", err=True)
     status = follow_logs(client, LogSource(
-        logs_path=f"/api/v2/templateversions/{version['id']}/logs",
-        job_status=lambda: str(client.request("GET", version_path)["job"]["status"]),
+        logs_path=f"/api/v2/templateversions/{version.id}/logs",
+        job_status=lambda: client.call("GET", version_path, VersionResponse).job.status,
         resume=f"See how it ends with 'appliance templates versions {name}'."))
-    version = client.request("GET", version_path)
-    template = client.request("GET", f"/api/v2/templates/{template['id']}")
-    active = template.get("active_version_name")
+    version = client.call("GET", version_path, VersionResponse)
+    active = client.call("GET", f"/api/v2/templates/{template.id}", TemplateResponse).active_version_name
     if status != "succeeded":
         raise OperatorError(
-            f"The import of {name} {version['name']} {status}: {version['job'].get('error') or 'see the logs above'}",
+            f"The import of {name} {version.name} {status}: {version.job.error or 'see the logs above'}",
             f"The active version is still {active}." if active else f"{name} has no active version yet.")
-    state = "it is the active version" if active == version["name"] else f"the active version is still {active}"
-    click.echo(f"Imported {name} {version['name']}; {state}.")
+    state = "it is the active version" if active == version.name else f"the active version is still {active}"
+    click.echo(f"Imported {name} {version.name}; {state}.")
     _report_version(version)
 
 
@@ -119,8 +127,8 @@ def push(directory: Path, name: str | None, message: str, no_activate: bool, dry
 @output_option
 def list_templates(client: ApiClient, output: str) -> None:
     """List templates."""
-    result = client.request("GET", "/api/v2/templates")["templates"]
-    emit(result, TEMPLATE_COLUMNS, output, raw=result)
+    result = client.call("GET", "/api/v2/templates", TemplateListResponse).templates
+    emit(result, TEMPLATE_COLUMNS, output)
 
 
 @templates.command("versions")
@@ -129,8 +137,8 @@ def list_templates(client: ApiClient, output: str) -> None:
 @output_option
 def versions(name: str, client: ApiClient, output: str) -> None:
     """List a template's versions and how their imports went."""
-    result = client.request("GET", f"/api/v2/templates/{name}/versions")["versions"]
-    emit(result, VERSION_COLUMNS, output, raw=result)
+    result = client.call("GET", f"/api/v2/templates/{name}/versions", VersionListResponse).versions
+    emit(result, VERSION_COLUMNS, output)
 
 
 @templates.command("show")
@@ -141,22 +149,21 @@ def versions(name: str, client: ApiClient, output: str) -> None:
 def show(name: str, version: str | None, client: ApiClient, output: str) -> None:
     """Show a template version's parameters and agents (default: the active version)."""
     if version is None:
-        version = client.request("GET", f"/api/v2/templates/{name}").get("active_version_id")
+        version = client.call("GET", f"/api/v2/templates/{name}", TemplateResponse).active_version_id
         if not version:
             raise OperatorError(f"{name} has no active version.", f"Push one with 'appliance templates push DIR "
                                                                   f"--name {name}'.")
-    found = client.request("GET", f"/api/v2/templates/{name}/versions/{version}")
+    found = client.call("GET", f"/api/v2/templates/{name}/versions/{version}", VersionResponse)
     if output == "json":
-        click.echo(json.dumps(found, indent=2))
+        click.echo(json.dumps(found.model_dump(mode="json"), indent=2))
         return
-    click.echo(f"{name} {found['name']}: import {found['job']['status']}"
-               f"{' (active)' if found.get('active') else ''}{' (archived)' if found.get('archived') else ''}")
+    click.echo(f"{name} {found.name}: import {found.job.status}"
+               f"{' (active)' if found.active else ''}{' (archived)' if found.archived else ''}")
     _report_version(found)
 
 
-def _version_action(name: str, version: str, action: str, client: ApiClient) -> dict[str, Any]:
-    result: dict[str, Any] = client.request("POST", f"/api/v2/templates/{name}/versions/{version}/{action}")
-    return result
+def _version_action(name: str, version: str, action: str, client: ApiClient) -> VersionResponse:
+    return client.call("POST", f"/api/v2/templates/{name}/versions/{version}/{action}", VersionResponse)
 
 
 @templates.command("promote")
@@ -202,12 +209,13 @@ def unarchive(name: str, version: str, client: ApiClient) -> None:
 def edit(name: str, allowed_roles: tuple[str, ...], description: str | None, display_name: str | None,
          client: ApiClient, output: str) -> None:
     """Change a template's description, display name, or who may create workspaces from it."""
-    body: dict[str, Any] = {"description": description, "display_name": display_name,
-                            "allowed_roles": list(allowed_roles) or None}
-    body = {k: v for k, v in body.items() if v is not None}
-    if not body:
+    given = {"description": description, "display_name": display_name, "allowed_roles": list(allowed_roles) or None}
+    change = UpdateTemplateRequest.model_validate({k: v for k, v in given.items() if v is not None})
+    if not change.model_fields_set:
         raise click.UsageError("Give at least one of --allowed-role, --description, --display-name.")
-    result = client.request("PATCH", f"/api/v2/templates/{name}", body=body)
+    # Only the fields given: an absent field is left as it is, where null could read as "clear it".
+    result = client.call("PATCH", f"/api/v2/templates/{name}", TemplateResponse,
+                         body=change.model_dump(mode="json", exclude_unset=True))
     emit([result], TEMPLATE_COLUMNS, output, raw=result)
 
 
@@ -219,5 +227,5 @@ def delete(name: str, yes: bool, client: ApiClient) -> None:
     """Delete a template that no workspace uses."""
     if not yes:
         click.confirm(f"Delete template {name} and all its versions?", abort=True, err=True)
-    client.request("DELETE", f"/api/v2/templates/{name}")
+    client.call("DELETE", f"/api/v2/templates/{name}", MessageResponse)
     click.echo(f"Deleted template {name}.")

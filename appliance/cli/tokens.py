@@ -5,14 +5,16 @@ from __future__ import annotations
 import click
 
 from appliance.cli.client import ApiClient, with_client
-from appliance.cli.output import Column, emit, output_option
+from appliance.cli.output import Column, emit, output_option, when
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.tokens import CreateTokenRequest, TokenCreatedResponse, TokenListResponse
 
 TOKEN_COLUMNS: list[Column] = [
-    ("ID", lambda t: t["id"]),
-    ("Name", lambda t: t["token_name"]),
-    ("Created", lambda t: t["created_at"][:19]),
-    ("Expires", lambda t: t["expires_at"][:19]),
-    ("Last used", lambda t: (t["last_used_at"] or "never")[:19]),
+    ("ID", lambda t: t.id),
+    ("Name", lambda t: t.token_name),
+    ("Created", lambda t: when(t.created_at)),
+    ("Expires", lambda t: when(t.expires_at)),
+    ("Last used", lambda t: when(t.last_used_at, "never")),
 ]
 
 
@@ -28,11 +30,10 @@ def tokens() -> None:
 @with_client
 def create(name: str, lifetime: str | None, user: str, client: ApiClient) -> None:
     """Create a token and print it once on stdout (only a hash is stored)."""
-    body = {"token_name": name, **({"lifetime": lifetime} if lifetime else {})}
-    result = client.request("POST", f"/api/v2/users/{user}/keys/tokens", body=body)
-    click.echo(f"Token {result['token']['id']} expires {result['token']['expires_at'][:19]}; "
-               "it is shown once:", err=True)
-    click.echo(result["key"])
+    result = client.call("POST", f"/api/v2/users/{user}/keys/tokens", TokenCreatedResponse,
+                         body=CreateTokenRequest(token_name=name, lifetime=lifetime or None))
+    click.echo(f"Token {result.token.id} expires {when(result.token.expires_at)}; it is shown once:", err=True)
+    click.echo(result.key)
 
 
 @tokens.command("list")
@@ -41,8 +42,8 @@ def create(name: str, lifetime: str | None, user: str, client: ApiClient) -> Non
 @output_option
 def list_tokens(user: str, client: ApiClient, output: str) -> None:
     """List active tokens."""
-    result = client.request("GET", f"/api/v2/users/{user}/keys/tokens")
-    emit(result["tokens"], TOKEN_COLUMNS, output)
+    result = client.call("GET", f"/api/v2/users/{user}/keys/tokens", TokenListResponse)
+    emit(result.tokens, TOKEN_COLUMNS, output)
 
 
 @tokens.command("revoke")
@@ -51,5 +52,4 @@ def list_tokens(user: str, client: ApiClient, output: str) -> None:
 @with_client
 def revoke(token_id: str, user: str, client: ApiClient) -> None:
     """Revoke a token by its ID."""
-    result = client.request("DELETE", f"/api/v2/users/{user}/keys/{token_id}")
-    click.echo(result["message"])
+    click.echo(client.call("DELETE", f"/api/v2/users/{user}/keys/{token_id}", MessageResponse).message)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from appliance.cli.client import ApiClient, with_client
-from appliance.cli.output import Column, emit, emit_one, output_option
+from appliance.cli.output import Column, emit, emit_one, output_option, when
+from appliance.sdk.meta import MessageResponse
+from appliance.sdk.users import CreateUserRequest, UpdateRolesRequest, UserListResponse, UserResponse
 
 
-def _roles(user: dict[str, Any]) -> str:
-    return ", ".join(r["name"] for r in user["roles"]) or "member"
+def _roles(user: UserResponse) -> str:
+    return ", ".join(r.name for r in user.roles) or "member"
 
 
 USER_FIELDS: list[Column] = [
-    ("Username", lambda u: u["username"]),
-    ("Email", lambda u: u["email"]),
-    ("Name", lambda u: u["name"]),
-    ("Status", lambda u: u["status"]),
+    ("Username", lambda u: u.username),
+    ("Email", lambda u: u.email),
+    ("Name", lambda u: u.name),
+    ("Status", lambda u: u.status),
     ("Roles", _roles),
-    ("Last seen", lambda u: (u["last_seen_at"] or "never")[:19]),
-    ("ID", lambda u: u["id"]),
+    ("Last seen", lambda u: when(u.last_seen_at, "never")),
+    ("ID", lambda u: u.id),
 ]
 
 
@@ -37,9 +37,9 @@ def users() -> None:
 @click.option("--status", type=click.Choice(["active", "suspended"]), default=None)
 def list_users(client: ApiClient, output: str, search: str, status: str | None) -> None:
     """List users."""
-    result = client.request("GET", "/api/v2/users",
-                                             params={"q": search, "status": status, "limit": 1000})
-    emit(result["users"], USER_FIELDS[:6], output, raw=result["users"])
+    result = client.call("GET", "/api/v2/users", UserListResponse,
+                         params={"q": search, "status": status, "limit": 1000})
+    emit(result.users, USER_FIELDS[:6], output)
 
 
 @users.command("show")
@@ -48,7 +48,7 @@ def list_users(client: ApiClient, output: str, search: str, status: str | None) 
 @output_option
 def show_user(user: str, client: ApiClient, output: str) -> None:
     """Show one user by username, id or 'me'."""
-    emit_one(client.request("GET", f"/api/v2/users/{user}"), output, USER_FIELDS)
+    emit_one(client.call("GET", f"/api/v2/users/{user}", UserResponse), output, USER_FIELDS)
 
 
 @users.command("create")
@@ -61,13 +61,13 @@ def show_user(user: str, client: ApiClient, output: str) -> None:
 def create_user(username: str, email: str, name: str, password: str | None, client: ApiClient, output: str) -> None:
     """Create a user with an initial password."""
     password = password or click.prompt("Initial password", hide_input=True, confirmation_prompt=True, err=True)
-    user = client.request("POST", "/api/v2/users",
-                          body={"username": username, "email": email, "name": name, "password": password})
+    user = client.call("POST", "/api/v2/users", UserResponse,
+                       body=CreateUserRequest(username=username, email=email, name=name, password=password))
     emit_one(user, output, USER_FIELDS)
 
 
 def _set_status(client: ApiClient, user: str, verb: str, output: str) -> None:
-    result = client.request("PUT", f"/api/v2/users/{user}/status/{verb}")
+    result = client.call("PUT", f"/api/v2/users/{user}/status/{verb}", UserResponse)
     emit_one(result, output, USER_FIELDS[:5])
 
 
@@ -96,8 +96,8 @@ def activate(user: str, client: ApiClient, output: str) -> None:
 @output_option
 def set_roles(user: str, roles: tuple[str, ...], client: ApiClient, output: str) -> None:
     """Set a user's site roles (owner, template-admin, user-admin, auditor); none = member only."""
-    result = client.request("PUT", f"/api/v2/users/{user}/roles",
-                                             body={"roles": list(roles)})
+    result = client.call("PUT", f"/api/v2/users/{user}/roles", UserResponse,
+                         body=UpdateRolesRequest(roles=list(roles)))
     emit_one(result, output, USER_FIELDS[:5])
 
 
@@ -109,5 +109,4 @@ def delete_user(user: str, yes: bool, client: ApiClient) -> None:
     """Delete a user and revoke all their tokens and sessions."""
     if not yes:
         click.confirm(f"Delete user {user}?", abort=True, err=True)
-    result = client.request("DELETE", f"/api/v2/users/{user}")
-    click.echo(result["message"])
+    click.echo(client.call("DELETE", f"/api/v2/users/{user}", MessageResponse).message)

@@ -11,6 +11,7 @@ from uuid import UUID
 from appliance.console.blueprint import bp
 from appliance.db.database import Connection, Row
 from appliance.provisioner import jobs
+from appliance.sdk.jobs import JobResponse
 
 # Which buttons the workspace page offers for each status; the service still has the last word (409).
 ACTIONS: dict[str, frozenset[str]] = {
@@ -37,8 +38,8 @@ def allowed_actions(status: str, *, is_outdated: bool) -> frozenset[str]:
     return actions if is_outdated else actions - {"update"}
 
 
-def is_live(job: Mapping[str, Any] | None) -> bool:
-    return job is not None and job.get("status") in LIVE_JOB_STATUSES
+def is_live(job: JobResponse | None) -> bool:
+    return job is not None and job.status in LIVE_JOB_STATUSES
 
 
 def job_logs(conn: Connection, job_id: UUID) -> list[Row]:

@@ -13,8 +13,16 @@ from appliance.auth.web import request_info
 from appliance.console.blueprint import bp
 from appliance.console.pages import page, render
 from appliance.db.database import Connection
+from appliance.responses import user_response
+from appliance.sdk.users import RoleResponse
 
 PAGE_SIZE = 50
+
+
+@bp.app_template_filter("site_roles")
+def site_roles(user: users.User) -> list[RoleResponse]:
+    """A user's site roles with their display names, as the API shows them."""
+    return user_response(user).roles
 
 
 @bp.get("/users")

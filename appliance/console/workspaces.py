@@ -17,6 +17,7 @@ from appliance.console.builds import allowed_actions, by_stage, is_live, job_log
 from appliance.console.pages import can, page, render
 from appliance.db.database import Connection
 from appliance.errors import RequestError
+from appliance.responses import build_response, job_response, template_response, workspace_response
 from appliance.templates import service as templates
 from appliance.workspaces import service as workspaces
 
@@ -32,7 +33,7 @@ DONE = {"start": "Starting", "stop": "Stopping", "delete": "Deleting"}
 def workspace_list(conn: Connection, subject: Subject) -> Any:
     sees_all = can("read", "workspace")  # site-wide read: owners and template admins
     scope = "all" if sees_all and request.args.get("owner") == "all" else "me"
-    found = [w.public() for w in workspaces.list_workspaces(conn, subject, owner=scope)]
+    found = [workspace_response(w) for w in workspaces.list_workspaces(conn, subject, owner=scope)]
     return render("workspace_list.html", workspaces=found, scope=scope, sees_all=sees_all)
 
 
@@ -79,14 +80,13 @@ def _initial_values(parameters: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 def _create_form(conn: Connection, subject: Subject, chosen: str, status: int = 200, *,
                  name: str = "", values: dict[str, str] | None = None, error: RequestError | None = None) -> Any:
-    usable = [t.public() for t in templates.list_templates(conn, subject)]
-    usable = [t for t in usable if t["active_version_id"]]
+    usable = [template_response(t) for t in templates.list_templates(conn, subject) if t.active_version_id]
     if not chosen and len(usable) == 1:
-        chosen = usable[0]["name"]
-    template = next((t for t in usable if chosen in (t["name"], t["id"])), None)
+        chosen = usable[0].name
+    template = next((t for t in usable if chosen in (t.name, t.id)), None)
     parameters: Sequence[Mapping[str, Any]] = []
-    if template is not None:
-        parameters = templates.get_version(conn, subject, template["name"], template["active_version_id"]).parameters
+    if template is not None and template.active_version_id:
+        parameters = templates.get_version(conn, subject, template.name, template.active_version_id).parameters
     field = _field_of(error, parameters) if error else ""
     return render("workspace_create.html", status, templates=usable, template=template, chosen=chosen,
                   parameters=parameters, name=name,
@@ -137,12 +137,12 @@ def workspace_create(conn: Connection, subject: Subject) -> Any:
 def workspace_detail(conn: Connection, subject: Subject, workspace_id: str) -> Any:
     found = workspaces.find_workspace(conn, subject, workspace_id)
     latest = found.latest_build
-    workspace = found.public(workspaces.resources(conn, latest))
-    builds = [b.public() for b in workspaces.list_builds(conn, subject, workspace_id)]
-    return render("workspace_detail.html", workspace=workspace, builds=builds, latest=workspace["latest_build"],
+    workspace = workspace_response(found, workspaces.resources(conn, latest))
+    builds = [build_response(b) for b in workspaces.list_builds(conn, subject, workspace_id)]
+    return render("workspace_detail.html", workspace=workspace, builds=builds, latest=workspace.latest_build,
                   logs=by_stage(job_logs(conn, latest.job.id)),
                   actions=allowed_actions(found.status, is_outdated=found.outdated),
-                  is_live=is_live(latest.job.public()), api_base=request.script_root + "/api/v2")
+                  is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2")
 
 
 def _build(conn: Connection, subject: Subject, workspace_id: str, transition: str) -> Response:

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from appliance.db.pubsub import PubSub
 from appliance.errors import OperatorError
 
 Row = dict[str, Any]
@@ -56,6 +57,8 @@ class Database:
         self._pool: ConnectionPool[Connection] | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        # One LISTEN connection per process, beside the pool: subscribers share it (db/pubsub.py).
+        self.pubsub = PubSub(conninfo)
 
     def _current_pool(self) -> ConnectionPool[Connection]:
         with self._lock:
@@ -115,6 +118,7 @@ class Database:
         return True
 
     def close(self) -> None:
+        self.pubsub.close()
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()

@@ -54,9 +54,14 @@ def inputs_digest() -> str:
     return hasher.hexdigest()[:16]
 
 
+def cache_path(cache_dir: Path) -> Path:
+    """Where the provider zip for the current sources is (or will be) kept in `cache_dir`."""
+    return cache_dir / inputs_digest() / archive_name(TYPE, __version__, OS, ARCH)
+
+
 def cached_zip(cache_dir: Path) -> Path:
     """The provider zip for the current sources, built into `cache_dir` unless already there."""
-    cached = cache_dir / inputs_digest() / archive_name(TYPE, __version__, OS, ARCH)
+    cached = cache_path(cache_dir)
     if cached.is_file():
         return cached
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -6,21 +6,18 @@ functions, so a job is run, saved and finished the same way wherever terraform r
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
-
 from appliance.auth.users import find_user
 from appliance.db.database import Connection, Row
 from appliance.provisioner import extract, jobs
+from appliance.sdk.provisionerd import JobSpec
 from appliance.templates import service as templates
+from appliance.workspaces import resources as workspace_resources
 from appliance.workspaces import service as workspaces
 
 # What the agent's init script fetches and runs; the relay issue ships the agent itself.
@@ -32,37 +29,6 @@ until curl -fsSL --cacert /etc/appliance/ca.pem -o /tmp/appliance-agent "$BINARY
 chmod +x /tmp/appliance-agent
 exec /tmp/appliance-agent
 """
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A claimed job as a daemon runs it: the template source, provider env and the prior state."""
-
-    id: UUID
-    type: jobs.JobType
-    timeout_seconds: int
-    transition: str
-    env: dict[str, str]
-    source: bytes
-    state: bytes | None
-    secrets: list[str]
-    # The control plane decides how often a daemon must beat: a quarter of its heartbeat timeout.
-    heartbeat_seconds: float = 10.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": str(self.id), "type": self.type.value, "timeout_seconds": self.timeout_seconds,
-                "transition": self.transition, "env": self.env,
-                "source": base64.b64encode(self.source).decode(),
-                "state": base64.b64encode(self.state).decode() if self.state is not None else None,
-                "secrets": self.secrets, "heartbeat_seconds": self.heartbeat_seconds}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobSpec:
-        state = data.get("state")
-        return cls(UUID(data["id"]), jobs.JobType(data["type"]), int(data["timeout_seconds"]), data["transition"],
-                   dict(data["env"]), base64.b64decode(data["source"]),
-                   base64.b64decode(state) if state is not None else None, list(data.get("secrets", [])),
-                   float(data.get("heartbeat_seconds", 10.0)))
 
 
 def parameter_env(name: str) -> str:
@@ -89,8 +55,8 @@ def _import_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
     assert version is not None
     template = templates.find_template(conn, str(version.template_id))
     env = {**_common_env(access_url, template, version), "APPLIANCE_WORKSPACE_TRANSITION": "start"}
-    return JobSpec(row["id"], jobs.JobType.IMPORT, row["timeout_seconds"], "start", env,
-                   _source(conn, version.file_hash), None, [])
+    return JobSpec(id=row["id"], type=jobs.JobType.IMPORT, timeout_seconds=row["timeout_seconds"],
+                   transition="start", env=env, source=_source(conn, version.file_hash), state=None)
 
 
 def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
@@ -111,8 +77,9 @@ def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
            "APPLIANCE_WORKSPACE_OWNER_SSH_PUBLIC_KEY": ""}
     env.update({parameter_env(name): value for name, value in build.parameters.items()})
     state = workspaces.previous_state(conn, build)
-    return JobSpec(row["id"], jobs.JobType.BUILD, row["timeout_seconds"], build.transition, env,
-                   _source(conn, version.file_hash), state, extract.agent_tokens(state or b""))
+    return JobSpec(id=row["id"], type=jobs.JobType.BUILD, timeout_seconds=row["timeout_seconds"],
+                   transition=build.transition, env=env, source=_source(conn, version.file_hash), state=state,
+                   secrets=extract.agent_tokens(state or b""))
 
 
 def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url: str,
@@ -125,7 +92,7 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url:
     jobs.append_logs(conn, row["id"], [("Setting up", "info", "Job claimed by a provisioner daemon.")])
     spec = (_import_spec(conn, row, access_url) if row["type"] == jobs.JobType.IMPORT.value
             else _build_spec(conn, row, access_url))
-    return dataclasses.replace(spec, heartbeat_seconds=max(0.5, heartbeat_timeout.total_seconds() / 4))
+    return spec.model_copy(update={"heartbeat_seconds": max(0.5, heartbeat_timeout.total_seconds() / 4)})
 
 
 def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> bool:
@@ -144,35 +111,13 @@ def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[
     templates.complete_import(conn, version, parameters, agents)
 
 
-def _store_resources(conn: Connection, job_id: UUID, state: bytes) -> None:
-    for resource in extract.build_resources(state):
-        row = conn.execute(
-            "INSERT INTO workspace_resources (job_id, address, type, name, daily_cost, metadata)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (job_id, resource.address, resource.type, resource.name, resource.daily_cost,
-             Jsonb(resource.metadata))).fetchone()
-        assert row is not None
-        for agent in resource.agents:
-            agent_row = conn.execute(
-                "INSERT INTO workspace_agents (terraform_id, resource_id, name, os, arch, directory, startup_script,"
-                " env, hashed_token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (agent.terraform_id, row["id"], agent.name, agent.os, agent.arch, agent.directory,
-                 agent.startup_script, Jsonb(agent.env), agent.hashed_token)).fetchone()
-            assert agent_row is not None
-            for app in agent.apps:
-                conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, healthcheck)"
-                             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                             (agent_row["id"], app["slug"], app["display_name"], app["url"], app["command"],
-                              Jsonb(app["healthcheck"])))
-
-
 def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> None:
     build = workspaces.build_for_job(conn, job_id)
     if build is None or not save_state(conn, job_id, daemon_id, state):
         return
     if jobs.finish(conn, job_id, daemon_id) is None:
         return
-    _store_resources(conn, job_id, state)
+    workspace_resources.store(conn, job_id, extract.build_resources(state))
     if build.transition == "delete":
         workspaces.mark_deleted(conn, build)
 
@@ -182,4 +127,4 @@ def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str, state: byt
     saved = (state is not None and workspaces.build_for_job(conn, job_id) is not None
              and save_state(conn, job_id, daemon_id, state))
     if jobs.finish(conn, job_id, daemon_id, error or "The job failed.") is not None and saved and state:
-        _store_resources(conn, job_id, state)
+        workspace_resources.store(conn, job_id, extract.build_resources(state))

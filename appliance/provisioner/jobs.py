@@ -12,18 +12,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 from uuid import UUID
 
 from appliance.db.database import Connection, Row
+from appliance.sdk.jobs import LogResponse
+from appliance.sdk.provisionerd import JobType as JobType  # the wire's enum; re-exported for the queue's callers
 
 log = logging.getLogger(__name__)
 SITE_TAGS: dict[str, str] = {"scope": "site"}
-
-
-class JobType(StrEnum):
-    IMPORT = "template_version_import"
-    BUILD = "workspace_build"
+JOBS_CHANNEL = "provisioner_jobs"  # NOTIFY payload: a queued job's id; idle daemons wake and claim
+LOGS_CHANNEL = "provisioner_job_logs"  # NOTIFY payload: the id of a job with new lines or a new status
 
 
 class JobStatus(StrEnum):
@@ -56,11 +54,6 @@ class Job:
     def finished(self) -> bool:
         return self.completed_at is not None
 
-    def public(self) -> dict[str, Any]:
-        return {"id": str(self.id), "status": self.status.value, "error": self.error,
-                "created_at": self.created_at.isoformat(),
-                "started_at": self.started_at.isoformat() if self.started_at else None,
-                "completed_at": self.completed_at.isoformat() if self.completed_at else None}
 
 
 def job_status(row: Row) -> JobStatus:
@@ -78,7 +71,7 @@ def enqueue(conn: Connection, job_type: JobType, *, initiator_id: UUID | None, t
         " RETURNING id", (job_type.value, initiator_id, int(timeout.total_seconds()),
                           json.dumps(tags or SITE_TAGS))).fetchone()
     assert row is not None
-    conn.execute("SELECT pg_notify('provisioner_jobs', %s)", (str(row["id"]),))
+    conn.execute("SELECT pg_notify(%s, %s)", (JOBS_CHANNEL, str(row["id"])))
     return UUID(str(row["id"]))
 
 
@@ -126,7 +119,13 @@ def append_logs(conn: Connection, job_id: UUID, lines: list[tuple[str, str, str]
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO provisioner_job_logs (job_id, stage, level, output) VALUES (%s, %s, %s, %s)",
                         [(job_id, stage, level, output) for stage, level, output in lines])
-    conn.execute("SELECT pg_notify('provisioner_job_logs', %s)", (str(job_id),))
+    conn.execute("SELECT pg_notify(%s, %s)", (LOGS_CHANNEL, str(job_id)))
+
+
+def log_line(row: Row) -> LogResponse:
+    """A log line as the API and the log follow (the gateway's server-sent events) show it."""
+    return LogResponse(id=row["id"], created_at=row["created_at"], stage=row["stage"], level=row["level"],
+                       output=row["output"])
 
 
 def logs_after(conn: Connection, job_id: UUID, after: int, limit: int = 1000) -> list[Row]:
@@ -141,7 +140,7 @@ def finish(conn: Connection, job_id: UUID, daemon_id: UUID, error: str = "") -> 
         "UPDATE provisioner_jobs SET completed_at = now(), updated_at = now(), error = %s"
         " WHERE id = %s AND worker_id = %s AND completed_at IS NULL RETURNING *",
         (error, job_id, daemon_id)).fetchone()
-    conn.execute("SELECT pg_notify('provisioner_job_logs', %s)", (str(job_id),))
+    conn.execute("SELECT pg_notify(%s, %s)", (LOGS_CHANNEL, str(job_id)))
     return row
 
 
@@ -152,7 +151,7 @@ def request_cancel(conn: Connection, job_id: UUID) -> Row | None:
         " completed_at = CASE WHEN started_at IS NULL THEN now() END,"
         " error = CASE WHEN started_at IS NULL THEN 'Canceled before it started.' ELSE error END"
         " WHERE id = %s AND completed_at IS NULL AND canceled_at IS NULL RETURNING *", (job_id,)).fetchone()
-    conn.execute("SELECT pg_notify('provisioner_job_logs', %s)", (str(job_id),))
+    conn.execute("SELECT pg_notify(%s, %s)", (LOGS_CHANNEL, str(job_id)))
     return row
 
 
@@ -170,5 +169,5 @@ def reap(conn: Connection, heartbeat_timeout: timedelta) -> list[Row]:
         (heartbeat_timeout, int(heartbeat_timeout.total_seconds()), heartbeat_timeout)).fetchall()
     for row in rows:
         log.warning("provisioner_job_reaped", extra={"job_id": str(row["id"]), "error": row["error"]})
-        conn.execute("SELECT pg_notify('provisioner_job_logs', %s)", (str(row["id"]),))
+        conn.execute("SELECT pg_notify(%s, %s)", (LOGS_CHANNEL, str(row["id"])))
     return rows

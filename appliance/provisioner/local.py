@@ -1,25 +1,24 @@
-"""In-process daemons: the server's own provisioners, talking to PostgreSQL directly."""
+"""In-process daemons: the server's own provisionerd loops, talking to PostgreSQL directly (LocalBackend)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-import psycopg
-
 from appliance import __version__
 from appliance.config import ServerConfig
-from appliance.db.database import Database, Row
+from appliance.db.database import Database
+from appliance.db.pubsub import Subscription
 from appliance.provisioner import coordinator, jobs
-from appliance.provisioner.cliconfig import filesystem_mirror_config
-from appliance.provisioner.coordinator import JobSpec
-from appliance.provisioner.daemon import Daemon
-from appliance.provisioner.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.cliconfig import filesystem_mirror_config
+from appliance.provisionerd.daemon import Daemon
+from appliance.provisionerd.runner import JobRunner, RunnerSettings
+from appliance.sdk.provisionerd import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +30,24 @@ class LocalBackend:
         self._heartbeat_timeout = heartbeat_timeout
         self._name = name
         self.daemon_id = uuid4()
-        self._listener: psycopg.Connection[Row] | None = None
+        self._wakeups: AbstractContextManager[Subscription] | None = None
+        self._subscription: Subscription | None = None
 
     def wait_for_work(self, timeout: float) -> None:
-        """Sleep until a job is queued (NOTIFY provisioner_jobs) or `timeout` passes."""
-        try:
-            if self._listener is None or self._listener.closed:
-                self._listener = self._db.connect_autocommit()
-                self._listener.execute("LISTEN provisioner_jobs")
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                break
-        except psycopg.Error:  # the database went away: poll again after the timeout
-            if self._listener is not None:
-                self._listener.close()
-            self._listener = None
-            time.sleep(timeout)
+        """Sleep until a job is queued (NOTIFY provisioner_jobs) or `timeout` passes.
+
+        The subscription lasts as long as the backend, so a job queued while this daemon was
+        busy has left a notice and the next wait returns at once.
+        """
+        if self._subscription is None:
+            self._wakeups = self._db.pubsub.subscribe(jobs.JOBS_CHANNEL)
+            self._subscription = self._wakeups.__enter__()
+        self._subscription.get(timeout)
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        if self._wakeups is not None:
+            self._wakeups.__exit__(None, None, None)
+            self._wakeups = self._subscription = None
 
     def acquire(self) -> JobSpec | None:
         with self._db.transaction() as conn:

@@ -108,6 +108,11 @@ class Client:
         payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
         return model.model_validate(self.request(method, path, body=payload, params=params))
 
+    def find(self, path: str, model: type[Model]) -> Model | None:
+        """GET `path` parsed into `model`, or None when the server answers 404."""
+        answer = self.request("GET", path, ok=(404,))
+        return None if answer is None else model.model_validate(answer)
+
     def stream_lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
         response = self.send("GET", path, params=params, stream=True)
         if response.status_code >= 400:

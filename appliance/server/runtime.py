@@ -1,8 +1,10 @@
-"""Start and stop the control plane: listeners, the CA, PostgreSQL, migrations, the WSGI servers.
+"""Start and stop the control plane: listeners, the CA, PostgreSQL, migrations, the embedded front.
 
 Sockets are bound first so a busy port fails in a second, before any slow database work;
 shutdown on SIGTERM or SIGINT closes the listeners, the pool, then the embedded cluster.
-A background thread renews certificates before they expire and reloads the HTTPS listener.
+The front (appliance/gateway/front.py) serves HTTP and HTTPS on the public ports: log follows
+itself, everything else through the WSGI app behind it. A background thread renews certificates
+before they expire and hands the new one to the HTTPS listener.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-
-from waitress.server import create_server
 
 from appliance.app import create_app
 from appliance.config import Address, ServerConfig
@@ -22,10 +23,11 @@ from appliance.db.database import Database
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.errors import OperatorError
+from appliance.gateway.front import EmbeddedFront, TlsSettings
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner.local import InProcessProvisioners, start_in_process
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
-from appliance.server.tls import TlsListener
+from appliance.server.provider import ensure_provider
 from appliance.templates.starter import push_starter, starter_source
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,12 @@ class Runtime:
     db: Database | None = None
     ca: CertificateAuthority | None = None
     ca_created: bool = False
-    tls: TlsListener | None = None
+    front: EmbeddedFront | None = None
     provisioners: InProcessProvisioners | None = None
+    # Why the embedded server has no appliance provider in its mirror (shown in the banner), if it has none.
+    provider_problem: OperatorError | None = None
+    # Progress for the person waiting at the terminal (the CLI prints it; logs get events).
+    say: Callable[[str], None] = field(default=lambda _: None, repr=False)
     _listener: socket.socket | None = field(default=None, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -77,12 +83,23 @@ class Runtime:
         log.info("database_ready", extra={"migrations_applied": len(applied),
                                           "embedded": self.embedded is not None})
         self.db = Database(conninfo)
-        self._push_starter_template()
+        if self.embedded is not None:
+            self._publish_provider()
+            self._push_starter_template()
+
+    def _publish_provider(self) -> None:
+        """Embedded mode builds its own provider; a failure is reported, and the console still serves."""
+        try:
+            ensure_provider(self.config, self.say)
+        except OperatorError as err:
+            self.provider_problem = err
+            log.error("provider_unavailable", extra={"mirror": str(self.config.mirror_dir), "reason": err.message,
+                                                     "hint": err.hint})
 
     def _push_starter_template(self) -> None:
         source = starter_source()
-        if self.embedded is None or source is None or self.db is None:
-            return
+        if source is None or self.db is None or self.provider_problem is not None:
+            return  # without the provider its import would fail; the next start pushes it
         try:
             with self.db.transaction() as conn:
                 push_starter(conn, source, self.config.provisioner_job_timeout)
@@ -91,26 +108,26 @@ class Runtime:
 
     def serve_forever(self) -> None:
         assert self.db is not None and self._listener is not None
-        app = create_app(self.config, self.db)
+        # The WSGI app is always behind the front, which appends itself to X-Forwarded-*.
+        app = create_app(self.config, self.db, front_hops=1)
+        tls = None
         if self.config.tls_address is not None and self.ca is not None:
             layout = self.ca.layout
-            self.tls = TlsListener(self.config.tls_address, app, layout.live_fullchain(SERVER_CERT_NAME),
-                                   layout.live_key(SERVER_CERT_NAME))
-            self.tls.start()
-        threading.Thread(target=self._renew_periodically, name="cert-renewal", daemon=True).start()
-        self.provisioners = start_in_process(self.config, self.db)
-        # Followers of build logs hold a thread each while they stream: leave room for them.
-        server = create_server(app, sockets=[self._listener], threads=24, ident="appliance",
-                               clear_untrusted_proxy_headers=True, channel_timeout=300)
+            tls = TlsSettings(self.config.tls_address, layout.live_fullchain(SERVER_CERT_NAME),
+                              layout.live_key(SERVER_CERT_NAME))
+        self.front = EmbeddedFront(self.config, self.db, app, self._listener, tls)
         previous = {sig: signal.signal(sig, _request_shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            server.run()
+            self.front.start()
+            threading.Thread(target=self._renew_periodically, name="cert-renewal", daemon=True).start()
+            self.provisioners = start_in_process(self.config, self.db)
+            while not self._stopping.wait(3600):
+                pass
         except ShutdownRequested:
             log.info("shutdown_requested")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            server.close()
 
     def _renew_periodically(self) -> None:
         while not self._stopping.wait(RENEWAL_INTERVAL):
@@ -126,8 +143,8 @@ class Runtime:
             if self.config.tls_address is not None:
                 ensure_server_certificate(self.ca, self.config)
             after = self.ca.current(SERVER_CERT_NAME)
-            if self.tls is not None and after is not None and after != before:
-                self.tls.reload_certificate()
+            if self.front is not None and after is not None and after != before:
+                self.front.reload_certificate()
         except (OperatorError, OSError):
             log.exception("certificate_renewal_failed")
 
@@ -136,9 +153,9 @@ class Runtime:
         if self.provisioners is not None:
             self.provisioners.stop(timeout=5.0)
             self.provisioners = None
-        if self.tls is not None:
-            self.tls.stop()
-            self.tls = None
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
         if self.db is not None:
             self.db.close()
             self.db = None

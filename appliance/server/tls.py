@@ -1,4 +1,8 @@
-"""The embedded HTTPS listener (cheroot), whose certificate is reloaded in place after renewal."""
+"""HTTPS for a bare WSGI app (cheroot), whose certificate is reloaded in place after renewal.
+
+`appliance server` serves HTTPS from its front (appliance/gateway/front.py) instead, so log
+follows share the origin; this stays for serving the app alone (tests, benchmarks/mirror_init.py).
+"""
 
 from __future__ import annotations
 

@@ -80,13 +80,3 @@ def _too_large(root: Path, files: list[SourceFile]) -> OperatorError:
                          f"{MAX_SOURCE_BYTES // mib} MiB.",
                          f"The largest files are {largest}. Move build outputs and data out of the template "
                          "directory (.terraform/, .git/ and *.tfstate* are already left out).")
-
-
-def unsafe_member(member: tarfile.TarInfo) -> str | None:
-    """Why a member may not be unpacked (links, devices, absolute or escaping paths), or None."""
-    parts = Path(member.name).parts
-    if not (member.isfile() or member.isdir()):
-        return f"{member.name!r} is not a regular file or directory"
-    if Path(member.name).is_absolute() or ".." in parts:
-        return f"{member.name!r} points outside the template"
-    return None

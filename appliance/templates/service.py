@@ -23,7 +23,8 @@ from appliance.auth.rbac import ASSIGNABLE_ROLES, MEMBER, Action, Resource, Reso
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.provisioner import jobs
-from appliance.templates.archive import MAX_SOURCE_BYTES, unsafe_member
+from appliance.provisionerd.unpack import unsafe_member  # the daemons' rule, checked at upload
+from appliance.templates.archive import MAX_SOURCE_BYTES
 
 NAME_RULE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 ROLE_CHOICES = (*ASSIGNABLE_ROLES, MEMBER)
@@ -43,12 +44,6 @@ class Template:
     created_at: datetime
     updated_at: datetime
 
-    def public(self) -> dict[str, Any]:
-        return {"id": str(self.id), "name": self.name, "display_name": self.display_name,
-                "description": self.description, "allowed_roles": self.allowed_roles,
-                "active_version_id": str(self.active_version_id) if self.active_version_id else None,
-                "active_version_name": self.active_version_name, "workspace_count": self.workspace_count,
-                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -72,11 +67,6 @@ class Version:
     def name(self) -> str:
         return f"v{self.number}"
 
-    def public(self) -> dict[str, Any]:
-        return {"id": str(self.id), "template_id": str(self.template_id), "template_name": self.template_name,
-                "name": self.name, "number": self.number, "message": self.message, "archived": self.archived,
-                "active": self.active, "job": self.job.public(), "parameters": self.parameters,
-                "agents": self.agents, "created_by": self.created_by, "created_at": self.created_at.isoformat()}
 
 
 _TEMPLATE_SELECT = (

@@ -55,12 +55,6 @@ class Build:
     def status(self) -> str:
         return build_status(self.transition, self.job.status)
 
-    def public(self, resources: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return {"id": str(self.id), "workspace_id": str(self.workspace_id), "build_number": self.build_number,
-                "transition": self.transition, "status": self.status, "job": self.job.public(),
-                "initiator_name": self.initiator_name, "template_version_id": str(self.template_version_id),
-                "template_version_name": self.template_version_name, "created_at": self.created_at.isoformat(),
-                "resources": resources or []}
 
 
 @dataclass(frozen=True)
@@ -88,14 +82,6 @@ class Workspace:
     def outdated(self) -> bool:
         return self.active_version_id is not None and self.latest_build.template_version_id != self.active_version_id
 
-    def public(self, resources: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        build = self.latest_build
-        return {"id": str(self.id), "name": self.name, "owner_id": str(self.owner_id), "owner_name": self.owner_name,
-                "template_id": str(self.template_id), "template_name": self.template_name,
-                "template_version_id": str(build.template_version_id),
-                "template_version_name": build.template_version_name, "outdated": self.outdated,
-                "status": self.status, "parameters": build.parameters, "latest_build": build.public(resources),
-                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
 
 
 def _build(row: Row) -> Build:

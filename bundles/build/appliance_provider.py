@@ -17,13 +17,15 @@ from bundles.errors import BundleError
 HOSTNAME = "appliance.internal"  # the provider's source host
 
 
-def package_appliance_provider(cache: Path) -> tuple[Path, Path]:
-    """Folders holding only the current provider build: for the mirror (HOSTNAME/NAMESPACE/TYPE/*.zip)
-    and for the registry (NAMESPACE/TYPE/*.zip)."""
+def package_appliance_provider(cache: Path, project: Path, version: str) -> tuple[Path, Path]:
+    """Folders holding only the provider built from `project` at release `version`: for the mirror
+    (HOSTNAME/NAMESPACE/TYPE/*.zip) and for the registry (NAMESPACE/TYPE/*.zip)."""
     out = cache / "provider-package"
     shutil.rmtree(out, ignore_errors=True)
-    result = subprocess.run([sys.executable, "-m", "appliance", "provider", "package", str(out), "--cache-dir",
-                             str(cache / "provider")], capture_output=True, text=True, check=False)
+    # Run from the project, so `-m appliance` is the source tree being released, not whatever is installed.
+    result = subprocess.run([sys.executable, "-m", "appliance", "provider", "package", str(out.resolve()),
+                             "--cache-dir", str(cache.resolve() / "provider")], cwd=project, capture_output=True,
+                            text=True, check=False)
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:])
         raise BundleError(f"Packaging the appliance Terraform provider failed: {tail}",
@@ -31,4 +33,10 @@ def package_appliance_provider(cache: Path) -> tuple[Path, Path]:
     if not (out / HOSTNAME).is_dir():
         raise BundleError(f"`appliance provider package` wrote nothing under {out / HOSTNAME}.",
                           "Run it by hand to see why: appliance provider package /tmp/provider")
+    built = sorted(p.name for p in (out / HOSTNAME).rglob("*.zip"))
+    if not built or any(f"_{version}_" not in name for name in built):
+        raise BundleError(f"The appliance provider was packaged as {', '.join(built) or 'nothing'}, "
+                          f"not at the release version {version}.",
+                          f"Run the build from {project} with the interpreter of its environment, so the "
+                          "provider is built from the sources being released.")
     return out, out / HOSTNAME

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -38,8 +37,9 @@ def _terraform_version(binary: Path) -> str:
             from err
 
 
-def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step: Step = lambda _: None) -> None:
-    """Fill `stage` from the recipe. Slow, connected work: pip, debootstrap, apt, PyInstaller."""
+def collect(recipe: Recipe, stage: Path, cache: Path, *, version: str, created: datetime,
+            step: Step = lambda _: None) -> None:
+    """Fill `stage` from the recipe for release `version`. Slow, connected work: pip, debootstrap, apt, PyInstaller."""
     stage.mkdir(parents=True, exist_ok=True)
     versions: dict[str, str] = {}
 
@@ -57,7 +57,7 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step
     step(f"installer: {recipe.installer_name} with PyInstaller")
     build_executable(recipe.installer_entry, recipe.installer_name, stage / "installer", cache / "pyinstaller",
                      recipe.installer_collect)
-    versions[f"installer/{recipe.installer_name}"] = _project_version(recipe)
+    versions[f"installer/{recipe.installer_name}"] = version
 
     step("playbooks and docs")
     if recipe.playbooks.exists():
@@ -77,7 +77,7 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step
     sources, registries = list(recipe.providers_from), list(recipe.providers_registry)
     if recipe.appliance_provider:
         step("appliance Terraform provider with PyInstaller (cached after the first build)")
-        mirror_from, registry_from = package_appliance_provider(cache)
+        mirror_from, registry_from = package_appliance_provider(cache, recipe.project, version)
         sources.append(mirror_from)
         registries.append(registry_from)
     if sources or registries:
@@ -88,7 +88,3 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, created: datetime, step
         step(f"image layout {layout.name}")
         _copy_tree(layout, stage / "images" / layout.name)
     (stage / ".versions.json").write_text(json.dumps(versions, indent=1, sort_keys=True) + "\n")
-
-
-def _project_version(recipe: Recipe) -> str:
-    return str(tomllib.loads((recipe.project / "pyproject.toml").read_text())["project"]["version"])

@@ -21,15 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import semver
 
-from tests.support.bundles import ReleaseKey, make_key
+from appliance import __version__ as checkout_version
+from tests.support.bundles import ReleaseKey, make_key, staged_source
 from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
 from tests.support.provider_zips import real_provider_zip
 
+# The first test also pays for building the bundle (minutes, more on a cold .cache/bundle) and
+# installing it; every step below has its own timeout, so the default 300 s would only cut a build short.
+pytestmark = pytest.mark.timeout(1500)
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "bundle"
-VERSION = "0.1.0"
+# A release the checkout does not carry: the bundle is built from a copy bumped to it, so a
+# version that leaked from anywhere but the release's own package would show up below.
+VERSION = str(semver.Version.parse(checkout_version).bump_minor())
 BUNDLE = f"appliance-{VERSION}.bundle"
 PASSWORD = "correct-horse-battery"
 # The documented first-install bootstrap (README "Install on an offline host"): check the
@@ -70,19 +78,22 @@ class Installed:
 
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """The product bundle, built from bundles/appliance.toml and signed with a key made now."""
+    """The product bundle at VERSION, built from a bumped copy of the checkout and signed with a key made now."""
     work = tmp_path_factory.mktemp("release")
     started = time.monotonic()
+    source = staged_source(REPO, work / "source", VERSION)
     # A real provider (the tf-framework test provider, packaged like a release) for both the
     # network mirror and the appliance's own registry; the product recipe ships none of its own yet.
     package = real_provider_zip(work / "providers" / "registry.terraform.io/test/hello", "hello", "1.0.0")
     (work / "registry/test/hello").mkdir(parents=True)
     shutil.copy(package, work / "registry/test/hello")
-    result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", str(REPO / "bundles/appliance.toml"),
-                             "--version", VERSION, "--output", str(work), "--cache-dir", str(CACHE),
+    # Run from the copy, as a release engineer runs from a checkout: its bundles tool, its appliance.
+    recipe = source / "bundles/appliance.toml"
+    result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", str(recipe), "--version", VERSION,
+                             "--output", str(work), "--cache-dir", str(CACHE),
                              "--providers-from", str(work / "providers"), "--registry-from", str(work / "registry")],
-                            capture_output=True, text=True, timeout=1800, cwd=REPO, check=False,
-                            env={**os.environ, "SOURCE_DATE_EPOCH": "1780000000"})
+                            capture_output=True, text=True, timeout=1800, cwd=source, check=False,
+                            env={**os.environ, "SOURCE_DATE_EPOCH": "1780000000", "PYTHONPATH": str(source)})
     assert result.returncode == 0, result.stderr[-3000:]
     key = make_key(work, "release")
     signed = subprocess.run([sys.executable, "-m", "bundles", "sign", str(work / BUNDLE), "--key", key.fingerprint,
@@ -164,10 +175,10 @@ def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None
 
 def test_every_appliance_unit_is_active_and_hardened(installed: Installed) -> None:
     host = installed.host
-    for unit in ("postgresql@15-main.service", "appliance-console.service", "nginx.service",
-                 "appliance-pki-renew.timer", "appliance-provisioner.service"):
+    for unit in ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service",
+                 "nginx.service", "appliance-pki-renew.timer", "appliance-provisioner.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() == "active", host.journal(unit)
-    for unit, user in (("appliance-console.service", "appliance"),
+    for unit, user in (("appliance-console.service", "appliance"), ("appliance-gateway.service", "appliance"),
                        ("appliance-provisioner.service", "appliance-provisioner")):
         shown = host.run("systemctl", "show", unit, "-p", "User", "-p", "ProtectSystem", "-p", "NoNewPrivileges",
                          "-p", "CapabilityBoundingSet", "-p", "PrivateTmp", "-p", "ProtectHome").stdout
@@ -206,6 +217,14 @@ def test_the_console_answers_over_https_trusting_only_the_internal_ca(installed:
     redirect = installed.host.run("python3", "-c", "import urllib.request as u; r = u.urlopen("
                                   "u.Request('http://appliance-host/api/v2/buildinfo'), timeout=10); print(r.url)")
     assert "CERTIFICATE_VERIFY_FAILED" in redirect.stderr  # port 80 only redirects to HTTPS
+
+
+def test_the_installed_appliance_reports_the_release_version(installed: Installed) -> None:
+    assert checkout_version != VERSION
+    shown = installed.host.run("/opt/appliance/current/venv/bin/appliance", "--version")
+    assert shown.stdout.strip() == f"appliance, version {VERSION}", shown.stdout + shown.stderr
+    status, body = https(installed.host, "GET", "/api/v2/buildinfo")
+    assert status == 200 and json.loads(body)["version"] == VERSION, body
 
 
 def test_postgres_listens_only_on_its_socket(installed: Installed) -> None:
@@ -324,6 +343,10 @@ def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_an
         status, body = https(host, "GET", f"/api/v2/workspaces/{workspace['id']}", token=token)
         assert json.loads(body)["status"] == expected, body
         queued = None
+    # A follow goes through nginx to the gateway (never a gunicorn worker) and ends with the build's status.
+    status, body = https(host, "GET", f"/api/v2/workspacebuilds/{build['id']}/logs?follow=true", token=token)
+    assert status == 200 and "event: log" in body, body[-2000:]
+    assert 'event: end\ndata: {"status": "succeeded", "error": ""}' in body, body[-2000:]
     # The one daemon is the external unit (the console runs none): it reported the job over HTTPS.
     assert f"/api/v2/provisionerd/jobs/{build['job']['id']}/build-complete" in host.read_text(
         "/var/log/nginx/access.log")
@@ -352,8 +375,8 @@ def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> 
     host = installed.host
     result = host.run("/root/installer/appliance-installer", "uninstall", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
-    for unit in ("appliance-provisioner.service", "appliance-console.service", "nginx.service",
-                 "postgresql@15-main.service"):
+    for unit in ("appliance-provisioner.service", "appliance-console.service", "appliance-gateway.service",
+                 "nginx.service", "postgresql@15-main.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() != "active"
     assert host.sh("test -d /var/lib/appliance/pki && test -d /var/lib/postgresql/15/main && "
                    "test -f /etc/appliance/appliance.toml && ! test -e /opt/appliance").returncode == 0

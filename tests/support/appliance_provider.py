@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.provider.packaging import publish_provider
+from appliance.provider.packaging import cached_zip, publish_provider
 from mirror.signing import signing_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,3 +20,13 @@ def appliance_mirror_tree(out: Path) -> Path:
     """A tree at `out` with mirror/ and registry/ (what `appliance mirror build` makes) holding the provider."""
     publish_provider(out, CACHE, signing_key(CACHE / "mirror-signing"))
     return out
+
+
+def provider_cache_env() -> dict[str, str]:
+    """Environment for an `appliance server` subprocess: the shared provider cache, built now if cold.
+
+    Built here, outside any health-check timeout, so the server itself only copies the zip into
+    its (empty) mirror.
+    """
+    cached_zip(CACHE)
+    return {"APPLIANCE_PROVIDER_CACHE_DIR": str(CACHE)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from appliance import __version__ as appliance_version
 from bundles.build.assemble import assemble
 from bundles.build.sbom import write_sbom
 from bundles.signatures import export_public_key, generate_key, sign_manifest
@@ -44,8 +47,9 @@ def tiny_deb(folder: Path, package: str, version: str) -> Path:
     return out
 
 
-def make_stage(folder: Path, *, deb_version: str = "1.0-1", wheel_version: str = "2.0.0") -> Path:
-    """A stage with one member of every role, each small."""
+def make_stage(folder: Path, *, deb_version: str = "1.0-1", wheel_version: str = "2.0.0",
+               appliance_version: str = appliance_version) -> Path:
+    """A stage with one member of every role, each small; its appliance wheel has the package's version."""
     stage = folder / "stage"
     for sub in ("installer", "wheels", "debs", "terraform", "playbooks/roles/base", "docs", "images/base",
                 "providers/registry.terraform.io/hashicorp/random"):
@@ -57,7 +61,7 @@ def make_stage(folder: Path, *, deb_version: str = "1.0-1", wheel_version: str =
     terraform.write_bytes(b"\x7fELF fake terraform" * 100)
     terraform.chmod(0o755)
     (stage / "wheels" / f"flask-{wheel_version}-py3-none-any.whl").write_bytes(b"PK wheel " * 500)
-    (stage / "wheels" / "appliance-0.1.0-py3-none-any.whl").write_bytes(b"PK appliance " * 500)
+    (stage / "wheels" / f"appliance-{appliance_version}-py3-none-any.whl").write_bytes(b"PK appliance " * 500)
     tiny_deb(stage / "debs", "nginx", deb_version)
     (stage / "debs" / "Packages").write_text("Package: nginx\n")
     (stage / "playbooks" / "site.yml").write_text("- hosts: localhost\n")
@@ -81,3 +85,24 @@ def sign_bundle(bundle: Path, *keys: ReleaseKey) -> None:
     blocks = [existing] if existing else []
     blocks += [sign_manifest(manifest, key.fingerprint, key.home) for key in keys]
     replace_signatures(bundle, b"".join(blocks))
+
+
+def staged_source(repo: Path, out: Path, version: str) -> Path:
+    """A copy of the checkout's files (tracked and new, as they are now) whose pyproject.toml says `version`.
+
+    What a release engineer has after bumping the version: building from it releases `version`,
+    which the checkout itself does not carry.
+    """
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = repo / name
+        if source.is_symlink() or not source.is_file():
+            continue  # the .venv link, and files deleted in the working tree
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, out / name)
+    pyproject = out / "pyproject.toml"
+    text, count = re.subn(r'(?m)^version = "[^"]+"$', f'version = "{version}"', pyproject.read_text(), count=1)
+    assert count == 1, "pyproject.toml has no [project] version line to bump"
+    pyproject.write_text(text)
+    return out

@@ -1,8 +1,7 @@
-"""The real WSGI app served by waitress on a free loopback port, in a background thread."""
+"""The real server on a free loopback port: the embedded front (gateway + waitress), in background threads."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from waitress.server import create_server
 
 from appliance.app import create_app
 from appliance.config import Address, ServerConfig
 from appliance.db.database import Database
+from appliance.gateway.front import EmbeddedFront
 from appliance.provisioner.local import start_in_process
+from appliance.server.runtime import bind
+from tests.support.conformance import check_responses
 from tests.support.postgres import free_port
 
 
@@ -43,6 +44,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "provisioner_job_timeout": timedelta(minutes=10),
         "provisioner_heartbeat_timeout": timedelta(seconds=60),
         "provisioner_dir": Path("/nonexistent/provisioner"),
+        "provider_cache_dir": Path("/nonexistent/provider-cache"),
         "config_file": None,
     }
     values.update(overrides)
@@ -62,10 +64,11 @@ def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
     port = free_port()
     cfg = make_config(port=port, postgres_url=conninfo, **config)
     db = Database(conninfo)
-    app = create_app(cfg, db)
-    server = create_server(app, host="127.0.0.1", port=port, threads=16, ident="appliance-test")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    # The same shape as `appliance server`: log follows on the gateway, the rest through waitress.
+    app = create_app(cfg, db, front_hops=1)
+    check_responses(app)
+    front = EmbeddedFront(cfg, db, app, bind(cfg.http_address))
+    front.start()
     url = f"http://127.0.0.1:{port}"
     wait_for_health(url)
     provisioners = start_in_process(cfg, db)
@@ -73,8 +76,7 @@ def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
         yield LiveServer(url, db, cfg)
     finally:
         provisioners.stop(timeout=30)
-        server.close()  # type: ignore[no-untyped-call]
-        thread.join(5)
+        front.stop()
         db.close()
 
 

@@ -1,0 +1,1 @@
+"""The asyncio front for long-lived connections: log follows now, /derp and terminals next."""

@@ -1,0 +1,46 @@
+"""The gateway's aiohttp application: shared state, error middleware, and one module per route family.
+
+Route families: logs.py (build and import log follows, server-sent events). Next, each in its
+own module and registered here the same way: derp.py (/derp, Upgrade: DERP or WebSocket) and
+terminal.py (terminal WebSockets). Database work runs in a small thread pool beside the event
+loop, through the services and the authentication the API uses, so authorization is the API's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from appliance.config import ServerConfig
+from appliance.db.database import Database
+from appliance.gateway import logs
+from appliance.gateway.errors import error_response, json_errors
+from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
+
+DB_THREADS = 8  # database calls in flight at once; followers of one job share its reads
+
+
+async def not_routed_here(request: web.Request) -> web.StreamResponse:
+    """Installed behind nginx, the gateway receives only what nginx routes to it."""
+    return error_response(404, f"No gateway endpoint {request.method} {request.path}.",
+                          "nginx routes only long-lived requests (log follows) to the gateway; "
+                          "compare /etc/nginx/appliance.d/gateway.conf with the gateway role's template.")
+
+
+def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_routed_here) -> web.Application:
+    """The gateway; `fallback` answers what it does not serve (the embedded front proxies to the WSGI app)."""
+    app = web.Application(middlewares=[json_errors])
+    app[CONFIG] = config
+    app[DATABASE] = db
+    app[EXECUTOR] = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="gateway-db")
+    app[FALLBACK] = fallback
+    app.cleanup_ctx.append(_executor_lifetime)
+    logs.init_app(app)
+    return app
+
+
+async def _executor_lifetime(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[EXECUTOR].shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,43 @@
+"""Every failure in the gateway becomes the API's JSON {"message", "detail"} with the right status."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from appliance.db.database import DatabaseUnavailable
+from appliance.errors import RequestError
+
+log = logging.getLogger("appliance.gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str, detail: str, **extra: object) -> web.Response:
+    return web.json_response({"message": message, "detail": detail, **extra}, status=status,
+                             headers={"Cache-Control": "no-store"})
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as err:
+        extra = {"validations": [{"field": err.field, "detail": err.message}]} if err.field else {}
+        return error_response(err.status, err.message, err.detail, **extra)
+    except DatabaseUnavailable as err:
+        log.error("database_unavailable", extra={"path": request.path})
+        return error_response(503, err.message, err.hint)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        return error_response(err.status, f"No gateway endpoint {request.method} {request.path}.",
+                              "The gateway serves log follows; everything else is the API's "
+                              "(see /api/v2/openapi.json).")
+    except Exception:
+        request_id = secrets.token_hex(8)
+        log.exception("request_failed", extra={"path": request.path, "request_id": request_id})
+        return error_response(500, "Internal server error.", f"Request id {request_id}; the gateway log has the cause.")

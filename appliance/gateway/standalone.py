@@ -1,0 +1,65 @@
+"""`appliance gateway`: the gateway as its own process on a unix socket, behind nginx (installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from appliance.config import ServerConfig
+from appliance.db.database import Database
+from appliance.db.migrate import pending_migrations
+from appliance.errors import ConfigError
+from appliance.gateway.app import create_gateway
+
+log = logging.getLogger("appliance.gateway")
+
+SOCKET_MODE = 0o660  # owner and the appliance group, which nginx's workers are in
+
+
+def check_config(config: ServerConfig) -> str:
+    """The database URL, once the schema is known to be current (the same rules as appliance.wsgi)."""
+    if config.postgres_url is None:
+        raise ConfigError("postgres_url is not set, and the gateway cannot start embedded PostgreSQL.",
+                          "Set APPLIANCE_POSTGRES_URL or postgres_url in appliance.toml, or use "
+                          "'appliance server', which runs the gateway itself.")
+    pending = pending_migrations(config.postgres_url)
+    if pending:
+        raise ConfigError(f"The database schema is behind: {len(pending)} migration(s) pending.",
+                          "Run 'appliance migrate' first, then start the gateway again.")
+    return config.postgres_url
+
+
+def serve(config: ServerConfig, socket_path: Path) -> None:
+    """Serve on `socket_path` until SIGTERM or SIGINT."""
+    db = Database(check_config(config))
+    socket_path.unlink(missing_ok=True)  # left behind by a process that was killed
+    try:
+        asyncio.run(_serve(create_gateway(config, db), socket_path))
+    finally:
+        db.close()
+        socket_path.unlink(missing_ok=True)
+
+
+async def _serve(app: web.Application, socket_path: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
+    await runner.setup()
+    try:
+        await web.UnixSite(runner, str(socket_path)).start()
+    except OSError as err:
+        raise ConfigError(f"Cannot listen on {socket_path}: {err.strerror}.",
+                          "Check that its folder exists and this user may write to it (--socket).") from err
+    await asyncio.to_thread(socket_path.chmod, SOCKET_MODE)
+    log.info("gateway_listening", extra={"socket": str(socket_path)})
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway_stopping")
+        await runner.cleanup()

@@ -1,0 +1,278 @@
+"""Run one claimed job: unpack the template, run terraform stage by stage, report logs, state and result.
+
+terraform sees only a clean environment (never the daemon's own, which may hold the database URL
+or the provisioner key), a CLI config that allows only the appliance's mirror, and the provider
+values of this job. While it applies, every change to its state file is sent to the control
+plane, so a daemon killed mid-apply loses nothing terraform had already created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from appliance.provisionerd import terraform
+from appliance.provisionerd.backend import Backend
+from appliance.provisionerd.unpack import unpack_template
+from appliance.sdk.provisionerd import JobSpec, JobType
+
+log = logging.getLogger(__name__)
+STATE_FILE = "terraform.tfstate"
+PLAN_FILE = "appliance.tfplan"
+REDACTED = "[REDACTED]"
+_APPLY_STARTED = re.compile(r": (Creating|Destroying|Modifying|Destruction complete|Creation complete)|"
+                            r"^(Apply complete!|Destroy complete!|No changes\.)")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    work_root: Path
+    cli_config: Path
+    terraform: str = "terraform"
+    heartbeat_interval: float = 10.0
+    ca_file: Path | None = None
+
+
+class JobFailed(Exception):
+    """A stage failed; the message is what the workspace owner sees."""
+
+
+class _Logs:
+    """Buffers log lines, hides secrets, and flushes in batches so a chatty apply is not one INSERT a line."""
+
+    def __init__(self, backend: Backend, job_id: UUID, secrets: list[str]) -> None:
+        self._backend, self._job_id = backend, job_id
+        self._secrets = [s for s in secrets if len(s) >= 8]
+        self._pending: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+        self.errors: list[str] = []
+        self.stage = "Setting up"
+
+    def emit(self, level: str, line: str) -> None:
+        for secret in self._secrets:
+            line = line.replace(secret, REDACTED)
+        if level == "error" and line.strip():
+            self.errors.append(line.strip())
+        with self._lock:
+            self._pending.append((self.stage, level, line))
+            due = len(self._pending) >= 50 or time.monotonic() - self._flushed > 0.25
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending, self._flushed = self._pending, [], time.monotonic()
+        if batch:
+            self._backend.logs(self._job_id, batch)
+
+
+class _Watch:
+    """Heartbeats, cancel and timeout checks, and state uploads while terraform runs."""
+
+    def __init__(self, backend: Backend, spec: JobSpec, state_file: Path, interval: float) -> None:
+        self._backend, self._spec, self._state_file = backend, spec, state_file
+        self._interval = interval
+        self._deadline = time.monotonic() + spec.timeout_seconds
+        self._done = threading.Event()
+        self._sent: tuple[int, int] | None = None
+        self.canceled = False
+        self.lost = False
+        self._thread = threading.Thread(target=self._loop, name=f"job-{spec.id}", daemon=True)
+
+    def __enter__(self) -> _Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        next_beat = 0.0
+        while not self._done.wait(min(1.0, self._interval)):
+            if self._spec.type is JobType.BUILD:
+                self.upload_state()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self._interval
+                self._beat()
+
+    def _beat(self) -> None:
+        try:
+            answer = self._backend.heartbeat(self._spec.id)
+        except Exception:  # a missed heartbeat is retried; the reaper decides when silence is fatal
+            log.warning("heartbeat_failed", exc_info=True)
+            return
+        self.canceled = self.canceled or answer is True
+        self.lost = answer is None
+
+    def upload_state(self) -> None:
+        try:
+            stat = self._state_file.stat()
+        except FileNotFoundError:
+            return
+        mark = (stat.st_mtime_ns, stat.st_size)
+        if mark != self._sent:
+            try:
+                self._backend.save_state(self._spec.id, self._state_file.read_bytes())
+                self._sent = mark
+            except Exception:
+                log.warning("state_upload_failed", exc_info=True)
+
+    def stop_reason(self) -> str | None:
+        if self.canceled:
+            return "the build was canceled"
+        if self.lost:
+            return "the control plane no longer assigns this job to this daemon"
+        if time.monotonic() > self._deadline:
+            return f"the job ran longer than its timeout of {self._spec.timeout_seconds}s"
+        return None
+
+
+def _environment(settings: RunnerSettings, home: Path, spec: JobSpec) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+           "TF_CLI_CONFIG_FILE": str(settings.cli_config), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
+           "CHECKPOINT_DISABLE": "1", **spec.env}
+    if settings.ca_file is not None:
+        env["SSL_CERT_FILE"] = str(settings.ca_file)
+    return env
+
+
+_GENERIC = "Terraform encountered problems during initialisation"
+
+
+def _errors_summary(errors: list[str], fallback: str) -> str:
+    """Every `Error:` headline terraform printed, with where it points (file and line)."""
+    lines = [line.strip("│ ").strip() for line in errors]
+    found = []
+    for index, line in enumerate(lines):
+        if line.startswith("Error:") and _GENERIC not in line:
+            where = next((x for x in lines[index + 1:index + 4] if x.startswith("on ")), "")
+            found.append(f"{line} ({where})" if where else line)
+    return "; ".join(found)[:1500] if found else fallback
+
+
+def _hint(message: str) -> str:
+    if "Failed to query available provider packages" in message or "provider registry" in message:
+        return (f"{message} -- The provider is not in the appliance's mirror: add it with a signed bundle or "
+                "`appliance mirror build`, or fix the template's required_providers.")
+    return message
+
+
+def _failure_message(err: Exception, terraform_command: str) -> str:
+    if isinstance(err, terraform.Interrupted):
+        return f"Stopped: {err}."
+    if isinstance(err, FileNotFoundError) and err.filename == terraform_command:
+        return (f"terraform is not installed on the provisioner host ({terraform_command!r} is not on PATH). "
+                "Install it (the appliance bundle ships it) and retry the build.")
+    return _hint(str(err))
+
+
+class JobRunner:
+    def __init__(self, backend: Backend, settings: RunnerSettings) -> None:
+        self._backend = backend
+        self._settings = settings
+
+    def run(self, spec: JobSpec) -> None:
+        workdir = self._settings.work_root / "jobs" / str(spec.id)
+        home = self._settings.work_root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        logs = _Logs(self._backend, spec.id, spec.secrets)
+        state_file = workdir / STATE_FILE
+        try:
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+            unpack_template(spec.source, workdir)
+            if spec.state is not None:
+                state_file.write_bytes(spec.state)
+            interval = min(self._settings.heartbeat_interval, spec.heartbeat_seconds)
+            with _Watch(self._backend, spec, state_file, interval) as watch:
+                step = _Steps(self._settings, workdir, _environment(self._settings, home, spec), logs, watch)
+                if spec.type is JobType.IMPORT:
+                    plan = step.import_template()
+                    logs.flush()
+                    self._backend.complete_import(spec.id, plan)
+                else:
+                    step.build(spec.transition)
+                    watch.upload_state()
+                    logs.flush()
+                    self._backend.complete_build(spec.id, _read(state_file) or b"")
+        except Exception as err:  # whatever went wrong, the job ends now, not at the heartbeat timeout
+            if not isinstance(err, JobFailed | terraform.Interrupted | tarfile.TarError | OSError):
+                log.exception("provisioner_job_crashed", extra={"job_id": str(spec.id)})
+            message = _failure_message(err, self._settings.terraform)
+            logs.stage = "Failed"
+            logs.emit("error", message)
+            logs.flush()
+            self._backend.fail(spec.id, message, _read(state_file) if spec.type is JobType.BUILD else None)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class _Steps:
+    settings: RunnerSettings
+    workdir: Path
+    env: dict[str, str]
+    logs: _Logs
+    watch: _Watch
+
+    def _terraform(self, stage: str, args: list[str], what: str) -> None:
+        self.logs.stage = stage
+        self.logs.emit("info", f"$ terraform {' '.join(args)}")
+        self.logs.errors.clear()
+        code = terraform.run([*args, "-no-color"], self.workdir, self.env, self._emit, self.watch.stop_reason,
+                             self.settings.terraform)
+        if code != 0:
+            raise JobFailed(f"{what} failed: " + _errors_summary(self.logs.errors, f"terraform exited with {code}."))
+
+    def _show_json(self, plan: str) -> dict[str, Any]:
+        result = subprocess.run([self.settings.terraform, "show", "-json", "-no-color", plan], cwd=self.workdir,
+                                env=self.env, capture_output=True, check=False, timeout=300)
+        if result.returncode != 0:
+            raise JobFailed("terraform show failed: " + result.stderr.decode("utf-8", "replace")[-500:])
+        parsed: dict[str, Any] = json.loads(result.stdout)
+        return parsed
+
+    def import_template(self) -> dict[str, Any]:
+        self._terraform("Initializing", ["init", "-input=false"], "terraform init")
+        self._terraform("Validating", ["validate"], "terraform validate")
+        self._terraform("Planning", ["plan", "-input=false", "-refresh=false", f"-out={PLAN_FILE}"], "terraform plan")
+        self.logs.stage = "Reading template"
+        plan = self._show_json(PLAN_FILE)
+        self.logs.emit("info", "Read parameters, agents and apps from the plan.")
+        return plan
+
+    def _emit(self, level: str, line: str) -> None:
+        if self.logs.stage == "Planning" and _APPLY_STARTED.search(line):
+            self.logs.stage = "Applying"
+        self.logs.emit(level, line)
+
+    def build(self, transition: str) -> None:
+        self._terraform("Initializing", ["init", "-input=false"], "terraform init")
+        destroy = ["-destroy"] if transition == "delete" else []
+        # One `apply` plans and applies: a separate `plan -out` would start every provider twice. Its
+        # output moves from the Planning stage to Applying at the first change it makes.
+        self._terraform("Planning", ["apply", "-input=false", "-auto-approve", *destroy], "terraform apply")
+        self.logs.stage = "Cleaning up"
+        self.logs.emit("info", f"Workspace {transition} finished.")
+
+

@@ -1,0 +1,51 @@
+"""The audit log on the wire: search filters, one entry, and a page of entries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from appliance.sdk.base import Query, Timestamp
+
+
+class AuditQuery(Query):
+    username: str | None = Field(default=None, description="Actor's username.")
+    action: str | None = Field(default=None, description="create, write, delete, login, logout.")
+    resource_type: str | None = None
+    resource_id: str | None = None
+    since: datetime | None = Field(default=None, description="ISO 8601 time, inclusive.")
+    until: datetime | None = Field(default=None, description="ISO 8601 time, exclusive.")
+    limit: int = Field(default=50, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+class AuditExportQuery(Query):
+    username: str | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class AuditLogResponse(BaseModel):
+    id: str
+    time: Timestamp
+    user_id: str | None
+    username: str
+    action: str
+    resource_type: str
+    resource_id: str
+    resource_target: str
+    diff: dict[str, Any]
+    status_code: int
+    ip: str | None
+    user_agent: str
+    request_id: str
+
+
+class AuditPageResponse(BaseModel):
+    audit_logs: list[AuditLogResponse]
+    count: int

@@ -1,0 +1,33 @@
+"""API tokens on the wire: create one (its secret shown once), list and describe them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from appliance.sdk.base import Body, Timestamp
+
+
+class CreateTokenRequest(Body):
+    token_name: str = Field(max_length=64)
+    lifetime: str | int | None = Field(default=None, description="Duration such as 30d, 12h or seconds.")
+
+
+class TokenResponse(BaseModel):
+    id: str
+    user_id: str
+    token_name: str | None
+    login_type: str
+    scope: str
+    lifetime_seconds: int
+    created_at: Timestamp
+    expires_at: Timestamp
+    last_used_at: Timestamp | None
+
+
+class TokenCreatedResponse(BaseModel):
+    key: str = Field(description="The token. It is shown once and never stored.")
+    token: TokenResponse
+
+
+class TokenListResponse(BaseModel):
+    tokens: list[TokenResponse]

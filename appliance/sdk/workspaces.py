@@ -1,0 +1,91 @@
+"""Workspaces on the wire: create, build, update, and a workspace with its latest build and resources."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from appliance.sdk.base import Body, Query, Timestamp
+from appliance.sdk.jobs import JobResponse
+from appliance.sdk.templates import AppResponse
+
+ParameterValues = dict[str, str]
+
+
+class CreateWorkspaceRequest(Body):
+    template: str = Field(max_length=64)
+    name: str = Field(max_length=32)
+    parameters: ParameterValues = Field(default_factory=dict)
+    owner: str = Field(default="me", max_length=64)
+
+
+class CreateBuildRequest(Body):
+    transition: Literal["start", "stop", "delete"]
+    template_version_id: str | None = None
+    parameters: ParameterValues | None = None
+
+
+class UpdateWorkspaceRequest(Body):
+    parameters: ParameterValues = Field(default_factory=dict)
+
+
+class WorkspacesQuery(Query):
+    owner: str = Field(default="me", description="'me', a username, or 'all'.")
+    name: str = Field(default="", description="Only the workspace with this name.")
+
+
+class AgentResponse(BaseModel):
+    id: str
+    name: str
+    os: str
+    arch: str
+    apps: list[AppResponse]
+
+
+class ResourceResponse(BaseModel):
+    type: str
+    name: str
+    address: str
+    daily_cost: int
+    metadata: list[dict[str, Any]]
+    agents: list[AgentResponse]
+
+
+class BuildResponse(BaseModel):
+    id: str
+    workspace_id: str
+    build_number: int
+    transition: str
+    status: str
+    job: JobResponse
+    initiator_name: str
+    template_version_id: str
+    template_version_name: str
+    created_at: Timestamp
+    resources: list[ResourceResponse]
+
+
+class BuildListResponse(BaseModel):
+    builds: list[BuildResponse]
+
+
+class WorkspaceResponse(BaseModel):
+    id: str
+    name: str
+    owner_id: str
+    owner_name: str
+    template_id: str
+    template_name: str
+    template_version_id: str
+    template_version_name: str
+    outdated: bool
+    status: str
+    parameters: ParameterValues
+    latest_build: BuildResponse
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WorkspaceListResponse(BaseModel):
+    workspaces: list[WorkspaceResponse]

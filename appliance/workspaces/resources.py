@@ -1,0 +1,37 @@
+"""What a build left standing: its resources, their agents (token hashed) and apps, stored for the workspace."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from appliance.db.database import Connection
+from appliance.provisioner.extract import Agent, StateResource
+
+
+def _store_agent(conn: Connection, resource_id: UUID, agent: Agent) -> None:
+    row = conn.execute(
+        "INSERT INTO workspace_agents (terraform_id, resource_id, name, os, arch, directory, startup_script,"
+        " env, hashed_token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (agent.terraform_id, resource_id, agent.name, agent.os, agent.arch, agent.directory,
+         agent.startup_script, Jsonb(agent.env), agent.hashed_token)).fetchone()
+    assert row is not None
+    for app in agent.apps:
+        conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, healthcheck)"
+                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                     (row["id"], app["slug"], app["display_name"], app["url"], app["command"],
+                      Jsonb(app["healthcheck"])))
+
+
+def store(conn: Connection, job_id: UUID, resources: list[StateResource]) -> None:
+    """Record the resources a build's job left (read from its state by provisioner.extract)."""
+    for resource in resources:
+        row = conn.execute(
+            "INSERT INTO workspace_resources (job_id, address, type, name, daily_cost, metadata)"
+            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (job_id, resource.address, resource.type, resource.name, resource.daily_cost,
+             Jsonb(resource.metadata))).fetchone()
+        assert row is not None
+        for agent in resource.agents:
+            _store_agent(conn, row["id"], agent)

@@ -1,0 +1,196 @@
+"""`appliance server` as a user runs it: embedded PostgreSQL up, /healthz OK, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.api import Api
+from tests.support.appliance_provider import provider_cache_env
+from tests.support.postgres import free_port, postgres_processes_for, traversable_temp_dir
+from tests.support.server import wait_for_health
+from tests.support.workspaces import wait_build, wait_version
+
+APPLIANCE = [sys.executable, "-m", "appliance"]
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    root = traversable_temp_dir("appliance-server-")
+    yield root / "data"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[str]:
+    """`appliance server` on a fresh data dir; only the provider's PyInstaller cache is shared between tests."""
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir), "XDG_CONFIG_HOME": str(data_dir.parent),
+           **provider_cache_env(), **extra_env}
+    env.pop("APPLIANCE_MIRROR_DIR", None)
+    env.pop("APPLIANCE_MIRROR_SIGNING_HOME", None)
+    env.pop("APPLIANCE_POSTGRES_URL", None)
+    return subprocess.Popen([*APPLIANCE, "server", "--http-address", f"127.0.0.1:{port}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
+    wait_for_health(url, alive=lambda: process.poll() is None)
+
+
+def _wait_gone(data_dir: Path, timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while postgres_processes_for(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return postgres_processes_for(data_dir)
+
+
+def test_server_starts_embedded_postgres_and_sigterm_stops_it(data_dir: Path) -> None:
+    port = free_port()
+    process = _start(data_dir, port)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", process)
+        assert postgres_processes_for(data_dir), "embedded postgres is not running"
+        first = requests.post(f"http://127.0.0.1:{port}/api/v2/users/first", timeout=10, json={
+            "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"})
+        assert first.status_code == 201
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/setup" in output  # the banner says how to create the first user
+    assert _wait_gone(data_dir) == []
+    assert (data_dir / "postgres" / "password").stat().st_mode & 0o077 == 0
+
+
+def test_data_survives_a_restart_and_sigkill_leaves_no_postgres(data_dir: Path) -> None:
+    port = free_port()
+    process = _start(data_dir, port)
+    _wait_healthy(f"http://127.0.0.1:{port}", process)
+    requests.post(f"http://127.0.0.1:{port}/api/v2/users/first", timeout=10, json={
+        "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"})
+    process.kill()
+    process.communicate(timeout=30)
+    assert _wait_gone(data_dir) == [], "postgres outlived a SIGKILLed server"
+    process = _start(data_dir, port)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", process)
+        login = requests.post(f"http://127.0.0.1:{port}/api/v2/users/login", timeout=10,
+                              json={"username": "admin", "password": "correct-horse-battery"})
+        assert login.status_code == 201
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert "appliance login" in output
+    assert _wait_gone(data_dir) == []
+
+
+def test_a_busy_port_fails_fast_with_a_hint(data_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        process = _start(data_dir, port)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in output
+    assert "--http-address" in output
+    assert "Traceback" not in output
+    assert postgres_processes_for(data_dir) == []
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
+    first = _start(data_dir, free_port())
+    try:
+        _wait_healthy(f"http://127.0.0.1:{first.args[-1].rsplit(':', 1)[1]}", first)
+        second = _start(data_dir, free_port())
+        output, _ = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert "Another appliance server is using this data dir" in output
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert _wait_gone(data_dir) == []
+
+
+def test_a_bad_flag_value_names_the_key(data_dir: Path) -> None:
+    result = subprocess.run([*APPLIANCE, "server", "--http-address", "nowhere", "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "Invalid http_address from flag --http-address" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _provider_zips(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "mirror" / "mirror" / "appliance.internal" / "appliance" / "appliance").glob("*.zip"))
+
+
+def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
+        data_dir: Path) -> None:
+    """What `make run` gives a newcomer, from `appliance server` alone: no publish step, an empty mirror."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    assert not (data_dir / "mirror").exists()
+    process = _start(data_dir, port)
+    try:
+        _wait_healthy(url, process)
+        assert len(_provider_zips(data_dir)) == 1, "the server did not publish the provider into its mirror"
+        api = Api(url)
+        api.create_first_user("admin")
+        api = api.as_user(api.login("admin"))
+        template = api.get("/api/v2/templates/minimal").json()
+        version = wait_version(api, "minimal", template["active_version_id"] or
+                               api.get("/api/v2/templates/minimal/versions").json()["versions"][0]["id"])
+        assert version["job"]["status"] == "succeeded", version["job"]["error"]
+        created = api.post("/api/v2/workspaces", json={"template": "minimal", "name": "first", "parameters": {}})
+        assert created.status_code == 201, created.text
+        assert wait_build(api, created.json()["latest_build"]["id"])["status"] == "running"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert f"Published appliance.internal/appliance/appliance into {data_dir / 'mirror'}" in output
+    published = _provider_zips(data_dir)[0].stat().st_mtime_ns
+    restarted = _start(data_dir, port)
+    try:
+        _wait_healthy(url, restarted)
+        api = Api(url)
+        api = api.as_user(api.login("admin"))
+        assert len(api.get("/api/v2/templates").json()["templates"]) == 1, "pushed once, not at every start"
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        output, _ = restarted.communicate(timeout=60)
+    assert "Published" not in output and "Packaging" not in output, output
+    assert _provider_zips(data_dir)[0].stat().st_mtime_ns == published, "an up-to-date mirror was rewritten"
+
+
+def test_without_the_tools_to_package_the_provider_the_console_still_serves_and_says_how_to_fix_it(
+        data_dir: Path, tmp_path: Path) -> None:
+    """binutils missing (PyInstaller needs objdump) and nothing cached: a clear hint, no doomed starter import."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # /usr/local/bin holds terraform but not objdump; a cold cache forces a build.
+    process = _start(data_dir, port, PATH="/usr/local/bin", APPLIANCE_PROVIDER_CACHE_DIR=str(tmp_path / "cold"))
+    try:
+        _wait_healthy(url, process)
+        api = Api(url)
+        api.create_first_user("admin")
+        api = api.as_user(api.login("admin"))
+        assert api.get("/api/v2/templates").json()["templates"] == []  # its import could only fail
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Cannot package the appliance Terraform provider: objdump is not on PATH" in output
+    assert "apt-get install binutils" in output
+    assert "Traceback" not in output
+    assert _provider_zips(data_dir) == []

@@ -1,0 +1,86 @@
+"""Production serving: gunicorn runs appliance.wsgi:app against an external PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import requests
+
+from tests.support.api import Api
+from tests.support.postgres import conninfo_url, free_port
+from tests.support.server import wait_for_health
+from tests.support.workspaces import MINIMAL, push
+
+
+def _gunicorn(postgres_url: str, port: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "APPLIANCE_POSTGRES_URL": postgres_url,
+           "APPLIANCE_ACCESS_URL": f"http://127.0.0.1:{port}", "APPLIANCE_LOG_LEVEL": "warning"}
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                             "appliance.wsgi:app"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_gunicorn_serves_the_api_from_two_workers(fresh_db: str) -> None:
+    port = free_port()
+    process = _gunicorn(conninfo_url(fresh_db), port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(base, alive=lambda: process.poll() is None)
+        assert requests.post(base + "/api/v2/users/first", timeout=10, json={
+            "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"}).status_code == 201
+        token = requests.post(base + "/api/v2/users/login", timeout=10, json={
+            "username": "admin", "password": "correct-horse-battery"}).json()["session_token"]
+        # Whichever worker answers, the session (kept in Postgres) is valid.
+        for _ in range(10):
+            me = requests.get(base + "/api/v2/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert me.json()["username"] == "admin"
+        # A log follow must never hold a worker: without nginx routing it to the gateway, it is refused.
+        version = push(Api(base, token), MINIMAL, "minimal")
+        follow = requests.get(f"{base}/api/v2/templateversions/{version['id']}/logs?follow=true", timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})
+        assert follow.status_code == 421 and "served by the gateway" in follow.json()["message"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def _me(base: str, token: str) -> requests.Response:
+    # A new connection each time, so gunicorn hands requests to whichever worker accepts first.
+    return requests.get(base + "/api/v2/users/me", headers={"Authorization": f"Bearer {token}",
+                                                            "Connection": "close"}, timeout=10)
+
+
+def test_every_worker_refuses_a_token_from_the_request_after_its_revocation(fresh_db: str) -> None:
+    port = free_port()
+    process = _gunicorn(conninfo_url(fresh_db), port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(base, alive=lambda: process.poll() is None)
+        requests.post(base + "/api/v2/users/first", timeout=10, json={
+            "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"})
+        session = requests.post(base + "/api/v2/users/login", timeout=10, json={
+            "username": "admin", "password": "correct-horse-battery"}).json()["session_token"]
+        owner = {"Authorization": f"Bearer {session}"}
+        created = requests.post(base + "/api/v2/users/me/keys/tokens", headers=owner, timeout=10,
+                                json={"token_name": "ci"}).json()
+        # Both workers have served the token before it is revoked.
+        assert all(_me(base, created["key"]).status_code == 200 for _ in range(20))
+        revoked = requests.delete(base + f"/api/v2/users/me/keys/{created['token']['id']}",
+                                  headers=owner, timeout=10)
+        assert revoked.status_code == 200
+        refused = [_me(base, created["key"]) for _ in range(20)]
+        assert [r.status_code for r in refused] == [401] * 20
+        assert all("revoked" in r.json()["message"] for r in refused)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def test_wsgi_refuses_a_schema_that_is_behind(empty_db: str) -> None:
+    process = _gunicorn(conninfo_url(empty_db), free_port())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "Run 'appliance migrate' first" in output
