@@ -202,4 +202,5 @@ def openapi_document() -> dict[str, Any]:
 
 def json_response(model: BaseModel, status: int = 200) -> Response:
     """Serialise through the declared model, so the answer is exactly what OpenAPI and the CLI expect."""
-    return Response(json.dumps(model.model_dump(mode="json")), status=status, mimetype="application/json")
+    # pydantic's own serialiser (in Rust) writes the JSON in one pass, with no intermediate dicts.
+    return Response(model.model_dump_json(), status=status, mimetype="application/json")
