@@ -28,13 +28,13 @@ BROWSER_DB = "appliance_browser"
 TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
     with running_cluster() as cluster:
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def db_conninfo(pg_cluster: EmbeddedPostgres) -> str:
     """The migrated database the browser tests' server runs on."""
     conninfo = create_database(pg_cluster.conninfo("postgres"), BROWSER_DB)
@@ -42,7 +42,7 @@ def db_conninfo(pg_cluster: EmbeddedPostgres) -> str:
     return conninfo
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     """The internal CA the server reports on, with one certificate issued."""
     ca = CertificateAuthority(tmp_path_factory.mktemp("site") / "pki")
@@ -51,19 +51,19 @@ def site_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return ca
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(db_conninfo: str, site_ca: CertificateAuthority) -> Iterator[LiveServer]:
     with live_server(db_conninfo, pki_dir=site_ca.root) as live:
         yield live
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. "
