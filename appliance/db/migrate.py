@@ -14,7 +14,7 @@ from importlib import resources
 
 import psycopg
 
-from appliance.errors import OperatorError
+from appliance.errors import ConfigError, OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +118,20 @@ def _apply_one(conn: psycopg.Connection[tuple[object, ...]], migration: Migratio
         raise MigrationError(f"Migration {label} failed and was rolled back: {err}".rstrip(),
                              "The database is unchanged by this migration; fix the cause and retry.") from err
     log.info("migration_applied", extra={"migration": label})
+
+
+def require_current_schema(postgres_url: str | None, process: str) -> str:
+    """The database URL for a process that cannot start PostgreSQL itself, once its schema is current.
+
+    gunicorn's console and the standalone gateway both refuse to serve an old schema: a request
+    would fail half-way on a missing column instead of saying what to do.
+    """
+    if postgres_url is None:
+        raise ConfigError(f"postgres_url is not set, and {process} cannot start embedded PostgreSQL.",
+                          "Set APPLIANCE_POSTGRES_URL or postgres_url in appliance.toml, or use "
+                          "'appliance server' for the embedded quickstart.")
+    pending = pending_migrations(postgres_url)
+    if pending:
+        raise ConfigError(f"The database schema is behind: {len(pending)} migration(s) pending.",
+                          f"Run 'appliance migrate' first, then start {process} again.")
+    return postgres_url

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.db.migrate import pending_migrations
+from appliance.db.migrate import require_current_schema
 from appliance.errors import ConfigError
 from appliance.gateway.app import create_gateway
 
@@ -21,16 +21,8 @@ SOCKET_MODE = 0o660  # owner and the appliance group, which nginx's workers are 
 
 
 def check_config(config: ServerConfig) -> str:
-    """The database URL, once the schema is known to be current (the same rules as appliance.wsgi)."""
-    if config.postgres_url is None:
-        raise ConfigError("postgres_url is not set, and the gateway cannot start embedded PostgreSQL.",
-                          "Set APPLIANCE_POSTGRES_URL or postgres_url in appliance.toml, or use "
-                          "'appliance server', which runs the gateway itself.")
-    pending = pending_migrations(config.postgres_url)
-    if pending:
-        raise ConfigError(f"The database schema is behind: {len(pending)} migration(s) pending.",
-                          "Run 'appliance migrate' first, then start the gateway again.")
-    return config.postgres_url
+    """The database URL, once the schema is known to be current (the same rule as appliance.wsgi)."""
+    return require_current_schema(config.postgres_url, "the gateway")
 
 
 def serve(config: ServerConfig, socket_path: Path) -> None:
