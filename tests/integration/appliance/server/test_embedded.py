@@ -52,6 +52,19 @@ def _wait_gone(data_dir: Path, timeout: float = 15) -> list[int]:
     return postgres_processes_for(data_dir)
 
 
+def _processes_mentioning(data_dir: Path) -> list[str]:
+    """Command lines of live processes that name the data dir: nothing of the server's may outlive it."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended while we looked
+            continue
+        if str(data_dir) in argv and "pytest" not in argv:
+            found.append(argv)
+    return found
+
+
 def test_server_starts_embedded_postgres_and_sigterm_stops_it(data_dir: Path) -> None:
     port = free_port()
     process = _start(data_dir, port)
@@ -159,6 +172,7 @@ def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert f"Published appliance.internal/appliance/appliance into {data_dir / 'mirror'}" in output
+    assert not _processes_mentioning(data_dir), "a process (gpg-agent?) outlived the server"
     published = _provider_zips(data_dir)[0].stat().st_mtime_ns
     restarted = _start(data_dir, port)
     try:
