@@ -58,6 +58,7 @@ class EmbeddedFront:
         self._runner: web.AppRunner | None = None
         self._proxy = WsgiProxy(self._run_dir / "wsgi.sock")
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
         self._wsgi = create_server(wsgi_app, unix_socket=str(self._run_dir / "wsgi.sock"), unix_socket_perms="600",
                                    threads=WSGI_THREADS, ident="appliance", channel_timeout=300,
                                    # The front sets X-Forwarded-*; the app's ProxyFix trusts its hop.
@@ -65,7 +66,7 @@ class EmbeddedFront:
 
     def start(self) -> None:
         """Serve: waitress and the event loop on threads; raises OperatorError if a listener cannot bind."""
-        for name, target in (("wsgi", self._wsgi.run), ("front", self._loop.run_forever)):
+        for name, target in (("wsgi", self._serve_wsgi), ("front", self._loop.run_forever)):
             thread = threading.Thread(target=target, name=f"appliance-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -99,7 +100,17 @@ class EmbeddedFront:
             await self._runner.cleanup()
         await self._proxy.close()
 
+    def _serve_wsgi(self) -> None:
+        try:
+            self._wsgi.run()
+        except OSError:
+            # waitress has no stop call: closing its sockets from stop() can end a select() in this
+            # thread with EBADF, which is the shutdown, not a failure.
+            if not self._stopping.is_set():
+                raise
+
     def stop(self) -> None:
+        self._stopping.set()
         if self._loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(self._stop_sites(), self._loop).result(15)
