@@ -18,7 +18,7 @@ from appliance.sdk.audit import AuditExportQuery, AuditPageResponse, AuditQuery
 TAG = "Audit"
 
 
-def _filter(query: AuditQuery | AuditExportQuery) -> AuditFilter:
+def _filter(query: AuditExportQuery) -> AuditFilter:
     return AuditFilter(username=query.username, action=query.action,
                        resource_type=query.resource_type, resource_id=query.resource_id,
                        since=query.since, until=query.until)

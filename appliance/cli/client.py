@@ -11,7 +11,7 @@ import click
 
 from appliance.cli.session_store import load_session
 from appliance.errors import OperatorError
-from appliance.sdk.client import Client, api_error, retry_policy  # noqa: F401  (re-exported for CLI modules)
+from appliance.sdk.client import Client, retry_policy
 
 USER_AGENT = "appliance-cli"
 

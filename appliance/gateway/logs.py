@@ -17,7 +17,7 @@ import asyncio
 import bisect
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,20 +216,22 @@ def _version_job(conn: Connection, token: str | None, version_id: str) -> UUID:
     return templates.version_by_id_for(conn, subject, version_id).job.id
 
 
-async def build_logs(request: web.Request) -> web.StreamResponse:
+async def _follow(request: web.Request, find_job: Callable[[Connection, str | None, str], UUID],
+                  key: str) -> web.StreamResponse:
+    """Stream the logs of the job `find_job` authorizes for this caller; a plain read goes to the WSGI app."""
     if not wants_stream(request):
         return await request.app[FALLBACK](request)
     after = _after(request)
-    job_id = await in_db(request.app, _build_job, presented_token(request), request.match_info["build"])
+    job_id = await in_db(request.app, find_job, presented_token(request), request.match_info[key])
     return await stream(request, job_id, after)
+
+
+async def build_logs(request: web.Request) -> web.StreamResponse:
+    return await _follow(request, _build_job, "build")
 
 
 async def version_logs(request: web.Request) -> web.StreamResponse:
-    if not wants_stream(request):
-        return await request.app[FALLBACK](request)
-    after = _after(request)
-    job_id = await in_db(request.app, _version_job, presented_token(request), request.match_info["version_id"])
-    return await stream(request, job_id, after)
+    return await _follow(request, _version_job, "version_id")
 
 
 async def _feeds_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -10,24 +10,20 @@ from pydantic import BaseModel, Field
 from appliance.sdk.base import Query, Timestamp
 
 
-class AuditQuery(Query):
+class AuditExportQuery(Query):
     username: str | None = Field(default=None, description="Actor's username.")
     action: str | None = Field(default=None, description="create, write, delete, login, logout.")
     resource_type: str | None = None
     resource_id: str | None = None
     since: datetime | None = Field(default=None, description="ISO 8601 time, inclusive.")
     until: datetime | None = Field(default=None, description="ISO 8601 time, exclusive.")
+
+
+class AuditQuery(AuditExportQuery):
+    """The export's filters, one page at a time."""
+
     limit: int = Field(default=50, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
-
-
-class AuditExportQuery(Query):
-    username: str | None = None
-    action: str | None = None
-    resource_type: str | None = None
-    resource_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
 
 
 class AuditLogResponse(BaseModel):

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.pki.ca import CertificateAuthority, IssueRequest
-from tests.support.conformance import take_violations
+from tests.support.conformance import answers_match_their_models  # noqa: F401  (autouse fixture)
 from tests.support.postgres import create_database, running_cluster, truncate_all
 from tests.support.server import LiveServer, live_server
 
@@ -106,11 +106,3 @@ def context(new_context: Callable[[], BrowserContext]) -> BrowserContext:
 def page(context: BrowserContext) -> Page:
     return context.new_page()
 
-
-@pytest.fixture(autouse=True)
-def _answers_match_their_models() -> Iterator[None]:
-    """Fail a test whose server answered with JSON its operation's declared response model does not describe."""
-    take_violations()
-    yield
-    problems = take_violations()
-    assert not problems, "\n".join(problems)

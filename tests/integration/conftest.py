@@ -12,7 +12,7 @@ from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.pki.ca import CertificateAuthority
 from tests.support.api import Api
-from tests.support.conformance import take_violations
+from tests.support.conformance import answers_match_their_models  # noqa: F401  (autouse fixture)
 from tests.support.postgres import create_database, drop_database, running_cluster, truncate_all
 from tests.support.server import LiveServer, live_server
 
@@ -95,11 +95,3 @@ def appliance_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return appliance_mirror_tree(tmp_path_factory.mktemp("appliance-mirror") / "tree")
 
-
-@pytest.fixture(autouse=True)
-def _answers_match_their_models() -> Iterator[None]:
-    """Fail a test whose server answered with JSON its operation's declared response model does not describe."""
-    take_violations()
-    yield
-    problems = take_violations()
-    assert not problems, "\n".join(problems)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 
+import pytest
 from flask import Flask, Response, request
 from pydantic import BaseModel, ValidationError
 
@@ -56,3 +58,15 @@ def take_violations() -> list[str]:
         found = list(violations)
         violations.clear()
     return found
+
+
+@pytest.fixture(autouse=True)
+def answers_match_their_models() -> Iterator[None]:
+    """Fail a test whose server answered with JSON its operation's declared response model does not describe.
+
+    Imported by the integration and browser conftests, the suites that run a live server.
+    """
+    take_violations()
+    yield
+    problems = take_violations()
+    assert not problems, "\n".join(problems)
