@@ -167,12 +167,26 @@ class LogFeeds:
 FEEDS = web.AppKey("log_feeds", LogFeeds)
 
 
+MAX_LOG_ID = 2**63 - 1  # log ids are PostgreSQL bigints
+
+
+def _log_id(raw: str) -> int | None:
+    """A log id, or None: str.isdigit() also accepts digits int() refuses ('\u00b2'), so ASCII only."""
+    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_LOG_ID:
+        return int(raw)
+    return None
+
+
 def _after(request: web.Request) -> int:
-    resumed = request.headers.get("Last-Event-ID", "")
-    raw = resumed if resumed.isdigit() else request.query.get("after", "0")
-    if not raw.isdigit():
-        raise InvalidInput(f"after={raw!r} is not a log id.", "Give a whole number of 0 or more.", field="after")
-    return int(raw)
+    resumed = _log_id(request.headers.get("Last-Event-ID", ""))
+    if resumed is not None:
+        return resumed
+    raw = request.query.get("after", "0")
+    after = _log_id(raw)
+    if after is None:
+        raise InvalidInput(f"after={raw!r} is not a log id.", f"Give a whole number from 0 to {MAX_LOG_ID}.",
+                           field="after")
+    return after
 
 
 def wants_stream(request: web.Request) -> bool:
