@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test check lint typecheck unit integration browser e2e bench clean
+.PHONY: run test check lint typecheck unit integration browser e2e security bench clean
 
 # Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000. The server publishes
 # the appliance Terraform provider into its mirror itself (PyInstaller on first start, then cached).
@@ -38,6 +38,11 @@ typecheck: $(VENV)/.dev-installed
 
 unit integration browser e2e: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/$@
+
+# One test per finding of the security review (issue 12), wherever in tests/ it lives.
+security: $(VENV)/.dev-installed
+	@dev/system-packages.sh --test
+	$(BIN)/pytest -m security tests
 
 # Throughput of GET /api/v2/users/me under gunicorn, as a ratio to a bare Flask endpoint.
 bench: $(VENV)/.dev-installed

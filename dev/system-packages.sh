@@ -4,8 +4,9 @@
 # apt-get (after apt-get update); otherwise it says exactly what to install and fails.
 set -euo pipefail
 
-# binutils: PyInstaller (objdump) packages the appliance Terraform provider at `make run`.
-packages=(postgresql-15 binutils)
+# binutils: PyInstaller (objdump) packages the appliance Terraform provider at `make run`;
+# bubblewrap: every terraform run happens inside its sandbox (docs/adr/0009).
+packages=(postgresql-15 binutils bubblewrap)
 if [[ "${1:-}" == "--test" ]]; then
   # chromium: browser tests; debootstrap, dpkg-dev, gnupg: bundle build tests;
   # systemd-container: the fresh offline host (systemd-nspawn) of the end-to-end tests;
