@@ -16,7 +16,7 @@ from appliance.api.blueprints import v2
 from appliance.api.spec import endpoint, json_response
 from appliance.auth.web import database, server_config
 from appliance.errors import InvalidInput, Unauthorized
-from appliance.provisioner import coordinator, jobs
+from appliance.provisioner import coordinator, jobs, redaction
 from appliance.sdk.meta import MessageResponse
 from appliance.sdk.provisionerd import (
     DAEMON_HEADER,
@@ -59,6 +59,11 @@ def _daemon() -> UUID:
     return _uuid(request.headers.get(DAEMON_HEADER, ""), "daemon id")
 
 
+def _site_secrets() -> tuple[str, ...]:
+    """What this appliance hides in every job's logs; an external daemon knows none of it but its key."""
+    return redaction.site_secrets(server_config(), database().conninfo)
+
+
 @endpoint(v2, "POST", "/provisionerd/acquire", summary="Claim the next job (204 when none)", tag=TAG,
           body=AcquireRequest, response=JobSpec, is_authenticated=False, errors=(401,))
 def acquire(body: AcquireRequest) -> Response:
@@ -92,7 +97,8 @@ def append_logs(job: str, body: JobLogsRequest) -> Response:
     with database().transaction() as conn:
         if not jobs.is_running_on(conn, job_id, _daemon()):
             return _not_assigned()
-        jobs.append_logs(conn, job_id, [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs])
+        coordinator.append_logs(conn, job_id, [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs],
+                                _site_secrets())
     return json_response(MessageResponse(message=f"{len(body.logs)} line(s) stored."))
 
 
@@ -112,7 +118,7 @@ def save_state(job: str) -> Response:
 def complete_import(job: str, body: CompleteImportRequest) -> Response:
     _require_key()
     with database().transaction() as conn:
-        coordinator.complete_import(conn, _uuid(job, "job"), _daemon(), body.plan)
+        coordinator.complete_import(conn, _uuid(job, "job"), _daemon(), body.plan, _site_secrets())
     return json_response(MessageResponse(message="Import recorded."))
 
 
@@ -130,5 +136,5 @@ def complete_build(job: str) -> Response:
 def fail(job: str, body: FailJobRequest) -> Response:
     _require_key()
     with database().transaction() as conn:
-        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, body.state)
+        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, body.state, _site_secrets())
     return json_response(MessageResponse(message="Failure recorded."))

@@ -136,5 +136,5 @@ def unarchive_version(template: str, version: str) -> Response:
           tag=TAG, query=LogsQuery, response=LogListResponse, errors=(404,))
 def version_logs(version_id: str, query: LogsQuery) -> Response:
     with authenticated() as (conn, subject):
-        version = templates.version_by_id_for(conn, subject, version_id)
+        version = templates.version_logs_for(conn, subject, version_id)
     return job_logs_response(version.job.id, query.after, query.follow)

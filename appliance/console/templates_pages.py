@@ -31,10 +31,12 @@ def template_detail(conn: Connection, subject: Subject, template: str) -> Any:
     found = template_response(templates.get_template(conn, subject, template))
     versions = sorted((version_response(v) for v in templates.list_versions(conn, subject, template)),
                       key=lambda v: v.number, reverse=True)
-    logs = {v.id: by_stage(job_logs(conn, UUID(v.job.id))) for v in versions}
+    # None: the page leaves the import logs out (the API answers 403 for them) rather than show them empty.
+    logs = ({v.id: by_stage(job_logs(conn, UUID(v.job.id))) for v in versions}
+            if templates.can_read_import_logs(subject) else None)
     active = next((v for v in versions if v.active), None)
     return render("template_detail.html", template=found, versions=versions, active=active, logs=logs,
-                  is_live=is_live, has_live=any(is_live(v.job) for v in versions),
+                  is_live=is_live, has_live=logs is not None and any(is_live(v.job) for v in versions),
                   access_url=server_config().access_url, api_base=request.script_root + "/api/v2")
 
 

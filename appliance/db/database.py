@@ -60,6 +60,11 @@ class Database:
         # One LISTEN connection per process, beside the pool: subscribers share it (db/pubsub.py).
         self.pubsub = PubSub(conninfo)
 
+    @property
+    def conninfo(self) -> str:
+        """What the pool connects with: a secret (it may hold the password) that job logs must never show."""
+        return self._conninfo
+
     def _current_pool(self) -> ConnectionPool[Connection]:
         with self._lock:
             if self._pool is None or self._pid != os.getpid():

@@ -227,7 +227,7 @@ def _build_job(conn: Connection, token: str | None, build: str) -> UUID:
 
 def _version_job(conn: Connection, token: str | None, version_id: str) -> UUID:
     subject = require_subject(conn, token)
-    return templates.version_by_id_for(conn, subject, version_id).job.id
+    return templates.version_logs_for(conn, subject, version_id).job.id
 
 
 async def _follow(request: web.Request, find_job: Callable[[Connection, str | None, str], UUID],

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from appliance.auth.users import find_user
 from appliance.db.database import Connection, Row
-from appliance.provisioner import extract, jobs
+from appliance.provisioner import extract, jobs, redaction
 from appliance.sdk.provisionerd import JobSpec
+from appliance.sdk.redaction import redact_json, usable
 from appliance.templates import service as templates
 from appliance.workspaces import resources as workspace_resources
 from appliance.workspaces import service as workspaces
@@ -79,7 +81,7 @@ def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
     state = workspaces.previous_state(conn, build)
     return JobSpec(id=row["id"], type=jobs.JobType.BUILD, timeout_seconds=row["timeout_seconds"],
                    transition=build.transition, env=env, source=_source(conn, version.file_hash), state=state,
-                   secrets=extract.agent_tokens(state or b""))
+                   secrets=extract.sensitive_values(state or b""))
 
 
 def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url: str,
@@ -95,20 +97,29 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url:
     return spec.model_copy(update={"heartbeat_seconds": max(0.5, heartbeat_timeout.total_seconds() / 4)})
 
 
+def append_logs(conn: Connection, job_id: UUID, lines: list[tuple[str, str, str]], site: Iterable[str]) -> None:
+    """Store a daemon's (stage, level, output) lines with every secret the appliance knows hidden."""
+    jobs.append_logs(conn, job_id, redaction.redact_lines(conn, job_id, lines, site))
+
+
 def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> bool:
     """Keep the state terraform has written so far; False if the job is no longer this daemon's."""
     if not jobs.is_running_on(conn, job_id, daemon_id):
         return False
     workspaces.save_state(conn, job_id, state)
+    redaction.scrub_stored(conn, job_id)
     return True
 
 
-def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[str, Any]) -> None:
+def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[str, Any],
+                    site: Iterable[str]) -> None:
     version = templates.version_for_job(conn, job_id)
     if version is None or jobs.finish(conn, job_id, daemon_id) is None:
         return
+    # Members read a version's parameters and agents: what the plan shows of a site secret stays hidden.
     parameters, agents = extract.template_summary(plan)
-    templates.complete_import(conn, version, parameters, agents)
+    hidden = usable(site)
+    templates.complete_import(conn, version, redact_json(parameters, hidden), redact_json(agents, hidden))
 
 
 def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> None:
@@ -122,9 +133,11 @@ def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes
         workspaces.mark_deleted(conn, build)
 
 
-def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str, state: bytes | None) -> None:
+def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str, state: bytes | None,
+         site: Iterable[str]) -> None:
     """End a job as failed, keeping whatever state terraform wrote before it failed."""
     saved = (state is not None and workspaces.build_for_job(conn, job_id) is not None
              and save_state(conn, job_id, daemon_id, state))
-    if jobs.finish(conn, job_id, daemon_id, error or "The job failed.") is not None and saved and state:
+    error = redaction.redact_text(conn, job_id, error, site) or "The job failed."
+    if jobs.finish(conn, job_id, daemon_id, error) is not None and saved and state:
         workspace_resources.store(conn, job_id, extract.build_resources(state))

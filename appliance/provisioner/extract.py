@@ -190,11 +190,46 @@ def build_resources(state_bytes: bytes) -> list[StateResource]:
     return result
 
 
-def agent_tokens(state_bytes: bytes) -> list[str]:
-    """Every agent token in a state file: secrets the build logs must never show."""
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def _at(value: Any, path: list[dict[str, Any]]) -> Any:
+    """The value a state's sensitive path points to (steps get_attr and index), or None."""
+    for step in path:
+        key = step.get("value")
+        if isinstance(key, dict):  # an index step: {"value": <key>, "type": "string" | "number"}
+            key = key.get("value")
+        if isinstance(value, dict) and isinstance(key, str):
+            value = value.get(key)
+        elif isinstance(value, list) and isinstance(key, int | float) and 0 <= int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
+    return value
+
+
+def sensitive_values(state_bytes: bytes) -> list[str]:
+    """Agent tokens, sensitive attributes and sensitive outputs of a state file: what logs must never show."""
     try:
         state = json.loads(state_bytes) if state_bytes.strip() else {}
     except ValueError:
         return []
-    return [str(attrs["token"]) for _, resource, attrs in _instances(state)
-            if resource["type"] == AGENT and attrs.get("token")]
+    found: list[str] = []
+    for resource in state.get("resources", []):
+        for instance in resource.get("instances", []):
+            attrs = instance.get("attributes") or {}
+            if resource.get("type") == AGENT and attrs.get("token"):
+                found.append(str(attrs["token"]))
+            for path in instance.get("sensitive_attributes") or []:
+                found.extend(_strings(_at(attrs, path if isinstance(path, list) else [])))
+    found.extend(s for output in (state.get("outputs") or {}).values() if output.get("sensitive")
+                 for s in _strings(output.get("value")))
+    return found

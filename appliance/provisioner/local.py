@@ -14,7 +14,7 @@ from appliance import __version__
 from appliance.config import ServerConfig
 from appliance.db.database import Database
 from appliance.db.pubsub import Subscription
-from appliance.provisioner import coordinator, jobs
+from appliance.provisioner import coordinator, jobs, redaction
 from appliance.provisionerd.cliconfig import filesystem_mirror_config
 from appliance.provisionerd.daemon import Daemon
 from appliance.provisionerd.runner import JobRunner, RunnerSettings
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 class LocalBackend:
     def __init__(self, db: Database, *, name: str, tags: dict[str, str], access_url: str,
-                 heartbeat_timeout: timedelta) -> None:
+                 heartbeat_timeout: timedelta, site_secrets: tuple[str, ...]) -> None:
         self._db, self._tags, self._access_url = db, tags, access_url
+        self._site_secrets = site_secrets
         self._heartbeat_timeout = heartbeat_timeout
         self._name = name
         self.daemon_id = uuid4()
@@ -61,7 +62,7 @@ class LocalBackend:
 
     def logs(self, job_id: UUID, lines: list[tuple[str, str, str]]) -> None:
         with self._db.transaction() as conn:
-            jobs.append_logs(conn, job_id, lines)
+            coordinator.append_logs(conn, job_id, lines, self._site_secrets)
 
     def save_state(self, job_id: UUID, state: bytes) -> bool:
         with self._db.transaction() as conn:
@@ -69,7 +70,7 @@ class LocalBackend:
 
     def complete_import(self, job_id: UUID, plan: dict[str, Any]) -> None:
         with self._db.transaction() as conn:
-            coordinator.complete_import(conn, job_id, self.daemon_id, plan)
+            coordinator.complete_import(conn, job_id, self.daemon_id, plan, self._site_secrets)
 
     def complete_build(self, job_id: UUID, state: bytes) -> None:
         with self._db.transaction() as conn:
@@ -77,7 +78,7 @@ class LocalBackend:
 
     def fail(self, job_id: UUID, error: str, state: bytes | None) -> None:
         with self._db.transaction() as conn:
-            coordinator.fail(conn, job_id, self.daemon_id, error, state)
+            coordinator.fail(conn, job_id, self.daemon_id, error, state, self._site_secrets)
 
 
 @dataclass
@@ -121,7 +122,8 @@ def start_in_process(config: ServerConfig, db: Database, count: int | None = Non
         root = config.provisioner_dir / name
         cli_config = filesystem_mirror_config(root, config.mirror_dir)
         backend = LocalBackend(db, name=name, tags=dict(jobs.SITE_TAGS), access_url=config.access_url,
-                               heartbeat_timeout=config.provisioner_heartbeat_timeout)
+                               heartbeat_timeout=config.provisioner_heartbeat_timeout,
+                               site_secrets=redaction.site_secrets(config, db.conninfo))
         interval = max(1.0, config.provisioner_heartbeat_timeout.total_seconds() / 4)
         daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, cli_config, heartbeat_interval=interval)))
         thread = threading.Thread(target=daemon.run_forever, name=f"provisioner-{name}", daemon=True)

@@ -26,11 +26,11 @@ from appliance.provisionerd import terraform
 from appliance.provisionerd.backend import Backend
 from appliance.provisionerd.unpack import unpack_template
 from appliance.sdk.provisionerd import JobSpec, JobType
+from appliance.sdk.redaction import redact, usable
 
 log = logging.getLogger(__name__)
 STATE_FILE = "terraform.tfstate"
 PLAN_FILE = "appliance.tfplan"
-REDACTED = "[REDACTED]"
 _APPLY_STARTED = re.compile(r": (Creating|Destroying|Modifying|Destruction complete|Creation complete)|"
                             r"^(Apply complete!|Destroy complete!|No changes\.)")
 
@@ -53,7 +53,7 @@ class _Logs:
 
     def __init__(self, backend: Backend, job_id: UUID, secrets: list[str]) -> None:
         self._backend, self._job_id = backend, job_id
-        self._secrets = [s for s in secrets if len(s) >= 8]
+        self._secrets = usable(secrets)  # the control plane hides what else it knows when it stores the lines
         self._pending: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
@@ -61,8 +61,7 @@ class _Logs:
         self.stage = "Setting up"
 
     def emit(self, level: str, line: str) -> None:
-        for secret in self._secrets:
-            line = line.replace(secret, REDACTED)
+        line = redact(line, self._secrets)
         if level == "error" and line.strip():
             self.errors.append(line.strip())
         with self._lock:

@@ -19,9 +19,18 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from appliance.audit.record import RequestInfo, diff_fields, record
-from appliance.auth.rbac import ASSIGNABLE_ROLES, MEMBER, Action, Resource, ResourceType, Subject, authorize
+from appliance.auth.rbac import (
+    ASSIGNABLE_ROLES,
+    MEMBER,
+    Action,
+    Resource,
+    ResourceType,
+    Subject,
+    authorize,
+    is_allowed,
+)
 from appliance.db.database import Connection, Row
-from appliance.errors import Conflict, InvalidInput, NotFound
+from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from appliance.provisioner import jobs
 from appliance.provisionerd.unpack import unsafe_member  # the daemons' rule, checked at upload
 from appliance.templates.archive import MAX_SOURCE_BYTES
@@ -333,8 +342,16 @@ def complete_import(conn: Connection, version: Version, parameters: list[dict[st
         _activate(conn, version.template_id, version.id)
 
 
-def version_by_id_for(conn: Connection, subject: Subject, version_id: str) -> Version:
-    authorize(subject, Action.READ, TEMPLATE)
+def can_read_import_logs(subject: Subject) -> bool:
+    """Import logs and plans show what a template computes (files, data sources): for those who may change it."""
+    return is_allowed(subject, Action.UPDATE, TEMPLATE)
+
+
+def version_logs_for(conn: Connection, subject: Subject, version_id: str) -> Version:
+    """The version whose import logs `subject` asked for; 403 for those who may only use the template."""
+    if not can_read_import_logs(subject):
+        raise Forbidden("Only template admins and owners can read a template version's import logs.",
+                        "Ask a template admin to read them for you, or an owner for the template-admin role.")
     uid = _as_uuid(version_id)
     if uid is None:
         raise NotFound(f"Template version {version_id!r} does not exist.", "Give the version's id.")
