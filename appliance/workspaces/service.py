@@ -254,9 +254,13 @@ def get_build(conn: Connection, subject: Subject, build_id: UUID | str) -> Build
         found = _builds(conn, "b.id = %s", (UUID(str(build_id)),))
     except ValueError:
         found = []
+    missing = NotFound(f"Build {build_id} does not exist.", "See `appliance builds list WORKSPACE`.")
     if not found:
-        raise NotFound(f"Build {build_id} does not exist.", "See `appliance builds list WORKSPACE`.")
-    find_workspace(conn, subject, str(found[0].workspace_id), include_deleted=True)
+        raise missing
+    try:
+        find_workspace(conn, subject, str(found[0].workspace_id), include_deleted=True)
+    except NotFound as err:  # someone else's build looks missing, and names no workspace id
+        raise missing from err
     return found[0]
 
 
