@@ -207,6 +207,8 @@ def _at(value: Any, path: list[dict[str, Any]]) -> Any:
         key = step.get("value")
         if isinstance(key, dict):  # an index step: {"value": <key>, "type": "string" | "number"}
             key = key.get("value")
+        if isinstance(value, dict) and value.keys() == {"value", "type"}:  # a dynamic value, stored with its type
+            value = value["value"]
         if isinstance(value, dict) and isinstance(key, str):
             value = value.get(key)
         elif isinstance(value, list) and isinstance(key, int | float) and 0 <= int(key) < len(value):
