@@ -97,8 +97,7 @@ def append_logs(job: str, body: JobLogsRequest) -> Response:
     with database().transaction() as conn:
         if not jobs.is_running_on(conn, job_id, _daemon()):
             return _not_assigned()
-        coordinator.append_logs(conn, job_id, [(s[:64], lvl, out[:8192]) for s, lvl, out in body.logs],
-                                _site_secrets())
+        coordinator.append_logs(conn, job_id, body.logs, _site_secrets())
     return json_response(MessageResponse(message=f"{len(body.logs)} line(s) stored."))
 
 

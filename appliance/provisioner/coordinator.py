@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -97,9 +97,13 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url:
     return spec.model_copy(update={"heartbeat_seconds": max(0.5, heartbeat_timeout.total_seconds() / 4)})
 
 
-def append_logs(conn: Connection, job_id: UUID, lines: list[tuple[str, str, str]], site: Iterable[str]) -> None:
-    """Store a daemon's (stage, level, output) lines with every secret the appliance knows hidden."""
-    jobs.append_logs(conn, job_id, redaction.redact_lines(conn, job_id, lines, site))
+def append_logs(conn: Connection, job_id: UUID, lines: Sequence[tuple[str, str, str]], site: Iterable[str]) -> None:
+    """Store a daemon's (stage, level, output) lines with every secret the appliance knows hidden.
+
+    Cut to size after redaction: a cut first could leave half a secret that no longer matches.
+    """
+    hidden = redaction.redact_lines(conn, job_id, lines, site)
+    jobs.append_logs(conn, job_id, [(stage[:64], level, output[:8192]) for stage, level, output in hidden])
 
 
 def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from uuid import UUID
@@ -68,7 +68,7 @@ def job_secrets(conn: Connection, job_id: UUID) -> list[str]:
     return [s for row in rows for s in _state_secrets(conn, row["id"], row["version"])]
 
 
-def redact_lines(conn: Connection, job_id: UUID, lines: list[tuple[str, str, str]],
+def redact_lines(conn: Connection, job_id: UUID, lines: Sequence[tuple[str, str, str]],
                  site: Iterable[str]) -> list[tuple[str, str, str]]:
     """(stage, level, output) lines with every secret the appliance knows hidden."""
     known = usable([*site, *job_secrets(conn, job_id)])
