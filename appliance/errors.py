@@ -23,6 +23,11 @@ class InvalidInput(RequestError):
     status = 400
 
 
+class CountedFailure(InvalidInput):
+    """Bad input a throttle counted (a wrong current password): the transaction that raises it
+    still commits (Database.transaction), so the count outlives the refusal."""
+
+
 class Unauthorized(RequestError):
     status = 401
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from appliance.audit.record import RequestInfo, record
 from appliance.auth import apikeys, passwords, throttle
 from appliance.auth.users import User, find_user_for_login
-from appliance.db.database import Database
+from appliance.db.database import Connection, Database
 from appliance.errors import RequestError, Throttled, Unauthorized
 
 _BAD_CREDENTIALS = Unauthorized("Incorrect username/email or password.",
@@ -17,26 +17,39 @@ _BAD_CREDENTIALS = Unauthorized("Incorrect username/email or password.",
 def log_in(db: Database, login: str, password: str, *, lifetime: timedelta,
            info: RequestInfo) -> tuple[str, User]:
     """Return (session token, user). Refusals commit their audit row and failure count first."""
-    refusal: RequestError | None = None
+    user, attempt = _begin(db, login, info)
+    # No transaction is open while argon2 runs (a fifth of a second): no lock or connection waits on it.
+    is_correct = passwords.is_password_correct(user.hashed_password if user else None, password)
+    refusal: RequestError = _BAD_CREDENTIALS
+    with db.transaction() as conn:
+        current = find_user_for_login(conn, login)
+        # Still the password just verified: a change in between must not let the old one in.
+        if user and current and is_correct and current.hashed_password == user.hashed_password:
+            if current.status == "active":
+                throttle.succeed(conn, attempt)
+                return apikeys.create_session(conn, current, lifetime, info), current
+            throttle.withdraw(conn, attempt)
+            refusal = Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
+        _record_refusal(conn, user, login, refusal, info)
+    raise refusal
+
+
+def _begin(db: Database, login: str, info: RequestInfo) -> tuple[User | None, throttle.Attempt]:
+    """Find the account and count this attempt as failed, committed so that parallel guesses see it."""
     with db.transaction() as conn:
         user = find_user_for_login(conn, login)
         # Count failures per account when it exists, so username and email share one budget.
         account = str(user.id) if user else login
         try:
-            throttle.check_login_allowed(conn, login=account, address=info.ip)
+            return user, throttle.begin_attempt(conn, account=account, address=info.ip)
         except Throttled as err:
             refusal = err
-        if refusal is None:
-            hashed = user.hashed_password if user else None
-            if passwords.is_password_correct(hashed, password) and user is not None:
-                if user.status == "active":
-                    throttle.clear_login_failures(conn, login=account)
-                    return apikeys.create_session(conn, user, lifetime, info), user
-                refusal = Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
-            else:
-                throttle.record_login_failure(conn, login=account, address=info.ip)
-                refusal = _BAD_CREDENTIALS
-        record(conn, actor=None, actor_id=user.id if user else None,
-               actor_name=user.username if user else login, action="login",
-               resource_type="api_key", status=refusal.status, info=info)
+            _record_refusal(conn, user, login, err, info)
     raise refusal
+
+
+def _record_refusal(conn: Connection, user: User | None, login: str, refusal: RequestError,
+                    info: RequestInfo) -> None:
+    record(conn, actor=None, actor_id=user.id if user else None,
+           actor_name=user.username if user else login, action="login",
+           resource_type="api_key", status=refusal.status, info=info)

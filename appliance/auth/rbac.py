@@ -90,18 +90,28 @@ class Subject:
 class Resource:
     type: ResourceType
     owner_id: UUID | None = None
-    # A user account holding the owner role: only owners may change or remove it.
-    is_owner_account: bool = False
+    # A user account holding any site role: only owners change or remove it (see is_allowed).
+    holds_site_role: bool = False
 
 
 def is_allowed(subject: Subject, action: Action, resource: Resource) -> bool:
     roles = [ROLES[name] for name in subject.roles if name in ROLES]
-    if resource.is_owner_account and action in (Action.UPDATE, Action.DELETE) and OWNER not in subject.roles:
+    is_own = resource.owner_id is not None and resource.owner_id == subject.user_id
+    if _is_privileged_account_change(subject, action, resource) and not is_own:
         return False
     if any(action in role.site.get(resource.type, ()) for role in roles):
         return True
-    is_own = resource.owner_id is not None and resource.owner_id == subject.user_id
     return is_own and any(action in role.own.get(resource.type, ()) for role in roles)
+
+
+def _is_privileged_account_change(subject: Subject, action: Action, resource: Resource) -> bool:
+    """A change to an account holding a site role, by someone who is not an owner.
+
+    A user admin manages members only: could they reset a template admin's password, suspend
+    an auditor or delete another user admin, they could take over or silence those roles.
+    Everyone still changes their own account (their password) through the member role.
+    """
+    return resource.holds_site_role and action in (Action.UPDATE, Action.DELETE) and OWNER not in subject.roles
 
 
 def authorize(subject: Subject, action: Action, resource: Resource) -> None:

@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg import errors as pg_errors
 
 from appliance.audit.record import RequestInfo, diff_fields, record
-from appliance.auth import passwords
+from appliance.auth import passwords, throttle
 from appliance.auth.rbac import (
     ASSIGNABLE_ROLES,
     OWNER,
@@ -28,7 +28,7 @@ from appliance.auth.rbac import (
 )
 from appliance.auth.setup_tokens import consume_setup_token
 from appliance.db.database import Connection, Row
-from appliance.errors import Conflict, InvalidInput, NotFound
+from appliance.errors import Conflict, CountedFailure, InvalidInput, NotFound
 
 USERNAME_RULE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,30}[a-zA-Z0-9])?$")
 EMAIL_RULE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -60,7 +60,13 @@ class User:
 
     @property
     def resource(self) -> Resource:
-        return Resource(ResourceType.USER, owner_id=self.id, is_owner_account=self.is_owner)
+        """The account as its holder sees it: they read it and change their own password."""
+        return Resource(ResourceType.USER, owner_id=self.id, holds_site_role=bool(self.roles))
+
+    @property
+    def managed(self) -> Resource:
+        """The account as an admin manages it (status, deletion, resets): no holder's rights apply."""
+        return Resource(ResourceType.USER, holds_site_role=bool(self.roles))
 
     def subject(self, api_key_id: str = "") -> Subject:
         return Subject.of(self.id, self.username, self.roles, api_key_id)
@@ -223,7 +229,7 @@ def _update(conn: Connection, user: User, **changes: Any) -> User:
 
 def set_status(conn: Connection, actor: Subject, ref: str, status: str, info: RequestInfo) -> User:
     user = _lock_user(conn, actor, ref)
-    authorize(actor, Action.UPDATE, Resource(ResourceType.USER, is_owner_account=user.is_owner))
+    authorize(actor, Action.UPDATE, user.managed)
     if user.id == actor.user_id and status == "suspended":
         raise Conflict("You cannot suspend your own account.", "Ask another admin to do it.")
     if user.status == status:
@@ -258,7 +264,7 @@ def set_roles(conn: Connection, actor: Subject, ref: str, roles: list[str], info
 
 def delete_user(conn: Connection, actor: Subject, ref: str, info: RequestInfo) -> None:
     user = _lock_user(conn, actor, ref)
-    authorize(actor, Action.DELETE, user.resource)
+    authorize(actor, Action.DELETE, user.managed)
     if user.id == actor.user_id:
         raise Conflict("You cannot delete your own account.", "Ask another admin to do it.")
     _refuse_losing_last_owner(conn, user, "delete")
@@ -271,11 +277,14 @@ def delete_user(conn: Connection, actor: Subject, ref: str, info: RequestInfo) -
 
 def change_password(conn: Connection, actor: Subject, ref: str, *, old_password: str | None,
                     new_password: str, info: RequestInfo) -> User:
-    """Own password (old one required) or, for a user admin, anyone's; ends the user's sessions."""
+    """Own password (old one required, under the login throttle) or, for a user admin, a member's.
+
+    Ends the user's other sessions.
+    """
     user = _lock_user(conn, actor, ref)
     authorize(actor, Action.UPDATE, user.resource)
-    if user.id == actor.user_id and not passwords.is_password_correct(user.hashed_password, old_password or ""):
-        raise InvalidInput("The current password is wrong.", field="old_password")
+    if user.id == actor.user_id:
+        _check_current_password(conn, user, old_password or "")
     passwords.check_password_policy(new_password, username=user.username, email=user.email)
     updated = _update(conn, user, hashed_password=passwords.hash_password(new_password))
     conn.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = %s AND login_type = 'password'"
@@ -283,6 +292,15 @@ def change_password(conn: Connection, actor: Subject, ref: str, *, old_password:
     record(conn, actor=actor, action="write", resource_type="user", resource_id=user.id,
            target=user.username, diff=diff_fields(user.audited(), updated.audited()), info=info)
     return updated
+
+
+def _check_current_password(conn: Connection, user: User, password: str) -> None:
+    """A stolen session must not make guessing the password free: it spends the login budget."""
+    attempt = throttle.begin_attempt(conn, account=str(user.id), address=None)
+    if not passwords.is_password_correct(user.hashed_password, password):
+        raise CountedFailure("The current password is wrong.", "Repeated failures are throttled.",
+                             field="old_password")
+    throttle.succeed(conn, attempt)
 
 
 def touch_last_seen(conn: Connection, user_id: UUID) -> datetime | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import flash, g, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance.auth import users
-from appliance.auth.rbac import ASSIGNABLE_ROLES, ROLES, Subject
+from appliance.auth.rbac import ASSIGNABLE_ROLES, ROLES, Action, Subject, is_allowed
 from appliance.auth.web import request_info
 from appliance.console.blueprint import bp
 from appliance.console.pages import page, render
@@ -23,6 +23,13 @@ PAGE_SIZE = 50
 def site_roles(user: users.User) -> list[RoleResponse]:
     """A user's site roles with their display names, as the API shows them."""
     return user_response(user).roles
+
+
+@bp.app_template_global("may_manage")
+def may_manage(user: users.User) -> bool:
+    """Whether the viewer may suspend or delete this account: one holding a site role is for owners."""
+    subject: Subject | None = g.get("subject")
+    return subject is not None and is_allowed(subject, Action.UPDATE, user.managed)
 
 
 @bp.get("/users")

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from appliance.db.pubsub import PubSub
-from appliance.errors import OperatorError
+from appliance.errors import CountedFailure, OperatorError
 
 Row = dict[str, Any]
 Connection = psycopg.Connection[Row]
@@ -96,9 +96,19 @@ class Database:
 
     @contextmanager
     def transaction(self, timeout: float | None = None) -> Iterator[Connection]:
-        """A connection whose work commits when the block ends and rolls back if it raises."""
+        """A connection whose work commits when the block ends and rolls back if it raises.
+
+        A CountedFailure is the exception: it commits first, so that the failure it counted
+        (a wrong password, against a throttle) is not undone by refusing the request.
+        """
+        counted: CountedFailure | None = None
         with self._pooled(timeout) as conn, conn.transaction():
-            yield conn
+            try:
+                yield conn
+            except CountedFailure as err:
+                counted = err
+        if counted is not None:
+            raise counted
 
     @contextmanager
     def reading(self, timeout: float | None = None) -> Iterator[Connection]:

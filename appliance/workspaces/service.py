@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from appliance.audit.record import RequestInfo, record
 from appliance.auth.rbac import OWNER, TEMPLATE_ADMIN, Action, Resource, ResourceType, Subject, authorize, is_allowed
-from appliance.auth.users import find_user
+from appliance.auth.users import find_user, get_user
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from appliance.provisioner import jobs
@@ -177,9 +177,8 @@ def create_workspace(conn: Connection, subject: Subject, info: RequestInfo, *, t
         raise InvalidInput(f"Invalid workspace name {name!r}.",
                            "Use 1-32 lowercase letters, digits and inner hyphens (it becomes part of host names).",
                            field="name")
-    owner = find_user(conn, owner_ref, actor=subject)
-    if owner is None:
-        raise NotFound(f"No user {owner_ref!r}.", "Check the owner's username.")
+    # An owner one may not read is as missing as an unknown one: the same 404 tells nothing.
+    owner = get_user(conn, subject, owner_ref)
     authorize(subject, Action.CREATE, Resource(ResourceType.WORKSPACE, owner_id=owner.id))
     template = templates.get_template(conn, subject, template_ref)
     _check_template_acl(subject, template)

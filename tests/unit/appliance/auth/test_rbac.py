@@ -68,10 +68,17 @@ def test_role_matrix(role: str, action: Action, rtype: ResourceType, own: bool, 
 
 
 @pytest.mark.parametrize("action", [U, D])
-def test_only_owners_may_change_or_remove_an_owner_account(action: Action) -> None:
-    owner_account = Resource(T.USER, owner_id=OTHER, is_owner_account=True)
-    assert not is_allowed(subject("user-admin"), action, owner_account)
-    assert is_allowed(subject("owner"), action, owner_account)
+def test_only_owners_may_change_or_remove_an_account_holding_a_site_role(action: Action) -> None:
+    privileged = Resource(T.USER, owner_id=OTHER, holds_site_role=True)
+    assert not is_allowed(subject("user-admin"), action, privileged)
+    assert is_allowed(subject("owner"), action, privileged)
+    assert is_allowed(subject("user-admin"), action, Resource(T.USER, owner_id=OTHER))
+
+
+def test_a_site_role_holder_still_changes_their_own_account() -> None:
+    mine = Resource(T.USER, owner_id=ME, holds_site_role=True)
+    assert is_allowed(subject("template-admin"), U, mine)
+    assert not is_allowed(subject("template-admin"), U, Resource(T.USER, holds_site_role=True))
 
 
 def test_roles_add_up() -> None:
