@@ -42,9 +42,6 @@ WORKSPACE_READERS = TEMPLATE_ADMINS  # everyone's workspaces, builds and state
 AUDITORS = frozenset({"owner", "auditor"})
 OWNERS = frozenset({"owner"})
 
-# Who reads logs is issue 12 item 2 (finding 1), built on another branch: its rows are kept here,
-# marked LOG_VISIBILITY, and the roles that still read them on this branch are expected to fail.
-LOG_VISIBILITY = "issue 12 item 2 (log visibility) lands separately"
 PSK = "rbac-matrix-provisioner-key"
 
 
@@ -136,7 +133,6 @@ class Route:
     send: Send = _none             # requests keyword arguments: json, data, headers, params, token
     shows: Shows | None = None     # when set, "allowed" means the 200 answer shows the object
     daemons_only: bool = False     # the provisioner key, never a user's session, opens it
-    xfail_for: frozenset[str] = NOBODY
     finding: int | None = None
 
 
@@ -283,12 +279,11 @@ ROUTES: list[Route] = [
     Route("POST", V + "/promote", "promote a version", TEMPLATE_ADMINS, _version),
     Route("POST", V + "/archive", "archive a version (409: it is active)", TEMPLATE_ADMINS, _version),
     Route("POST", V + "/unarchive", "unarchive a version", TEMPLATE_ADMINS, _version),
-    # LOG_VISIBILITY: import logs and plan output, template admins and owners only.
+    # Import logs and plan output: template admins and owners only.
     Route("GET", "/api/v2/templateversions/{version_id}/logs", "read a version's import logs", TEMPLATE_ADMINS,
-          lambda w: {"version_id": w.cast.version_id}, xfail_for=frozenset({"user-admin", "auditor", "member"})),
+          lambda w: {"version_id": w.cast.version_id}, finding=1),
     Route("GET", "/api/v2/templateversions/{version_id}/logs", "follow a version's import logs", TEMPLATE_ADMINS,
-          lambda w: {"version_id": w.cast.version_id}, lambda w: {"params": {"follow": "true"}},
-          xfail_for=frozenset({"user-admin", "auditor", "member"})),
+          lambda w: {"version_id": w.cast.version_id}, lambda w: {"params": {"follow": "true"}}, finding=1),
     # Workspaces: one's own, and a plain member's (which only owners change and template admins read).
     Route("POST", "/api/v2/workspaces", "create their own workspace", EVERYONE,
           send=lambda w: {"json": {"template": w.cast.template, "name": f"w{uuid.uuid4().hex[:8]}"}}),
@@ -307,7 +302,7 @@ ROUTES: list[Route] = [
     Route("GET", B, "read a member's build", WORKSPACE_READERS, _build),
     Route("POST", B + "/cancel", "cancel a member's build (409: finished)", OWNERS, _build),
     Route("GET", B + "/state", "read a member's build state (it holds agent tokens)", TEMPLATE_ADMINS, _build),
-    # LOG_VISIBILITY: build logs, the workspace's owner and admins.
+    # Build logs: the workspace's owner and admins.
     Route("GET", B + "/logs", "read their own build's logs", EVERYONE, lambda w: {"build": w.own_build}),
     Route("GET", B + "/logs", "read a member's build logs", WORKSPACE_READERS, _build),
     Route("GET", B + "/logs", "follow a member's finished build logs", WORKSPACE_READERS, _build,
@@ -318,8 +313,6 @@ ROUTES: list[Route] = [
 def _case(route: Route, role: str) -> Any:
     allowed = role in route.allowed
     marks: list[Any] = []
-    if role in route.xfail_for:
-        marks.append(pytest.mark.xfail(strict=True, reason=LOG_VISIBILITY))
     if route.finding is not None:
         marks.append(pytest.mark.security(finding=route.finding))
     return pytest.param(route, role, marks=marks,
