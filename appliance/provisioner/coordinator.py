@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -95,36 +96,40 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url:
     return spec.model_copy(update={"heartbeat_seconds": max(0.5, heartbeat_timeout.total_seconds() / 4)})
 
 
-def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> bool:
-    """Keep the state terraform has written so far; False if the job is no longer this daemon's."""
-    if not jobs.is_running_on(conn, job_id, daemon_id):
+def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, chunks: Iterable[bytes | memoryview]) -> bool:
+    """Keep the state terraform has written so far; False (nothing read) if the job is no longer this daemon's."""
+    if not jobs.is_running_on(conn, job_id, daemon_id) or workspaces.build_for_job(conn, job_id) is None:
         return False
-    workspaces.save_state(conn, job_id, state)
+    workspaces.save_state(conn, job_id, chunks)
     return True
 
 
-def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[str, Any]) -> None:
+def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[str, Any]) -> bool:
+    """Record an import's plan; False if the job is no longer this daemon's to end."""
     version = templates.version_for_job(conn, job_id)
     if version is None or jobs.finish(conn, job_id, daemon_id) is None:
-        return
+        return False
     parameters, agents = extract.template_summary(plan)
     templates.complete_import(conn, version, parameters, agents)
+    return True
 
 
-def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> None:
+def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID) -> bool:
+    """End a build with the state its daemon saved last; False if the job is no longer this daemon's."""
     build = workspaces.build_for_job(conn, job_id)
-    if build is None or not save_state(conn, job_id, daemon_id, state):
-        return
-    if jobs.finish(conn, job_id, daemon_id) is None:
-        return
-    workspace_resources.store(conn, job_id, extract.build_resources(state))
+    if build is None or jobs.finish(conn, job_id, daemon_id) is None:
+        return False
+    workspace_resources.store(conn, job_id, extract.build_resources(workspaces.job_state(conn, job_id) or b""))
     if build.transition == "delete":
         workspaces.mark_deleted(conn, build)
+    return True
 
 
-def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str, state: bytes | None) -> None:
-    """End a job as failed, keeping whatever state terraform wrote before it failed."""
-    saved = (state is not None and workspaces.build_for_job(conn, job_id) is not None
-             and save_state(conn, job_id, daemon_id, state))
-    if jobs.finish(conn, job_id, daemon_id, error or "The job failed.") is not None and saved and state:
+def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str) -> bool:
+    """End a job as failed, listing what the state saved before it failed left standing."""
+    if jobs.finish(conn, job_id, daemon_id, error or "The job failed.") is None:
+        return False
+    state = workspaces.job_state(conn, job_id) if workspaces.build_for_job(conn, job_id) else None
+    if state:
         workspace_resources.store(conn, job_id, extract.build_resources(state))
+    return True
