@@ -44,6 +44,14 @@ class Conflict(RequestError):
     status = 409
 
 
+class Gone(RequestError):
+    status = 410
+
+
+class TooLarge(RequestError):
+    status = 413
+
+
 class Throttled(RequestError):
     status = 429
 

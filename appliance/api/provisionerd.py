@@ -8,19 +8,25 @@ itself in Appliance-Provisioner-Daemon and may report only on the jobs it claime
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
+from functools import partial
+from typing import IO
 from uuid import UUID
 
 from flask import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.api.blueprints import v2
 from appliance.api.spec import endpoint, json_response
 from appliance.auth.web import database, server_config
-from appliance.errors import InvalidInput, Unauthorized
+from appliance.errors import Gone, InvalidInput, TooLarge, Unauthorized
 from appliance.provisioner import coordinator, jobs, redaction
 from appliance.sdk.meta import MessageResponse
 from appliance.sdk.provisionerd import (
     DAEMON_HEADER,
     KEY_HEADER,
+    MAX_STATE_BYTES,
+    STATE_CHUNK_BYTES,
     AcquireRequest,
     CompleteImportRequest,
     FailJobRequest,
@@ -50,9 +56,11 @@ def _uuid(raw: str, field: str) -> UUID:
         raise InvalidInput(f"Invalid {field} {raw!r}.", "Give a UUID.", field=field) from err
 
 
-def _not_assigned() -> Response:
-    """410: the job was reaped or canceled away from this daemon, which should stop running it."""
-    return json_response(MessageResponse(message="This job is no longer assigned to this daemon."), 410)
+def _not_assigned(job_id: UUID) -> Gone:
+    """410: the job was reaped, canceled or finished away from this daemon, which should stop running it."""
+    return Gone(f"Job {job_id} is no longer assigned to this daemon.",
+                "It was reaped after missing heartbeats, canceled, or already finished; nothing was recorded. "
+                "Stop running it; its workspace's owner can start the build again.")
 
 
 def _daemon() -> UUID:
@@ -83,9 +91,9 @@ def acquire(body: AcquireRequest) -> Response:
 def heartbeat(job: str) -> Response:
     _require_key()
     with database().transaction() as conn:
-        canceled = jobs.heartbeat(conn, _uuid(job, "job"), _daemon())
+        canceled = jobs.heartbeat(conn, job_id := _uuid(job, "job"), _daemon())
     if canceled is None:
-        return _not_assigned()
+        raise _not_assigned(job_id)
     return json_response(HeartbeatResponse(canceled=canceled))
 
 
@@ -96,44 +104,73 @@ def append_logs(job: str, body: JobLogsRequest) -> Response:
     job_id = _uuid(job, "job")
     with database().transaction() as conn:
         if not jobs.is_running_on(conn, job_id, _daemon()):
-            return _not_assigned()
+            raise _not_assigned(job_id)
         coordinator.append_logs(conn, job_id, body.logs, _site_secrets())
     return json_response(MessageResponse(message=f"{len(body.logs)} line(s) stored."))
 
 
-@endpoint(v2, "PUT", "/provisionerd/jobs/<job>/state", summary="Save the Terraform state written so far",
-          tag=TAG, response=MessageResponse, is_authenticated=False, errors=(401, 410))
+def _state_body() -> Iterator[bytes]:
+    """The request body a chunk at a time, under the state route's own bound (not the app's 1 MiB)."""
+    request.max_content_length = MAX_STATE_BYTES
+    if (request.content_length or 0) > MAX_STATE_BYTES:
+        raise _state_too_large()
+    return _chunks(request.stream)
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    try:
+        yield from iter(partial(stream.read, STATE_CHUNK_BYTES), b"")
+    except RequestEntityTooLarge as err:  # a chunked body that ran past the bound
+        raise _state_too_large() from err
+
+
+def _state_too_large() -> TooLarge:
+    return TooLarge(f"The Terraform state is larger than {MAX_STATE_BYTES >> 20} MiB, the most this appliance stores.",
+                    "Split the template into smaller workspaces; the state stays on the daemon's host until then.")
+
+
+@endpoint(v2, "PUT", "/provisionerd/jobs/<job>/state", summary="Save the Terraform state written so far (streamed)",
+          tag=TAG, response=MessageResponse, is_authenticated=False, errors=(401, 410, 413),
+          raw_body="application/octet-stream")
 def save_state(job: str) -> Response:
     _require_key()
+    job_id = _uuid(job, "job")
+    body = _state_body()
     with database().transaction() as conn:
-        kept = coordinator.save_state(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
-    if not kept:
-        return _not_assigned()
+        if not coordinator.save_state(conn, job_id, _daemon(), body):
+            raise _not_assigned(job_id)
     return json_response(MessageResponse(message="State saved."))
 
 
 @endpoint(v2, "POST", "/provisionerd/jobs/<job>/import-complete", summary="Finish an import with its plan",
-          tag=TAG, body=CompleteImportRequest, response=MessageResponse, is_authenticated=False, errors=(401,))
+          tag=TAG, body=CompleteImportRequest, response=MessageResponse, is_authenticated=False, errors=(401, 410))
 def complete_import(job: str, body: CompleteImportRequest) -> Response:
     _require_key()
+    job_id = _uuid(job, "job")
     with database().transaction() as conn:
-        coordinator.complete_import(conn, _uuid(job, "job"), _daemon(), body.plan, _site_secrets())
+        if not coordinator.complete_import(conn, job_id, _daemon(), body.plan, _site_secrets()):
+            raise _not_assigned(job_id)
     return json_response(MessageResponse(message="Import recorded."))
 
 
-@endpoint(v2, "POST", "/provisionerd/jobs/<job>/build-complete", summary="Finish a build with its final state",
-          tag=TAG, response=MessageResponse, is_authenticated=False, errors=(401,))
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/build-complete",
+          summary="Finish a build with the state last saved (PUT .../state first)", tag=TAG,
+          response=MessageResponse, is_authenticated=False, errors=(401, 410))
 def complete_build(job: str) -> Response:
     _require_key()
+    job_id = _uuid(job, "job")
     with database().transaction() as conn:
-        coordinator.complete_build(conn, _uuid(job, "job"), _daemon(), request.get_data(cache=False))
+        if not coordinator.complete_build(conn, job_id, _daemon()):
+            raise _not_assigned(job_id)
     return json_response(MessageResponse(message="Build recorded."))
 
 
-@endpoint(v2, "POST", "/provisionerd/jobs/<job>/fail", summary="Fail a job, keeping the state written so far",
-          tag=TAG, body=FailJobRequest, response=MessageResponse, is_authenticated=False, errors=(401,))
+@endpoint(v2, "POST", "/provisionerd/jobs/<job>/fail", summary="Fail a job, keeping the state saved so far",
+          tag=TAG, body=FailJobRequest, response=MessageResponse, is_authenticated=False, errors=(401, 410))
 def fail(job: str, body: FailJobRequest) -> Response:
     _require_key()
+    job_id = _uuid(job, "job")
     with database().transaction() as conn:
-        coordinator.fail(conn, _uuid(job, "job"), _daemon(), body.error, body.state, _site_secrets())
+        if not coordinator.fail(conn, job_id, _daemon(), body.error, _site_secrets()):
+            raise _not_assigned(job_id)
     return json_response(MessageResponse(message="Failure recorded."))

@@ -42,6 +42,7 @@ class Operation:
     errors: tuple[int, ...]
     media_type: str = "application/json"
     path_params: tuple[str, ...] = field(default=())
+    raw_body: str | None = None  # the media type of a body read as a stream of bytes, not parsed
 
     @property
     def openapi_path(self) -> str:
@@ -108,6 +109,7 @@ def endpoint(
     is_authenticated: bool = True,
     errors: tuple[int, ...] = (),
     media_type: str = "application/json",
+    raw_body: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a view: parsed `body`/`query` models are passed as keyword arguments."""
     full_path = (blueprint.url_prefix or "") + path
@@ -115,7 +117,7 @@ def endpoint(
     input_errors = (400,) if (body or query) else ()
     operation = Operation(method, full_path, summary, tag, body, query, response, status,
                           is_authenticated, tuple(sorted({*auth_errors, *input_errors, *errors})),
-                          media_type, tuple(_PATH_PARAM.findall(path)))
+                          media_type, tuple(_PATH_PARAM.findall(path)), raw_body)
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -145,7 +147,8 @@ _ERROR_SCHEMA = {
 }
 _STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 400: "Invalid input",
                 401: "Not authenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-                415: "Body is not JSON", 429: "Too many attempts", 503: "Unavailable"}
+                410: "No longer the caller's", 413: "Body too large", 415: "Body is not JSON",
+                429: "Too many attempts", 503: "Unavailable"}
 
 
 def _operation_doc(op: Operation) -> dict[str, Any]:
@@ -173,6 +176,9 @@ def _operation_doc(op: Operation) -> dict[str, Any]:
     if op.body is not None:
         doc["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+    elif op.raw_body is not None:
+        doc["requestBody"] = {"required": True, "content": {op.raw_body: {
+            "schema": {"type": "string", "format": "binary"}}}}
     doc["security"] = [{"bearer": []}, {"cookie": []}] if op.is_authenticated else []
     return doc
 

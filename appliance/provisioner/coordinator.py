@@ -16,7 +16,7 @@ from uuid import UUID
 from appliance.auth.users import find_user
 from appliance.db.database import Connection, Row
 from appliance.provisioner import extract, jobs, redaction
-from appliance.sdk.provisionerd import JobSpec
+from appliance.sdk.provisionerd import MAX_LOG_LINE_CHARS, JobSpec
 from appliance.sdk.redaction import redact_json, usable
 from appliance.templates import service as templates
 from appliance.workspaces import resources as workspace_resources
@@ -103,45 +103,49 @@ def append_logs(conn: Connection, job_id: UUID, lines: Sequence[tuple[str, str, 
     Cut to size after redaction: a cut first could leave half a secret that no longer matches.
     """
     hidden = redaction.redact_lines(conn, job_id, lines, site)
-    jobs.append_logs(conn, job_id, [(stage[:64], level, output[:8192]) for stage, level, output in hidden])
+    jobs.append_logs(conn, job_id, [(stage[:64], level, output[:MAX_LOG_LINE_CHARS])
+                                    for stage, level, output in hidden])
 
 
-def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> bool:
-    """Keep the state terraform has written so far; False if the job is no longer this daemon's."""
-    if not jobs.is_running_on(conn, job_id, daemon_id):
+def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, chunks: Iterable[bytes | memoryview]) -> bool:
+    """Keep the state terraform has written so far; False (nothing read) if the job is no longer this daemon's."""
+    if not jobs.is_running_on(conn, job_id, daemon_id) or workspaces.build_for_job(conn, job_id) is None:
         return False
-    workspaces.save_state(conn, job_id, state)
+    workspaces.save_state(conn, job_id, chunks)
     redaction.scrub_stored(conn, job_id)
     return True
 
 
 def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[str, Any],
-                    site: Iterable[str]) -> None:
+                    site: Iterable[str]) -> bool:
+    """Record an import's plan; False if the job is no longer this daemon's to end."""
     version = templates.version_for_job(conn, job_id)
     if version is None or jobs.finish(conn, job_id, daemon_id) is None:
-        return
+        return False
     # Members read a version's parameters and agents: what the plan shows of a site secret stays hidden.
     parameters, agents = extract.template_summary(plan)
     hidden = usable(site)
     templates.complete_import(conn, version, redact_json(parameters, hidden), redact_json(agents, hidden))
+    return True
 
 
-def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID, state: bytes) -> None:
+def complete_build(conn: Connection, job_id: UUID, daemon_id: UUID) -> bool:
+    """End a build with the state its daemon saved last; False if the job is no longer this daemon's."""
     build = workspaces.build_for_job(conn, job_id)
-    if build is None or not save_state(conn, job_id, daemon_id, state):
-        return
-    if jobs.finish(conn, job_id, daemon_id) is None:
-        return
-    workspace_resources.store(conn, job_id, extract.build_resources(state))
+    if build is None or jobs.finish(conn, job_id, daemon_id) is None:
+        return False
+    workspace_resources.store(conn, job_id, extract.build_resources(workspaces.job_state(conn, job_id) or b""))
     if build.transition == "delete":
         workspaces.mark_deleted(conn, build)
+    return True
 
 
-def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str, state: bytes | None,
-         site: Iterable[str]) -> None:
-    """End a job as failed, keeping whatever state terraform wrote before it failed."""
-    saved = (state is not None and workspaces.build_for_job(conn, job_id) is not None
-             and save_state(conn, job_id, daemon_id, state))
+def fail(conn: Connection, job_id: UUID, daemon_id: UUID, error: str, site: Iterable[str]) -> bool:
+    """End a job as failed, listing what the state saved before it failed left standing."""
     error = redaction.redact_text(conn, job_id, error, site) or "The job failed."
-    if jobs.finish(conn, job_id, daemon_id, error) is not None and saved and state:
+    if jobs.finish(conn, job_id, daemon_id, error) is None:
+        return False
+    state = workspaces.job_state(conn, job_id) if workspaces.build_for_job(conn, job_id) else None
+    if state:
         workspace_resources.store(conn, job_id, extract.build_resources(state))
+    return True

@@ -15,10 +15,11 @@ from appliance.config import ServerConfig
 from appliance.db.database import Database
 from appliance.db.pubsub import Subscription
 from appliance.provisioner import coordinator, jobs, redaction
+from appliance.provisionerd.backend import JobGone
 from appliance.provisionerd.cliconfig import filesystem_mirror_config
 from appliance.provisionerd.daemon import Daemon
 from appliance.provisionerd.runner import JobRunner, RunnerSettings
-from appliance.sdk.provisionerd import JobSpec
+from appliance.sdk.provisionerd import STATE_CHUNK_BYTES, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +65,27 @@ class LocalBackend:
         with self._db.transaction() as conn:
             coordinator.append_logs(conn, job_id, lines, self._site_secrets)
 
-    def save_state(self, job_id: UUID, state: bytes) -> bool:
+    def save_state(self, job_id: UUID, state: bytes) -> None:
+        view = memoryview(state)
+        chunks = (view[at:at + STATE_CHUNK_BYTES] for at in range(0, len(view), STATE_CHUNK_BYTES))
         with self._db.transaction() as conn:
-            return coordinator.save_state(conn, job_id, self.daemon_id, state)
+            if not coordinator.save_state(conn, job_id, self.daemon_id, chunks):
+                raise JobGone(job_id)
 
     def complete_import(self, job_id: UUID, plan: dict[str, Any]) -> None:
         with self._db.transaction() as conn:
-            coordinator.complete_import(conn, job_id, self.daemon_id, plan, self._site_secrets)
+            if not coordinator.complete_import(conn, job_id, self.daemon_id, plan, self._site_secrets):
+                raise JobGone(job_id)
 
-    def complete_build(self, job_id: UUID, state: bytes) -> None:
+    def complete_build(self, job_id: UUID) -> None:
         with self._db.transaction() as conn:
-            coordinator.complete_build(conn, job_id, self.daemon_id, state)
+            if not coordinator.complete_build(conn, job_id, self.daemon_id):
+                raise JobGone(job_id)
 
-    def fail(self, job_id: UUID, error: str, state: bytes | None) -> None:
+    def fail(self, job_id: UUID, error: str) -> None:
         with self._db.transaction() as conn:
-            coordinator.fail(conn, job_id, self.daemon_id, error, state, self._site_secrets)
+            if not coordinator.fail(conn, job_id, self.daemon_id, error, self._site_secrets):
+                raise JobGone(job_id)
 
 
 @dataclass

@@ -23,9 +23,9 @@ from typing import Any
 from uuid import UUID
 
 from appliance.provisionerd import terraform
-from appliance.provisionerd.backend import Backend
+from appliance.provisionerd.backend import Backend, JobGone
 from appliance.provisionerd.unpack import unpack_template
-from appliance.sdk.provisionerd import JobSpec, JobType
+from appliance.sdk.provisionerd import MAX_LOG_LINE_CHARS, MAX_LOG_LINES, JobSpec, JobType
 from appliance.sdk.redaction import redact, usable
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class _Logs:
         self.stage = "Setting up"
 
     def emit(self, level: str, line: str) -> None:
-        line = redact(line, self._secrets)
+        line = redact(line, self._secrets)[:MAX_LOG_LINE_CHARS]  # cut after redaction: no half secret left
         if level == "error" and line.strip():
             self.errors.append(line.strip())
         with self._lock:
@@ -71,14 +71,30 @@ class _Logs:
             self.flush()
 
     def flush(self) -> None:
+        """Send what is pending; if the control plane cannot take it now, keep it for the next flush.
+
+        Never raises: a restarting control plane must not stop terraform mid-apply (its state would
+        then be written by nobody's watch) for want of a few log lines.
+        """
         with self._lock:
             batch, self._pending, self._flushed = self._pending, [], time.monotonic()
-        if batch:
+        if not batch:
+            return
+        try:
             self._backend.logs(self._job_id, batch)
+        except Exception:  # the backend's own retries are spent; the lines wait for the next flush
+            log.warning("provisioner_logs_deferred", extra={"job_id": str(self._job_id), "lines": len(batch)},
+                        exc_info=True)
+            with self._lock:
+                self._pending[:0] = batch[-MAX_LOG_LINES // 2:]
 
 
 class _Watch:
-    """Heartbeats, cancel and timeout checks, and state uploads while terraform runs."""
+    """Heartbeats, cancel and timeout checks, and state uploads while terraform runs.
+
+    Uploads run on their own thread: a report the backend retries for minutes (the control plane
+    restarting) must not hold back the heartbeats that keep the job this daemon's.
+    """
 
     def __init__(self, backend: Backend, spec: JobSpec, state_file: Path, interval: float) -> None:
         self._backend, self._spec, self._state_file = backend, spec, state_file
@@ -86,26 +102,35 @@ class _Watch:
         self._deadline = time.monotonic() + spec.timeout_seconds
         self._done = threading.Event()
         self._sent: tuple[int, int] | None = None
+        self._upload_lock = threading.Lock()
         self.canceled = False
         self.lost = False
-        self._thread = threading.Thread(target=self._loop, name=f"job-{spec.id}", daemon=True)
+        loops = [self._beats, self._uploads] if spec.type is JobType.BUILD else [self._beats]
+        self._threads = [threading.Thread(target=loop, name=f"job-{spec.id}", daemon=True) for loop in loops]
 
     def __enter__(self) -> _Watch:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
-    def _loop(self) -> None:
-        next_beat = 0.0
+    def _beats(self) -> None:
+        self._beat()
+        while not self._done.wait(self._interval):
+            self._beat()
+
+    def _uploads(self) -> None:
         while not self._done.wait(min(1.0, self._interval)):
-            if self._spec.type is JobType.BUILD:
-                self.upload_state()
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self._interval
-                self._beat()
+            try:
+                self.upload_state(final=False)
+            except JobGone:
+                self.lost = True
+            except Exception:  # the backend retried already; the next round sends the newest state
+                log.warning("state_upload_failed", extra={"job_id": str(self._spec.id)}, exc_info=True)
 
     def _beat(self) -> None:
         try:
@@ -116,18 +141,25 @@ class _Watch:
         self.canceled = self.canceled or answer is True
         self.lost = answer is None
 
-    def upload_state(self) -> None:
-        try:
-            stat = self._state_file.stat()
-        except FileNotFoundError:
-            return
-        mark = (stat.st_mtime_ns, stat.st_size)
-        if mark != self._sent:
+    def upload_state(self, *, final: bool) -> None:
+        """Send the state file if it changed since the last upload; raises when the control plane refused it.
+
+        terraform rewrites the file in place while it applies: a read mid-write is not sent (the next
+        round is), so a half-written state never replaces a whole one on the server.
+        """
+        with self._upload_lock:
             try:
-                self._backend.save_state(self._spec.id, self._state_file.read_bytes())
-                self._sent = mark
-            except Exception:
-                log.warning("state_upload_failed", exc_info=True)
+                stat = self._state_file.stat()
+            except FileNotFoundError:
+                return
+            mark = (stat.st_mtime_ns, stat.st_size)
+            if mark == self._sent:
+                return
+            state = self._state_file.read_bytes()
+            if not final and not _is_whole(state):
+                return
+            self._backend.save_state(self._spec.id, state)
+            self._sent = mark
 
     def stop_reason(self) -> str | None:
         if self.canceled:
@@ -137,6 +169,13 @@ class _Watch:
         if time.monotonic() > self._deadline:
             return f"the job ran longer than its timeout of {self._spec.timeout_seconds}s"
         return None
+
+
+def _is_whole(state: bytes) -> bool:
+    try:
+        return isinstance(json.loads(state), dict)
+    except ValueError:
+        return False
 
 
 def _environment(settings: RunnerSettings, home: Path, spec: JobSpec) -> dict[str, str]:
@@ -189,6 +228,7 @@ class JobRunner:
         home.mkdir(parents=True, exist_ok=True)
         logs = _Logs(self._backend, spec.id, spec.secrets)
         state_file = workdir / STATE_FILE
+        recorded = False  # whether the control plane holds the state terraform left in state_file
         try:
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
@@ -204,9 +244,12 @@ class JobRunner:
                     self._backend.complete_import(spec.id, plan)
                 else:
                     step.build(spec.transition)
-                    watch.upload_state()
+                    watch.upload_state(final=True)  # raises unless the control plane stored it
+                    recorded = True
                     logs.flush()
-                    self._backend.complete_build(spec.id, _read(state_file) or b"")
+                    self._backend.complete_build(spec.id)
+        except JobGone as err:
+            _log_gone(err)
         except Exception as err:  # whatever went wrong, the job ends now, not at the heartbeat timeout
             if not isinstance(err, JobFailed | terraform.Interrupted | tarfile.TarError | OSError):
                 log.exception("provisioner_job_crashed", extra={"job_id": str(spec.id)})
@@ -214,9 +257,46 @@ class JobRunner:
             logs.stage = "Failed"
             logs.emit("error", message)
             logs.flush()
-            self._backend.fail(spec.id, message, _read(state_file) if spec.type is JobType.BUILD else None)
+            recorded = self._report_failure(spec, message, state_file)
         finally:
+            if spec.type is JobType.BUILD and not recorded:
+                self._keep_state(spec.id, state_file)
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _report_failure(self, spec: JobSpec, message: str, state_file: Path) -> bool:
+        """Save the state terraform left, then fail the job; True if the control plane holds that state."""
+        state = _read(state_file) if spec.type is JobType.BUILD else None
+        recorded = state is None
+        try:
+            if state is not None:
+                try:
+                    self._backend.save_state(spec.id, state)
+                    recorded = True
+                except JobGone:
+                    raise
+                except Exception as err:  # the backend retried already: fail the job, saying so
+                    message = f"{message} The state terraform wrote could not be saved ({err}); it is kept on " \
+                              "the provisioner host."
+            self._backend.fail(spec.id, message)
+        except JobGone as err:
+            _log_gone(err)
+        return recorded
+
+    def _keep_state(self, job_id: UUID, state_file: Path) -> None:
+        """The control plane never took the state terraform wrote last: keep it on this host, never delete it."""
+        if not state_file.exists():
+            return
+        kept = self._settings.work_root / "unsent-state" / f"{job_id}.tfstate"
+        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(state_file, kept)
+        log.error("provisioner_state_kept", extra={
+            "job_id": str(job_id), "path": str(kept),
+            "hint": "The control plane does not hold this state: keep the file until an operator restores it."})
+
+
+def _log_gone(err: JobGone) -> None:
+    """A report the control plane refused because the job is no longer this daemon's: nothing it did was recorded."""
+    log.error("provisioner_job_gone", extra={"job_id": str(err.job_id), "error": str(err)})
 
 
 def _read(path: Path) -> bytes | None:

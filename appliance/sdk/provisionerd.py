@@ -7,12 +7,15 @@ Binary fields (a template's source archive, Terraform state) travel as standard 
     POST /api/v2/provisionerd/acquire                  AcquireRequest -> JobSpec, or 204 (no job)
     POST /api/v2/provisionerd/jobs/<id>/heartbeat      -> HeartbeatResponse, or 410 (not this daemon's)
     POST /api/v2/provisionerd/jobs/<id>/logs           JobLogsRequest, or 410
-    PUT  /api/v2/provisionerd/jobs/<id>/state          raw state bytes, or 410
-    POST /api/v2/provisionerd/jobs/<id>/import-complete  CompleteImportRequest
-    POST /api/v2/provisionerd/jobs/<id>/build-complete   raw final state bytes
-    POST /api/v2/provisionerd/jobs/<id>/fail           FailJobRequest
+    PUT  /api/v2/provisionerd/jobs/<id>/state          raw state bytes (up to MAX_STATE_BYTES), or 410/413
+    POST /api/v2/provisionerd/jobs/<id>/import-complete  CompleteImportRequest, or 410
+    POST /api/v2/provisionerd/jobs/<id>/build-complete   no body: the build ends with the last state PUT, or 410
+    POST /api/v2/provisionerd/jobs/<id>/fail           FailJobRequest, or 410
 
-Every request carries KEY_HEADER (the pre-shared key) and DAEMON_HEADER (the daemon's id).
+Every request carries KEY_HEADER (the pre-shared key) and DAEMON_HEADER (the daemon's id). State
+travels only on its own route, streamed into the database, never inside a JSON body (whose bound is
+1 MiB); a daemon PUTs the final state before it reports the build's end (docs/adr/0013-state-upload.md).
+410 answers every call about a job that is no longer the caller's (reaped, canceled or finished).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ KEY_HEADER = "Appliance-Provisioner-Key"
 DAEMON_HEADER = "Appliance-Provisioner-Daemon"
 MAX_LOG_LINES = 5000       # per request; the runner flushes every 50 lines or 0.25 s
 MAX_ERROR_CHARS = 4000     # a failure message longer than this is cut by the daemon
+MAX_LOG_LINE_CHARS = 8192  # a longer output line (a plan showing a huge value) is cut, by both sides
+MAX_STATE_BYTES = 256 << 20  # the state route's own bound; nginx's location for it allows the same
+STATE_CHUNK_BYTES = 1 << 20  # the server reads (and the daemon sends) state this much at a time
 
 
 def _from_base64(value: Any) -> Any:
@@ -80,8 +86,9 @@ class CompleteImportRequest(_Request):
 
 
 class FailJobRequest(_Request):
+    """The state terraform wrote before it failed goes first, on the state route."""
+
     error: str = Field(max_length=MAX_ERROR_CHARS)
-    state: Base64Bytes | None = Field(default=None, description="The state terraform wrote before it failed.")
 
 
 class HeartbeatResponse(BaseModel):

@@ -7,6 +7,7 @@ both slip past that check.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -293,8 +294,25 @@ def previous_state(conn: Connection, build: Build) -> bytes | None:
     return bytes(row["state"]) if row else None
 
 
-def save_state(conn: Connection, job_id: UUID, state: bytes) -> None:
-    conn.execute("UPDATE workspace_builds SET state = %s WHERE job_id = %s", (state, job_id))
+def save_state(conn: Connection, job_id: UUID, chunks: Iterable[bytes | memoryview]) -> None:
+    """Store a build's state as it arrives: COPY takes one chunk at a time, PostgreSQL joins them.
+
+    So a state of any size is never held whole in this process, let alone twice (as bytes and as
+    the hex text of a bytea parameter).
+    """
+    conn.execute("CREATE TEMP TABLE state_upload (n integer, chunk bytea) ON COMMIT DROP")
+    with conn.cursor() as cur, cur.copy("COPY state_upload (n, chunk) FROM STDIN") as copy:
+        for n, chunk in enumerate(chunks):
+            copy.write_row((n, chunk))
+    conn.execute("UPDATE workspace_builds SET state = (SELECT coalesce(string_agg(chunk, '' ORDER BY n), '')"
+                 " FROM state_upload) WHERE job_id = %s", (job_id,))
+    conn.execute("DROP TABLE state_upload")
+
+
+def job_state(conn: Connection, job_id: UUID) -> bytes | None:
+    """The state the daemon running this build last saved."""
+    row = conn.execute("SELECT state FROM workspace_builds WHERE job_id = %s", (job_id,)).fetchone()
+    return None if row is None or row["state"] is None else bytes(row["state"])
 
 
 def build_state(conn: Connection, subject: Subject, build_id: str) -> bytes:

@@ -59,9 +59,10 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(conninfo: str, **config: Any) -> Iterator[LiveServer]:
-    """The app on a free port; with provisioner_daemons=N (and a mirror_dir) it runs N in-process daemons."""
-    port = free_port()
+def live_server(conninfo: str, *, port: int | None = None, **config: Any) -> Iterator[LiveServer]:
+    """The app on a free port (or `port`, to restart it where daemons expect it); with provisioner_daemons=N
+    (and a mirror_dir) it runs N in-process daemons."""
+    port = port or free_port()
     cfg = make_config(port=port, postgres_url=conninfo, **config)
     db = Database(conninfo)
     # The same shape as `appliance server`: log follows on the gateway, the rest through waitress.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,3 +67,15 @@ def transition(api: Api, workspace_id: str, what: str, **body: Any) -> dict[str,
     response = api.post(f"/api/v2/workspaces/{workspace_id}/builds", json={"transition": what, **body})
     assert response.status_code == 201, response.text
     return wait_build(api, response.json()["id"])
+
+
+def external_daemon(url: str, psk: str, work: Path, mirror: Path, *, name: str = "external") -> subprocess.Popen[str]:
+    """`appliance provisionerd start` as its own process, beating every second; it logs to work/daemon.log."""
+    key = work / "psk"
+    work.mkdir(parents=True, exist_ok=True)
+    key.write_text(psk)
+    with (work / "daemon.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "appliance", "provisionerd", "start", "--url", url, "--psk-file", str(key),
+             "--work-dir", str(work / "work"), "--mirror", str(mirror), "--heartbeat", "1", "--name", name],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=log, text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from uuid import uuid4
@@ -13,9 +14,10 @@ import pytest
 from pydantic import ValidationError
 
 from appliance.provisionerd.unpack import unpack_template
-from appliance.sdk.provisionerd import FailJobRequest, JobSpec, JobType
+from appliance.sdk.provisionerd import MAX_STATE_BYTES, FailJobRequest, JobSpec, JobType
 
 pytestmark = pytest.mark.unit
+NGINX_SITE = Path(__file__).resolve().parents[4] / "playbooks" / "roles" / "nginx" / "templates" / "appliance.conf.j2"
 
 
 def _spec(state: bytes | None) -> JobSpec:
@@ -33,10 +35,19 @@ def test_a_job_spec_survives_the_wire_with_bytes_as_base64(state: bytes | None) 
     assert parsed == spec and parsed.type is JobType.BUILD and parsed.state == state
 
 
-def test_a_failure_with_state_that_is_not_base64_is_refused_naming_the_field() -> None:
+def test_a_failure_carrying_state_is_refused_naming_the_field() -> None:
+    """State travels only on its own streamed route, never inside a JSON body bounded at 1 MiB."""
     with pytest.raises(ValidationError) as caught:
-        FailJobRequest.model_validate({"error": "apply failed", "state": "not base64!"})
-    assert caught.value.errors()[0]["loc"] == ("state",) and "base64" in str(caught.value)
+        FailJobRequest.model_validate({"error": "apply failed", "state": "e30="})
+    assert caught.value.errors()[0]["loc"] == ("state",) and "Extra inputs" in str(caught.value)
+
+
+def test_nginx_lets_through_a_state_as_large_as_the_server_stores() -> None:
+    location = re.search(r"location ~ \^/api/v2/provisionerd/jobs/\[\^/\]\+/state\$ \{(.*?)\}",
+                         NGINX_SITE.read_text(), re.DOTALL)
+    assert location, "the nginx site has no location of its own for Terraform state"
+    bound = re.search(r"client_max_body_size (\d+)m;", location.group(1))
+    assert bound and int(bound.group(1)) << 20 == MAX_STATE_BYTES
 
 
 def _archive(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
