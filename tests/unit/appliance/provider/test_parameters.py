@@ -184,10 +184,9 @@ def test_a_supplied_value_is_checked_even_in_an_import() -> None:
 CATASTROPHIC = Validation(regex="^([a-z0-9]+-?)*$", error="Use lowercase letters, digits and single hyphens.")
 
 
-# Python's backtracking re took 1.8 s on 24 characters plus "!", four times longer for every two more; RE2 is
-# linear. The timeout only keeps a regression from hanging the run (the thread method: re never checks signals).
+# Python's backtracking re took 1.8 s on 24 characters plus "!", four times longer for every two more, holding
+# the GIL throughout (so no timeout fires); RE2 is linear, and 100,000 characters take milliseconds.
 @pytest.mark.security(finding=7)
-@pytest.mark.timeout(60, method="thread")
 @pytest.mark.parametrize("length", [24, 40, 100_000], ids=["24 characters", "40 characters", "100,000 characters"])
 def test_a_catastrophic_regex_answers_at_once_and_right_on_long_values(length: int) -> None:
     slug = Parameter("slug", validation=CATASTROPHIC)
