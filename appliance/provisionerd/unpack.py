@@ -51,6 +51,8 @@ def unsafe_member(member: tarfile.TarInfo) -> str | None:
         return f"{member.name!r} is not a regular file or directory"
     if Path(member.name).is_absolute() or ".." in parts:
         return f"{member.name!r} points outside the template"
+    if member.isfile() and not parts:
+        return f"{member.name!r} is a file without a name"
     return None
 
 
@@ -85,7 +87,7 @@ class _Tally:
     """The limits a member list must keep, counted member by member as they stream past."""
 
     def __init__(self) -> None:
-        self.declared, self.names = 0, set[str]()
+        self.declared, self.names, self.files = 0, set[str](), set[str]()
 
     def add(self, member: tarfile.TarInfo) -> str:
         """The member's normalised path, or ArchiveRefused naming the rule or limit it breaks."""
@@ -107,7 +109,13 @@ class _Tally:
                                  "terraform would see depends on the unpacker.",
                                  "Push the template directory with `appliance templates push DIR`, which "
                                  "writes each file once.")
+        inside_file = next((str(p) for p in PurePosixPath(name).parents if str(p) in self.files), None)
+        if inside_file:
+            raise ArchiveRefused(f"The template archive is refused: {name!r} is inside {inside_file!r}, which is "
+                                 "a file.", "Push the template directory with `appliance templates push DIR`.")
         self.names.add(name)
+        if member.isfile():
+            self.files.add(name)
         self.declared += member.size
         if self.declared > MAX_UNPACKED_BYTES:
             raise _too_big(f"its files declare {self.declared / _MIB:.1f} MiB by {name!r}")
@@ -123,12 +131,11 @@ def _decompressed(source: bytes) -> IO[bytes]:
 Visit = Callable[[str, tarfile.TarInfo, "IO[bytes] | None"], None]
 
 
-def scan_archive(source: bytes, visit: Visit | None = None) -> list[str]:
+def _scan(source: bytes, visit: Visit | None = None) -> list[str]:
     """Every member's path, each checked as it streams past; `visit` sees each one with its content."""
     tally, names = _Tally(), []
     try:
         with _decompressed(source) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            # tar.next(), not iteration: iterating a stream TarFile keeps every member in memory.
             while (member := tar.next()) is not None:
                 name = tally.add(member)
                 names.append(name)
@@ -145,7 +152,7 @@ def scan_archive(source: bytes, visit: Visit | None = None) -> list[str]:
 
 def check_archive(source: bytes) -> list[str]:
     """The member paths of an archive every daemon will unpack, or ArchiveRefused."""
-    return scan_archive(source)
+    return _scan(source)
 
 
 def _write(into: Path) -> Visit:
@@ -168,7 +175,7 @@ def unpack_template(source: bytes, into: Path) -> None:
     A first streamed pass checks every rule and limit, so a refused archive writes nothing.
     """
     check_archive(source)
-    scan_archive(source, _write(into))
+    _scan(source, _write(into))
     for stale in [*into.glob("*.tfstate"), *into.glob("*.tfstate.backup"), into / ".terraform"]:
         if stale.is_dir():
             shutil.rmtree(stale)

@@ -40,6 +40,8 @@ HOSTILE = [
                  id="10,000 tiny members"),
     pytest.param(lambda: tar_of(("main.tf", b"a"), ("./main.tf", b"b")), "'main.tf' appears twice",
                  "appliance templates push DIR", id="a duplicate name, spelled differently"),
+    pytest.param(lambda: tar_of(("modules", b"x"), ("modules/main.tf", b"")), "'modules/main.tf' is inside 'modules', "
+                 "which is a file", "appliance templates push DIR", id="a file inside a file"),
     pytest.param(lambda: tar_of(("d/" * MAX_PATH_DEPTH + "main.tf", b"")),
                  f"is {MAX_PATH_DEPTH + 1} levels deep; the limit is {MAX_PATH_DEPTH}", "Flatten",
                  id="a path deeper than the limit"),
