@@ -5,6 +5,9 @@ and the manifest before any payload byte is read. Then every member must arrive 
 order, as a regular file with the listed mode and size, hashing to the listed sha256; nothing
 extra, nothing missing, nothing after the end of the archive. Optionally the payload is
 extracted as it is verified, into a temporary folder that becomes the target only on success.
+
+A caller that reads a bundle twice (verify, then extract) passes the same open file both times
+and the manifest digest of the first pass: a bundle replaced or rewritten in between is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bundles.errors import BundleError, BundleRejected
 from bundles.layout import MANIFEST, MAX_MANIFEST_BYTES, MAX_SIGNATURES_BYTES, READ_CHUNK, SIGNATURES
@@ -165,23 +168,42 @@ def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member, ta
                              member=member.path)
 
 
-def _check_trailing(bundle: Path, end_offset: int) -> None:
+def _check_trailing(raw: BinaryIO, end_offset: int) -> None:
     """After the end-of-archive marker only zero padding may follow."""
-    with bundle.open("rb") as raw:
-        raw.seek(end_offset)
-        while chunk := raw.read(READ_CHUNK):
-            if chunk.count(0) != len(chunk):
-                raise BundleRejected("trailing-data", "bytes follow the end of the archive.")
+    raw.seek(end_offset)
+    while chunk := raw.read(READ_CHUNK):
+        if chunk.count(0) != len(chunk):
+            raise BundleRejected("trailing-data", "bytes follow the end of the archive.")
 
 
-def verify_bundle(bundle: Path, policy: TrustPolicy, *, extract_to: Path | None = None,
-                  progress: Progress | None = None) -> VerifiedBundle:
-    """Verify (and optionally extract) a bundle; raise BundleRejected naming the first broken rule."""
+def open_bundle(bundle: Path) -> BinaryIO:
+    """The bundle, opened once: every later read goes through this one file, whatever then happens to the path."""
+    try:
+        return bundle.open("rb")
+    except FileNotFoundError as err:
+        raise BundleError(f"No bundle at {bundle}.", "Check the path.") from err
+    except OSError as err:
+        raise BundleError(f"Cannot read the bundle {bundle}: {err.strerror}.", "Check the path and its permissions.") \
+            from err
+
+
+def verify_bundle(bundle: Path | BinaryIO, policy: TrustPolicy, *, extract_to: Path | None = None,
+                  progress: Progress | None = None, manifest_sha256: str | None = None) -> VerifiedBundle:
+    """Verify (and optionally extract) a bundle; raise BundleRejected naming the first broken rule.
+
+    `bundle` is a path or a file from open_bundle (read from its start). With `manifest_sha256`,
+    a manifest.json with any other digest is refused before anything is extracted.
+    """
     if extract_to is not None and extract_to.exists():
         raise BundleError(f"{extract_to} already exists.", "Choose a new folder to extract into.")
+    if isinstance(bundle, Path):
+        with open_bundle(bundle) as raw:
+            return verify_bundle(raw, policy, extract_to=extract_to, progress=progress,
+                                 manifest_sha256=manifest_sha256)
     staging = Path(tempfile.mkdtemp(prefix=f".{extract_to.name}.", dir=extract_to.parent)) if extract_to else None
     try:
-        result = _verify_stream(bundle, policy, staging, progress)
+        bundle.seek(0)
+        result = _verify_stream(bundle, policy, staging, progress, manifest_sha256)
         if staging is not None and extract_to is not None:
             staging.chmod(0o755)  # mkdtemp made it private; an extracted release is readable like any other
             staging.replace(extract_to)
@@ -192,11 +214,21 @@ def verify_bundle(bundle: Path, policy: TrustPolicy, *, extract_to: Path | None 
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _verify_stream(bundle: Path, policy: TrustPolicy, staging: Path | None,
-                   progress: Progress | None) -> VerifiedBundle:
+def _check_same_manifest(manifest_bytes: bytes, expected: str | None) -> None:
+    actual = digest(manifest_bytes)
+    if expected is not None and actual != expected:
+        raise BundleRejected("changed-while-read", f"manifest.json now has sha256 {actual[:16]}…, not the "
+                             f"{expected[:16]}… verified before: the bundle file changed while it was being read.",
+                             "Make sure nothing writes to the bundle file during the install, then run the "
+                             "installer again.")
+
+
+def _verify_stream(raw: BinaryIO, policy: TrustPolicy, staging: Path | None, progress: Progress | None,
+                   manifest_sha256: str | None) -> VerifiedBundle:
     try:
-        with bundle.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|", bufsize=READ_CHUNK) as tar:
+        with tarfile.open(fileobj=raw, mode="r|", bufsize=READ_CHUNK) as tar:
             manifest_bytes = _read_small(tar, MANIFEST, MAX_MANIFEST_BYTES, "not-a-bundle")
+            _check_same_manifest(manifest_bytes, manifest_sha256)
             signatures = _read_small(tar, SIGNATURES, MAX_SIGNATURES_BYTES, "unsigned")
             signers = check_signatures(manifest_bytes, signatures, policy.keyring, policy.threshold)
             manifest = parse_manifest(manifest_bytes)
@@ -214,7 +246,5 @@ def _verify_stream(bundle: Path, policy: TrustPolicy, staging: Path | None,
             end_offset = tar.offset
     except (tarfile.ReadError, EOFError) as err:
         raise BundleRejected("truncated", f"the archive is damaged or cut short ({err}).") from err
-    except FileNotFoundError as err:
-        raise BundleError(f"No bundle at {bundle}.", "Check the path.") from err
-    _check_trailing(bundle, end_offset)
+    _check_trailing(raw, end_offset)
     return VerifiedBundle(manifest, digest(manifest_bytes), signers, datetime.now(UTC), overrides)

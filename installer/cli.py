@@ -76,11 +76,13 @@ def install_command(bundle: Path, keyring: Path | None, config_file: Path | None
 def preflight(bundle: Path, keyring: Path | None, config_file: Path | None, ignored: tuple[str, ...],
               accept_expired: str | None) -> None:
     """Verify BUNDLE and check this host without changing anything; exit 1 if a check blocks."""
+    from bundles.verify import open_bundle
     from installer.install import verify
 
     options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired)
     ui = ConsoleUi(console)
-    result, _ = verify(options, HostPaths(), ui)
+    with open_bundle(bundle) as handle:
+        result, _ = verify(handle, options, HostPaths(), ui)
     checks = run_preflight(result.manifest, options.config, HostPaths(), HostProbe(), options.ignored_checks)
     ui.checks(checks)
     if any(c.is_blocking for c in checks):

@@ -1,7 +1,10 @@
 """`appliance-installer install`: verify -> preflight -> extract -> secrets -> playbooks -> health -> summary.
 
 Nothing on the host changes before verification and preflight pass. Each later step is
-idempotent, so after a failure the same command converges from where it stopped.
+idempotent, so after a failure the same command converges from where it stopped. The bundle is
+opened once: extraction reads the file verification read, verifies it again with the same policy
+(anti-rollback floor included) and refuses a manifest other than the one verified
+([docs/adr/0011](../docs/adr/0011-verify-and-extract-in-one-pass.md)).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bundles.errors import BundleError
-from bundles.verify import TrustPolicy, VerifiedBundle, verify_bundle
+from bundles.verify import TrustPolicy, VerifiedBundle, open_bundle, verify_bundle
 from installer.ansible_runner import PlaybookResult, ansible_environment, run_playbook
 from installer.config import InstallConfig
 from installer.errors import InstallError
@@ -78,12 +83,12 @@ def trusted_keyring(given: Path | None, paths: HostPaths) -> bytes:
     return keyring
 
 
-def verify(options: InstallOptions, paths: HostPaths, ui: Ui) -> tuple[VerifiedBundle, bytes]:
-    keyring = trusted_keyring(options.keyring, paths)
-    policy = TrustPolicy(keyring, threshold=options.config.signature_threshold,
+def verify(bundle: BinaryIO, options: InstallOptions, paths: HostPaths, ui: Ui) -> tuple[VerifiedBundle, TrustPolicy]:
+    """The verified bundle and the policy it passed, which extraction applies again."""
+    policy = TrustPolicy(trusted_keyring(options.keyring, paths), threshold=options.config.signature_threshold,
                          installed_version=paths.installed_version(), accept_expired_reason=options.accept_expired)
-    with ui.byte_progress("verifying", options.bundle.stat().st_size) as advance:
-        return verify_bundle(options.bundle, policy, progress=advance), keyring
+    with ui.byte_progress("verifying", os.fstat(bundle.fileno()).st_size) as advance:
+        return verify_bundle(bundle, policy, progress=advance), policy
 
 
 def preflight(result: VerifiedBundle, options: InstallOptions, paths: HostPaths, probe: HostProbe,
@@ -112,7 +117,8 @@ def record_overrides(overridden: list[Check], version: str, paths: HostPaths) ->
                                   "message": check.message}) + "\n")
 
 
-def extract(result: VerifiedBundle, options: InstallOptions, keyring: bytes, paths: HostPaths, ui: Ui) -> Path:
+def extract(bundle: BinaryIO, result: VerifiedBundle, policy: TrustPolicy, paths: HostPaths, ui: Ui) -> Path:
+    """Unpack the verified bundle, checking every byte again as it is written; refuse if it changed."""
     release = paths.release(result.manifest.version)
     digest_file = release / MANIFEST_DIGEST_FILE
     if digest_file.exists() and digest_file.read_text().strip() == result.manifest_sha256:
@@ -121,11 +127,10 @@ def extract(result: VerifiedBundle, options: InstallOptions, keyring: bytes, pat
         paths.releases.mkdir(parents=True, exist_ok=True)
         fresh = release.with_name(f".{release.name}.new")
         shutil.rmtree(fresh, ignore_errors=True)
-        policy = TrustPolicy(keyring, threshold=options.config.signature_threshold,
-                             accept_expired_reason=options.accept_expired)
-        with ui.byte_progress("extracting", options.bundle.stat().st_size) as advance:
-            verify_bundle(options.bundle, policy, extract_to=fresh, progress=advance)
-        (fresh / MANIFEST_DIGEST_FILE).write_text(result.manifest_sha256 + "\n")
+        with ui.byte_progress("extracting", os.fstat(bundle.fileno()).st_size) as advance:
+            extracted = verify_bundle(bundle, policy, extract_to=fresh, progress=advance,
+                                      manifest_sha256=result.manifest_sha256)
+        (fresh / MANIFEST_DIGEST_FILE).write_text(extracted.manifest_sha256 + "\n")
         if release.exists():
             shutil.rmtree(release)
         fresh.rename(release)
@@ -134,7 +139,7 @@ def extract(result: VerifiedBundle, options: InstallOptions, keyring: bytes, pat
     link.symlink_to(release.relative_to(paths.opt))
     link.replace(paths.current)
     if not paths.trusted_keys.exists():
-        _write_private(paths.trusted_keys, keyring, 0o644)
+        _write_private(paths.trusted_keys, policy.keyring, 0o644)
     return release
 
 
@@ -219,15 +224,15 @@ def record_receipt(result: VerifiedBundle, checks: list[Check], outcome: Playboo
 
 def install(options: InstallOptions, paths: HostPaths, probe: HostProbe, ui: Ui) -> InstallSummary:
     started = time.monotonic()
-    try:
-        with ui.step("Verify bundle"):
-            result, keyring = verify(options, paths, ui)
-    except BundleError as err:  # from err: a rejected bundle still exits 3 (operator_errors.exit_code_of)
-        raise InstallError(err.message, err.hint, step="Verify bundle") from err
-    with ui.step("Preflight"):
-        checks = preflight(result, options, paths, probe, ui)
-    with ui.step(f"Extract release {result.manifest.version}"):
-        release = extract(result, options, keyring, paths, ui)
+    with _bundle_step("Verify bundle"):
+        bundle = open_bundle(options.bundle)
+    with bundle:  # one open file for both reads: replacing the path in between changes nothing
+        with ui.step("Verify bundle"), _bundle_step("Verify bundle"):
+            result, policy = verify(bundle, options, paths, ui)
+        with ui.step("Preflight"):
+            checks = preflight(result, options, paths, probe, ui)
+        with ui.step(f"Extract release {result.manifest.version}"), _bundle_step("Extract release"):
+            release = extract(bundle, result, policy, paths, ui)
     with ui.step("Run playbooks (full log in " + str(paths.log) + ")"):
         secret_files = ensure_secrets(options.config, paths)
         outcome = converge(release, playbook_vars(result, options.config, release, secret_files, paths), paths, ui)
@@ -239,3 +244,12 @@ def install(options: InstallOptions, paths: HostPaths, probe: HostProbe, ui: Ui)
     record_receipt(result, checks, outcome, seconds, paths)
     return InstallSummary(result.manifest.version, options.config.access_url, root_fingerprint(paths.ca_bundle), link,
                           outcome.changed, seconds, paths.log)
+
+
+@contextmanager
+def _bundle_step(step: str) -> Iterator[None]:
+    """A bundle failure as the installer's, naming the step."""
+    try:
+        yield
+    except BundleError as err:  # from err: a rejected bundle still exits 3 (operator_errors.exit_code_of)
+        raise InstallError(err.message, err.hint, step=step) from err

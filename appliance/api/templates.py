@@ -8,7 +8,7 @@ from appliance.api.blueprints import v2
 from appliance.api.context import authenticated
 from appliance.api.logstream import job_logs_response
 from appliance.api.spec import endpoint, json_response
-from appliance.auth.web import request_info, server_config
+from appliance.auth.web import database, request_info, require_subject, server_config
 from appliance.errors import InvalidInput
 from appliance.responses import template_response, version_response
 from appliance.sdk.jobs import LogListResponse, LogsQuery
@@ -35,8 +35,9 @@ def upload_file() -> Response:
         raise InvalidInput(f"Uploads must be Content-Type application/x-tar, not {request.mimetype or 'none'}.",
                            "Send the tar archive of the template directory as the request body.")
     data = request.get_data(cache=False)
-    with authenticated() as (conn, subject):
-        digest = templates.store_file(conn, subject, data)
+    # No transaction: the archive is checked (bounded, streamed) before its one INSERT, holding no lock meanwhile.
+    with database().reading() as conn:
+        digest = templates.store_file(conn, require_subject(conn), data)
     return json_response(FileResponse(hash=digest), 201)
 
 

@@ -42,9 +42,10 @@ def _version_of(distribution: str) -> str:
 
 
 def inputs_digest() -> str:
-    """Changes whenever the built provider could: its sources or the tools that build it."""
+    """Changes whenever the built provider could: its sources, the tools that build it, the libraries it bundles."""
     hasher = hashlib.sha256(f"{SOURCE} {__version__} {OS}_{ARCH} python {platform.python_version()} "
-                            f"tf {_version_of('tf')} pyinstaller {_version_of('pyinstaller')}".encode())
+                            f"tf {_version_of('tf')} pyinstaller {_version_of('pyinstaller')} "
+                            f"re2 {_version_of('google-re2')}".encode())
     for source in sorted(PACKAGE_DIR.glob("*.py")):
         if source.name == Path(__file__).name:
             continue  # this module is not part of the provider

@@ -4,6 +4,10 @@ A parameter's value is always a string: numbers as written ("3", "2.5"), bools a
 "false", list(string) as a JSON list. Rules follow Coder's: options restrict the value (each
 element, for list(string)); validation min/max apply to numbers, regex to strings (a search, as
 Go's MatchString), and validation.error may use {name}, {value}, {min} and {max}.
+
+Regexes run in RE2 (Go's syntax and semantics, linear in the value's length), never in Python's
+backtracking `re`, so no pattern can pin the thread that checks a value; a pattern RE2 cannot
+compile (backreferences, lookarounds) is a bad definition, refused when the template is imported.
 """
 
 from __future__ import annotations
@@ -12,9 +16,14 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+import re2
 
 TYPES = ("string", "number", "bool", "list(string)")
 _NUMBER = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the template's author, not on stderr
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,20 @@ class ParameterError(ValueError):
         super().__init__(f"{summary}: {detail}")
         self.summary = summary
         self.detail = detail
+
+
+class RegexError(ValueError):
+    """A validation regex RE2 cannot compile; the message says why."""
+
+
+@lru_cache(maxsize=256)
+def compile_regex(pattern: str) -> re2._Regexp:
+    """The pattern compiled by RE2, or RegexError (RE2 has no backreferences or lookarounds)."""
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as err:
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise RegexError(reason) from err
 
 
 def _number_text(number: float) -> str:
@@ -100,8 +123,8 @@ def _validation_rule(validation: Validation, kind: str, value: str) -> str | Non
             return f"is more than {_number_text(high)} (validation max)"
     if kind == "string" and validation.regex is not None:
         try:
-            matched = re.search(validation.regex, value) is not None
-        except re.error:
+            matched = compile_regex(validation.regex).search(value) is not None
+        except RegexError:
             return f"cannot be checked: the regex {validation.regex} does not compile"
         if not matched:
             return f"does not match the regex {validation.regex} (validation regex)"
@@ -169,9 +192,11 @@ def definition_problems(parameter: Parameter) -> list[str]:
             if kind != "string":
                 problems.append(f"validation regex applies to string parameters, not {kind}")
             try:
-                re.compile(validation.regex)
-            except re.error as err:
-                problems.append(f"validation regex {validation.regex} does not compile: {err}")
+                compile_regex(validation.regex)
+            except RegexError as err:
+                problems.append(f"validation regex {validation.regex} does not compile in RE2, the syntax of Go's "
+                                f"regexp that Coder's templates use ({err}); RE2 has no backreferences (\\1) or "
+                                "lookarounds ((?=...), (?<=...)), so rewrite the pattern without them")
     if not problems and parameter.default is not None:
         try:
             check_value(parameter, parameter.default)

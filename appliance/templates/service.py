@@ -7,9 +7,7 @@ replaces the one workspaces are built from. Every change is audited in the same 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-import tarfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +30,7 @@ from appliance.auth.rbac import (
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from appliance.provisioner import jobs
-from appliance.provisionerd.unpack import unsafe_member  # the daemons' rule, checked at upload
+from appliance.provisionerd import unpack  # the daemons' rules and limits, checked at upload
 from appliance.templates.archive import MAX_SOURCE_BYTES
 
 NAME_RULE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
@@ -138,21 +136,15 @@ def list_templates(conn: Connection, subject: Subject) -> list[Template]:
 
 
 def check_archive(data: bytes) -> None:
-    """Refuse what cannot be a template source, before anything is stored."""
+    """Refuse what cannot be a template source, before anything is stored (and outside any transaction)."""
     if len(data) > MAX_SOURCE_BYTES:
         raise InvalidInput(f"The upload is {len(data) // 1024} KiB; template sources are limited to "
                            f"{MAX_SOURCE_BYTES // 1024 // 1024} MiB.", "Leave .terraform/ and large files out.")
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            members = tar.getmembers()
-    except tarfile.TarError as err:
-        raise InvalidInput(f"The upload is not a tar archive: {err}.",
-                           "Upload a tar of the template directory (`appliance templates push DIR`).") from err
-    problems = [p for p in map(unsafe_member, members) if p]
-    if problems:
-        raise InvalidInput(f"The archive is refused: {problems[0]}.",
-                           "A template holds regular files only; remove links and paths outside the directory.")
-    if not any(m.name.endswith((".tf", ".tf.json")) for m in members):
+        names = unpack.check_archive(data)
+    except unpack.ArchiveRefused as err:
+        raise InvalidInput(err.message, err.hint) from err
+    if not any(name.endswith((".tf", ".tf.json")) for name in names):
         raise InvalidInput("The archive holds no Terraform files (*.tf).",
                            "Push the directory that contains the template's main.tf.")
 

@@ -240,8 +240,13 @@ def test_the_plan_json_of_an_import_carries_every_parameter_definition(planning:
     ('resource "appliance_agent" "bad" {\n  os = "plan9"\n  arch = "amd64"\n}\n', "Unsupported agent os 'plan9'"),
     ('resource "appliance_app" "bad" {\n  agent_id = "x"\n  slug = "Not A Slug"\n}\n',
      "slug 'Not A Slug' must be lowercase letters and digits"),
+    pytest.param('data "appliance_parameter" "bad" {\n  name = "twice"\n  validation {\n'
+                 '    regex = "^(\\\\w+)-\\\\1$"\n  }\n}\n',
+                 'Invalid definition of parameter "twice" with data.appliance_parameter.bad, on mistake.tf line 1, '
+                 'in data "appliance_parameter" "bad": 1: data "appliance_parameter" "bad" { Validation regex '
+                 "^(\\w+)-\\1$ does not compile in RE2", marks=pytest.mark.security(finding=7)),
 ], ids=["a parameter of an unknown type", "a default outside its own range", "an agent for an unknown os",
-        "an app slug with spaces"])
+        "an app slug with spaces", "a regex with a backreference, which RE2 cannot run"])
 def test_terraform_validate_catches_template_mistakes(planning: Terraform, block: str, problem: str) -> None:
     mistake = planning.workdir / "mistake.tf"
     mistake.write_text(block)
@@ -251,3 +256,29 @@ def test_terraform_validate_catches_template_mistakes(planning: Terraform, block
         mistake.unlink()
     assert validate.returncode == 1
     assert problem in _one_line(validate)
+
+
+SLUG = """
+data "appliance_parameter" "slug" {
+  name    = "slug"
+  default = "dev"
+  validation {
+    regex = "^([a-z0-9]+-?)*$"
+  }
+}
+"""
+
+
+@pytest.mark.security(finding=7)
+def test_a_catastrophic_regex_fails_the_plan_at_once_with_the_right_answer(planning: Terraform) -> None:
+    """Backtracking took 1.8 s for 24 characters and doubles every character; the built provider runs RE2."""
+    value = "a" * 60 + "!"
+    slug = planning.workdir / "slug.tf"
+    slug.write_text(SLUG)
+    try:
+        plan = planning("plan", "-input=false", env=build_env(region="eu", slug=value))
+    finally:
+        slug.unlink()
+    assert plan.returncode == 1
+    assert 'Invalid value for parameter "slug"' in _one_line(plan)
+    assert f'The value "{value}" does not match the regex ^([a-z0-9]+-?)*$ (validation regex).' in _one_line(plan)

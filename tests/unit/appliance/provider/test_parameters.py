@@ -179,3 +179,49 @@ def test_a_build_without_a_value_for_a_required_parameter_fails_naming_it() -> N
 def test_a_supplied_value_is_checked_even_in_an_import() -> None:
     with pytest.raises(ParameterError, match='"asia" is not one of the options'):
         resolve_value(Parameter("region", options=REGIONS), "asia", is_build=False)
+
+
+CATASTROPHIC = Validation(regex="^([a-z0-9]+-?)*$", error="Use lowercase letters, digits and single hyphens.")
+
+
+# Python's backtracking re took 1.8 s on 24 characters plus "!", four times longer for every two more, holding
+# the GIL throughout (so no timeout fires); RE2 is linear, and 100,000 characters take milliseconds.
+@pytest.mark.security(finding=7)
+@pytest.mark.parametrize("length", [24, 40, 100_000], ids=["24 characters", "40 characters", "100,000 characters"])
+def test_a_catastrophic_regex_answers_at_once_and_right_on_long_values(length: int) -> None:
+    slug = Parameter("slug", validation=CATASTROPHIC)
+    check_value(slug, "a1-" * (length // 3) + "b" * (length % 3))
+    with pytest.raises(ParameterError, match=r"does not match the regex \^\(\[a-z0-9\]\+-\?\)\*\$"):
+        check_value(slug, "a" * length + "!")
+
+
+@pytest.mark.security(finding=7)
+@pytest.mark.parametrize(("pattern", "reason"), [
+    (r"^(\w+)-\1$", r"invalid escape sequence: \1"),
+    (r"^(?=.*[0-9])[a-z0-9]+$", "invalid perl operator: (?="),
+    (r"^[a-z]+(?<!-)$", "invalid perl operator: (?<"),
+], ids=["a backreference", "a lookahead", "a lookbehind"])
+def test_a_regex_re2_cannot_run_is_refused_in_the_definition(pattern: str, reason: str) -> None:
+    parameter = Parameter("slug", validation=Validation(regex=pattern))
+    with pytest.raises(ParameterError) as refused:
+        check_definition(parameter)
+    assert refused.value.summary == 'Invalid definition of parameter "slug"'
+    assert f"Validation regex {pattern} does not compile in RE2" in refused.value.detail
+    assert reason in refused.value.detail
+    assert "rewrite the pattern without them" in refused.value.detail
+
+
+@pytest.mark.parametrize(("pattern", "value", "matches"), [
+    (r"\d+", "٣", False),
+    (r"^[a-z]+$", "abc\n", False),
+    ("b", "abc", True),
+], ids=[r"\d is ASCII digits only, as in Go", "$ is the end of the text, not before a final newline",
+        "a search, not a full match"])
+def test_regexes_follow_go_semantics(pattern: str, value: str, matches: bool) -> None:
+    parameter = Parameter("p", validation=Validation(regex=pattern))
+    try:
+        check_value(parameter, value)
+        passed = True
+    except ParameterError:
+        passed = False
+    assert passed == matches
