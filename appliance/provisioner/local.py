@@ -18,6 +18,7 @@ from appliance.provisioner import coordinator, jobs
 from appliance.provisionerd.cliconfig import filesystem_mirror_config
 from appliance.provisionerd.daemon import Daemon
 from appliance.provisionerd.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.sandbox import SANDBOX_UID_BASE, Sandbox
 from appliance.sdk.provisionerd import JobSpec
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ def start_in_process(config: ServerConfig, db: Database, count: int | None = Non
         backend = LocalBackend(db, name=name, tags=dict(jobs.SITE_TAGS), access_url=config.access_url,
                                heartbeat_timeout=config.provisioner_heartbeat_timeout)
         interval = max(1.0, config.provisioner_heartbeat_timeout.total_seconds() / 4)
-        daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, cli_config, heartbeat_interval=interval)))
+        # Each daemon's terraform under a uid of its own, none of them the server's.
+        sandbox = Sandbox(SANDBOX_UID_BASE + index + 1, cli_config, mirror_dir=config.mirror_dir)
+        daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, sandbox, heartbeat_interval=interval)))
         thread = threading.Thread(target=daemon.run_forever, name=f"provisioner-{name}", daemon=True)
         thread.start()
         started.daemons.append(daemon)
