@@ -163,8 +163,8 @@ class Sandbox:
             program, mount = _program(command[0], launch.env["PATH"])
             if mount is not None:
                 argv += ["--ro-bind-fd", opened(mount, os.O_PATH), _TERRAFORM_ELSEWHERE]
-            argv += ["--bind-fd", opened(workdir, os.O_PATH | os.O_DIRECTORY), WORK, "--chdir", WORK,
-                     "--", program, *command[1:]]
+            argv += ["--bind-fd", opened(workdir, os.O_PATH | os.O_DIRECTORY), WORK, "--remount-ro", "/",
+                     "--chdir", WORK, "--", program, *command[1:]]
             launch.argv = argv
             fds.callback(launch.started)
             yield launch
