@@ -152,7 +152,7 @@ class Sandbox:
             launch.info, launch.info_write = info_read, info_write
             launch.fds.append(info_write)
             argv = [self.bwrap, "--unshare-all", *(["--share-net"] if self.network else []),
-                    "--uid", str(self.uid), "--gid", str(self.uid), "--hostname", "sandbox",
+                    "--uid", str(self.uid), "--gid", str(self.uid),
                     "--die-with-parent", "--new-session", "--as-pid-1", "--info-fd", str(info_write),
                     *_system_mounts(self.network), "--dev", "/dev", "--tmpfs", TMP,
                     "--ro-bind-data", opened(self.cli_config, os.O_RDONLY), CLI_CONFIG]

@@ -32,7 +32,8 @@ PROBES = r"""resource "terraform_data" "probe" {{
   provisioner "local-exec" {{
     command = <<-EOT
       echo "sandbox-uid=$(id -u)"
-      for f in /proc/*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done | grep -q '^APPLIANCE_PROVISIONER_PSK=' && echo LEAK-environ
+      for f in /proc/*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done \
+          | grep -q '^APPLIANCE_PROVISIONER_PSK=' && echo LEAK-environ
       env | grep -q '^APPLIANCE_PROVISIONER_PSK=' && echo LEAK-own-environment
       ls /proc/1/cmdline >/dev/null 2>&1 && ! grep -q terraform /proc/1/cmdline && echo LEAK-other-processes
       test -e /etc/appliance && echo LEAK-etc-appliance
