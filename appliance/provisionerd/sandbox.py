@@ -260,7 +260,7 @@ def sandbox_failure(lines: list[str]) -> str | None:
         return None
     return (f"terraform's sandbox cannot start ({found}). Enable unprivileged user namespaces "
             "(sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1) and allow them, mount, "
-            "and the namespaces bwrap makes in the daemon's unit; terraform never runs unsandboxed.")
+            "the namespaces bwrap makes and AF_NETLINK in the daemon's unit; terraform never runs unsandboxed.")
 
 
 def read_job_file(path: Path) -> bytes | None:
