@@ -6,6 +6,7 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -15,6 +16,7 @@ from appliance.provisionerd.cliconfig import filesystem_mirror_config, network_m
 from appliance.provisionerd.daemon import Daemon
 from appliance.provisionerd.remote import RemoteBackend
 from appliance.provisionerd.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.sandbox import SANDBOX_UID_BASE, Sandbox
 
 
 @click.group()
@@ -44,6 +46,14 @@ def _read_key(path: Path) -> str:
     return key
 
 
+def _sandbox(uid: int, cli_config: Path, **options: Any) -> Sandbox:
+    try:
+        return Sandbox(uid, cli_config, **options)
+    except ValueError as err:
+        raise ConfigError(f"--sandbox-uid {uid} cannot be used: {err}.",
+                          "Pick a uid no account uses, neither 0 nor the daemon's own.") from err
+
+
 @provisionerd.command()
 @click.option("--url", envvar="APPLIANCE_URL", required=True, help="The control plane's URL [env APPLIANCE_URL].")
 @click.option("--psk-file", type=click.Path(path_type=Path, dir_okay=False), envvar="APPLIANCE_PROVISIONER_PSK_FILE",
@@ -60,10 +70,14 @@ def _read_key(path: Path) -> str:
 @click.option("--name", default=None, help="Daemon name shown to admins [default: host name].")
 @click.option("--heartbeat", type=float, default=10.0, show_default=True,
               help="Most seconds between heartbeats (the control plane may ask for more often).")
+@click.option("--sandbox-uid", type=click.IntRange(1, 2**31 - 1), default=SANDBOX_UID_BASE + 1000, show_default=True,
+              envvar="APPLIANCE_PROVISIONER_SANDBOX_UID",
+              help="The uid terraform runs under (no account needed; never root or the daemon's own uid) "
+                   "[env APPLIANCE_PROVISIONER_SANDBOX_UID].")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="APPLIANCE_LOG_FORMAT",
               show_default=True, help="Log lines as text or JSON [env APPLIANCE_LOG_FORMAT].")
 def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file: Path | None, tags: tuple[str, ...],
-          name: str | None, heartbeat: float, log_format: str) -> None:
+          name: str | None, heartbeat: float, sandbox_uid: int, log_format: str) -> None:
     """Claim jobs from the control plane and run terraform for them until stopped (SIGTERM)."""
     configure_logging(log_format)
     key = _read_key(psk_file)
@@ -71,9 +85,11 @@ def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file:
                             ca_file=str(ca_file) if ca_file else None)
     if mirror and not mirror.startswith(("http://", "https://")):
         cli_config = filesystem_mirror_config(work_dir, Path(mirror))
-    else:
+        sandbox = _sandbox(sandbox_uid, cli_config, mirror_dir=Path(mirror), ca_file=ca_file)
+    else:  # terraform installs providers over HTTPS from the appliance: the sandbox keeps the host's network
         cli_config = network_mirror_config(work_dir, mirror or url)
-    settings = RunnerSettings(work_dir, cli_config, heartbeat_interval=heartbeat, ca_file=ca_file)
+        sandbox = _sandbox(sandbox_uid, cli_config, ca_file=ca_file, network=True)
+    settings = RunnerSettings(work_dir, sandbox, heartbeat_interval=heartbeat)
     daemon = Daemon(backend, JobRunner(backend, settings))
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -19,6 +19,7 @@ from appliance.provisionerd.backend import JobGone
 from appliance.provisionerd.cliconfig import filesystem_mirror_config
 from appliance.provisionerd.daemon import Daemon
 from appliance.provisionerd.runner import JobRunner, RunnerSettings
+from appliance.provisionerd.sandbox import SANDBOX_UID_BASE, Sandbox
 from appliance.sdk.provisionerd import STATE_CHUNK_BYTES, JobSpec
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ def start_in_process(config: ServerConfig, db: Database, count: int | None = Non
                                heartbeat_timeout=config.provisioner_heartbeat_timeout,
                                site_secrets=redaction.site_secrets(config, db.conninfo))
         interval = max(1.0, config.provisioner_heartbeat_timeout.total_seconds() / 4)
-        daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, cli_config, heartbeat_interval=interval)))
+        # Each daemon's terraform under a uid of its own, none of them the server's.
+        sandbox = Sandbox(SANDBOX_UID_BASE + index + 1, cli_config, mirror_dir=config.mirror_dir)
+        daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, sandbox, heartbeat_interval=interval)))
         thread = threading.Thread(target=daemon.run_forever, name=f"provisioner-{name}", daemon=True)
         thread.start()
         started.daemons.append(daemon)

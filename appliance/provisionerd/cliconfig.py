@@ -1,4 +1,8 @@
-"""The Terraform CLI configuration a daemon runs terraform with: the appliance's mirror and nothing else."""
+"""The Terraform CLI configuration a daemon runs terraform with: the appliance's mirror and nothing else.
+
+No plugin_cache_dir: a cache shared between jobs would be written by one template's terraform and
+trusted by the next; each job installs its providers from the (read-only) mirror instead.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,8 @@ from mirror.layout import MIRROR
 
 def _write(root: Path, text: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "plugin-cache").mkdir(exist_ok=True)
     path = root / "terraform.rc"
-    path.write_text(text + f"plugin_cache_dir = {json.dumps(str(root / 'plugin-cache'))}\n")
+    path.write_text(text)
     return path
 
 

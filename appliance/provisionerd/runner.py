@@ -1,19 +1,17 @@
 """Run one claimed job: unpack the template, run terraform stage by stage, report logs, state and result.
 
-terraform sees only a clean environment (never the daemon's own, which may hold the database URL
-or the provisioner key), a CLI config that allows only the appliance's mirror, and the provider
-values of this job. While it applies, every change to its state file is sent to the control
-plane, so a daemon killed mid-apply loses nothing terraform had already created.
+terraform runs in the sandbox (sandbox.py): its own uid, the job directory, the mirror, a
+read-only CLI config that allows only the appliance's mirror, and an environment holding only
+this job's provider values (never the daemon's, which may hold the database URL or the key).
+While it applies, every change to its state file is sent to the control plane, so a daemon
+killed mid-apply loses nothing terraform had already created.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
 import tarfile
 import threading
 import time
@@ -22,8 +20,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from appliance.errors import OperatorError
 from appliance.provisionerd import terraform
 from appliance.provisionerd.backend import Backend, JobGone
+from appliance.provisionerd.sandbox import Sandbox, read_job_file, sandbox_failure
 from appliance.provisionerd.unpack import unpack_template
 from appliance.sdk.provisionerd import MAX_LOG_LINE_CHARS, MAX_LOG_LINES, JobSpec, JobType
 from appliance.sdk.redaction import redact, usable
@@ -38,10 +38,9 @@ _APPLY_STARTED = re.compile(r": (Creating|Destroying|Modifying|Destruction compl
 @dataclass(frozen=True)
 class RunnerSettings:
     work_root: Path
-    cli_config: Path
+    sandbox: Sandbox
     terraform: str = "terraform"
     heartbeat_interval: float = 10.0
-    ca_file: Path | None = None
 
 
 class JobFailed(Exception):
@@ -149,13 +148,13 @@ class _Watch:
         """
         with self._upload_lock:
             try:
-                stat = self._state_file.stat()
+                stat = self._state_file.lstat()
             except FileNotFoundError:
                 return
             mark = (stat.st_mtime_ns, stat.st_size)
             if mark == self._sent:
                 return
-            state = self._state_file.read_bytes()
+            state = read_job_file(self._state_file) or b""
             if not final and not _is_whole(state):
                 return
             self._backend.save_state(self._spec.id, state)
@@ -176,15 +175,6 @@ def _is_whole(state: bytes) -> bool:
         return isinstance(json.loads(state), dict)
     except ValueError:
         return False
-
-
-def _environment(settings: RunnerSettings, home: Path, spec: JobSpec) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-           "TF_CLI_CONFIG_FILE": str(settings.cli_config), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
-           "CHECKPOINT_DISABLE": "1", **spec.env}
-    if settings.ca_file is not None:
-        env["SSL_CERT_FILE"] = str(settings.ca_file)
-    return env
 
 
 _GENERIC = "Terraform encountered problems during initialisation"
@@ -211,6 +201,8 @@ def _hint(message: str) -> str:
 def _failure_message(err: Exception, terraform_command: str) -> str:
     if isinstance(err, terraform.Interrupted):
         return f"Stopped: {err}."
+    if isinstance(err, OperatorError):
+        return f"{err.message} {err.hint}".strip()
     if isinstance(err, FileNotFoundError) and err.filename == terraform_command:
         return (f"terraform is not installed on the provisioner host ({terraform_command!r} is not on PATH). "
                 "Install it (the appliance bundle ships it) and retry the build.")
@@ -223,21 +215,21 @@ class JobRunner:
         self._settings = settings
 
     def run(self, spec: JobSpec) -> None:
-        workdir = self._settings.work_root / "jobs" / str(spec.id)
-        home = self._settings.work_root / "home"
-        home.mkdir(parents=True, exist_ok=True)
+        sandbox = self._settings.sandbox
         logs = _Logs(self._backend, spec.id, spec.secrets)
-        state_file = workdir / STATE_FILE
+        workdir: Path | None = None
+        state_file = Path("/nonexistent") / STATE_FILE
         recorded = False  # whether the control plane holds the state terraform left in state_file
         try:
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
+            workdir = sandbox.prepare(self._settings.work_root / "jobs", spec.id)
+            state_file = workdir / STATE_FILE
             unpack_template(spec.source, workdir)
             if spec.state is not None:
                 state_file.write_bytes(spec.state)
+            sandbox.hand_over(workdir)
             interval = min(self._settings.heartbeat_interval, spec.heartbeat_seconds)
             with _Watch(self._backend, spec, state_file, interval) as watch:
-                step = _Steps(self._settings, workdir, _environment(self._settings, home, spec), logs, watch)
+                step = _Steps(self._settings, workdir, dict(spec.env), logs, watch)
                 if spec.type is JobType.IMPORT:
                     plan = step.import_template()
                     logs.flush()
@@ -251,7 +243,7 @@ class JobRunner:
         except JobGone as err:
             _log_gone(err)
         except Exception as err:  # whatever went wrong, the job ends now, not at the heartbeat timeout
-            if not isinstance(err, JobFailed | terraform.Interrupted | tarfile.TarError | OSError):
+            if not isinstance(err, JobFailed | terraform.Interrupted | tarfile.TarError | OSError | OperatorError):
                 log.exception("provisioner_job_crashed", extra={"job_id": str(spec.id)})
             message = _failure_message(err, self._settings.terraform)
             logs.stage = "Failed"
@@ -261,7 +253,8 @@ class JobRunner:
         finally:
             if spec.type is JobType.BUILD and not recorded:
                 self._keep_state(spec.id, state_file)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is not None:
+                _clean(sandbox, workdir, spec.id)
 
     def _report_failure(self, spec: JobSpec, message: str, state_file: Path) -> bool:
         """Save the state terraform left, then fail the job; True if the control plane holds that state."""
@@ -284,11 +277,12 @@ class JobRunner:
 
     def _keep_state(self, job_id: UUID, state_file: Path) -> None:
         """The control plane never took the state terraform wrote last: keep it on this host, never delete it."""
-        if not state_file.exists():
+        state = _read(state_file)  # never through a link the template planted
+        if not state:
             return
         kept = self._settings.work_root / "unsent-state" / f"{job_id}.tfstate"
         kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.copyfile(state_file, kept)
+        kept.write_bytes(state)
         log.error("provisioner_state_kept", extra={
             "job_id": str(job_id), "path": str(kept),
             "hint": "The control plane does not hold this state: keep the file until an operator restores it."})
@@ -299,10 +293,17 @@ def _log_gone(err: JobGone) -> None:
     log.error("provisioner_job_gone", extra={"job_id": str(err.job_id), "error": str(err)})
 
 
+def _clean(sandbox: Sandbox, workdir: Path, job_id: UUID) -> None:
+    try:
+        sandbox.clean(workdir)
+    except Exception:  # a leftover job directory costs disk, not correctness; the next run of this job retries
+        log.warning("job_dir_cleanup_failed", extra={"job_id": str(job_id), "path": str(workdir)}, exc_info=True)
+
+
 def _read(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
+        return read_job_file(path)
+    except OSError:  # a link or FIFO the template planted in place of its state: there is no state to send
         return None
 
 
@@ -318,14 +319,16 @@ class _Steps:
         self.logs.stage = stage
         self.logs.emit("info", f"$ terraform {' '.join(args)}")
         self.logs.errors.clear()
-        code = terraform.run([*args, "-no-color"], self.workdir, self.env, self._emit, self.watch.stop_reason,
-                             self.settings.terraform)
+        code = terraform.run([*args, "-no-color"], self.settings.sandbox, self.workdir, self.env, self._emit,
+                             self.watch.stop_reason, self.settings.terraform)
+        if code != 0 and (broken := sandbox_failure(self.logs.errors)):
+            raise JobFailed(broken)
         if code != 0:
             raise JobFailed(f"{what} failed: " + _errors_summary(self.logs.errors, f"terraform exited with {code}."))
 
     def _show_json(self, plan: str) -> dict[str, Any]:
-        result = subprocess.run([self.settings.terraform, "show", "-json", "-no-color", plan], cwd=self.workdir,
-                                env=self.env, capture_output=True, check=False, timeout=300)
+        result = self.settings.sandbox.run(self.workdir, [self.settings.terraform, "show", "-json", "-no-color", plan],
+                                           self.env, timeout=300)
         if result.returncode != 0:
             raise JobFailed("terraform show failed: " + result.stderr.decode("utf-8", "replace")[-500:])
         parsed: dict[str, Any] = json.loads(result.stdout)

@@ -182,8 +182,11 @@ def test_every_appliance_unit_is_active_and_hardened(installed: Installed) -> No
                        ("appliance-provisioner.service", "appliance-provisioner")):
         shown = host.run("systemctl", "show", unit, "-p", "User", "-p", "ProtectSystem", "-p", "NoNewPrivileges",
                          "-p", "CapabilityBoundingSet", "-p", "PrivateTmp", "-p", "ProtectHome").stdout
-        assert {f"User={user}", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=",
-                "PrivateTmp=yes", "ProtectHome=yes"} <= set(shown.split()), (unit, shown)
+        # The provisioner keeps only what starts terraform's sandbox under a uid of its own.
+        caps = "cap_kill cap_setgid cap_setuid" if unit == "appliance-provisioner.service" else ""
+        assert {f"User={user}", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                "ProtectHome=yes"} <= set(shown.split()), (unit, shown)
+        assert f"CapabilityBoundingSet={caps}\n" in shown, (unit, shown)
         owner = host.sh(f"pid=$(systemctl show -p MainPID --value {unit}); "
                         "awk '/^Uid:/ {print $2}' /proc/$pid/status").stdout.strip()
         assert owner == host.run("id", "-u", user).stdout.strip() != "0", unit
@@ -202,7 +205,7 @@ def test_the_provisioner_sees_only_its_folder_the_ca_and_the_release(installed: 
                                    "/var/lib/appliance/pki/ca-bundle.pem", "/var/lib/appliance/provisioner",
                                    "release-readable"], view.stdout
     modes = host.sh("stat -c '%U:%G %a' /var/lib/appliance/provisioner /etc/appliance/secrets/provisioner-psk")
-    assert modes.stdout.splitlines() == ["appliance-provisioner:appliance-provisioner 750", "root:root 600"]
+    assert modes.stdout.splitlines() == ["appliance-provisioner:appliance-provisioner 711", "root:root 600"]
     login = host.run("getent", "passwd", "appliance-provisioner").stdout.strip().split(":")
     assert login[5:] == ["/var/lib/appliance/provisioner", "/usr/sbin/nologin"]
     config = host.read_text("/etc/appliance/appliance.toml")
@@ -350,6 +353,55 @@ def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_an
     # The one daemon is the external unit (the console runs none): it reported the job over HTTPS.
     assert f"/api/v2/provisionerd/jobs/{build['job']['id']}/build-complete" in host.read_text(
         "/var/log/nginx/access.log")
+
+
+HOSTILE = r"""resource "terraform_data" "probe" {
+  provisioner "local-exec" {
+    command = <<-EOT
+      echo "sandbox-uid=$(id -u)"
+      cat /run/credentials/appliance-provisioner.service/psk /etc/appliance/secrets/provisioner-psk \
+          /etc/appliance/appliance.toml 2>/dev/null && echo LEAK-secrets
+      for f in /proc/*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done | grep -q PSK && echo LEAK-environ
+      test -e /var/lib/appliance/pki && echo LEAK-appliance-data
+      echo DONE
+    EOT
+  }
+}
+"""
+
+
+@pytest.mark.security(finding=2)
+def test_a_hostile_template_runs_in_the_sandbox_under_the_installed_units(installed: Installed, tmp_path: Path) -> None:
+    from appliance.templates.archive import source_archive
+
+    host = installed.host
+    token = json.loads(https(host, "POST", "/api/v2/users/login", {"username": "admin", "password": PASSWORD})[1])[
+        "session_token"]
+    (tmp_path / "hostile").mkdir()
+    (tmp_path / "hostile" / "main.tf").write_text(HOSTILE)
+    archive = tmp_path / "hostile.tar"
+    archive.write_bytes(source_archive(tmp_path / "hostile"))
+    host.copy_in(archive, "/root/hostile.tar")
+    status, body = https(host, "POST", "/api/v2/files", token=token, upload="/root/hostile.tar",
+                         content_type="application/x-tar")
+    assert status == 201, body
+    assert https(host, "POST", "/api/v2/templates", {"name": "hostile"}, token)[0] == 201
+    status, body = https(host, "POST", "/api/v2/templates/hostile/versions", {"file_hash": json.loads(body)["hash"]},
+                         token)
+    version = _wait_job(host, f"/api/v2/templates/hostile/versions/{json.loads(body)['id']}", token)
+    assert version["job"]["status"] == "succeeded", _job_failure(host, version, token)
+    status, body = https(host, "POST", "/api/v2/workspaces", {"template": "hostile", "name": "probe"}, token)
+    assert status == 201, body
+    build = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['latest_build']['id']}", token)
+    assert build["status"] == "running", _job_failure(host, build, token)
+    logs = https(host, "GET", f"/api/v2/workspacebuilds/{build['id']}/logs", token=token)[1]
+    assert "(local-exec): DONE" in logs, logs[-3000:]
+    uid = re.search(r"\(local-exec\): sandbox-uid=(\d+)", logs)
+    daemon_uid = host.run("id", "-u", "appliance-provisioner").stdout.strip()
+    assert uid is not None and uid.group(1) not in ("0", daemon_uid), logs[-3000:]
+    assert "(local-exec): LEAK-" not in logs, logs[-3000:]
+    psk = host.read_text("/etc/appliance/secrets/provisioner-psk").strip()
+    assert psk not in logs
 
 
 def _wait_job(host: OfflineHost, path: str, token: str, timeout: float = 300) -> dict[str, Any]:
