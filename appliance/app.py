@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from appliance import api, console
 from appliance.api.blueprints import root, v2
 from appliance.api.errors import api_error_response, is_api_request
+from appliance.api.guard import refuse_unsafe_request
 from appliance.api.terraform import terraform
 from appliance.auth import web
 from appliance.config import ServerConfig
@@ -107,6 +108,8 @@ def create_app(config: ServerConfig, db: Database, *, front_hops: int = 0) -> Fl
         hops = config.proxy_trusted_hops + front_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     web.init_app(app)
+    # Before CSRF and every view: a control character in a path, query or form is a 400, never a 500.
+    app.before_request(refuse_unsafe_request)
     # Console forms carry CSRF tokens; the API checks them itself, only for cookie-authenticated changes.
     csrf = CSRFProtect(app)
     csrf.exempt(v2)

@@ -26,7 +26,7 @@ from appliance.provisioner import jobs
 from appliance.provisionerd.unpack import unsafe_member  # the daemons' rule, checked at upload
 from appliance.templates.archive import MAX_SOURCE_BYTES
 
-NAME_RULE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+NAME_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")  # fullmatch: `$` would pass "name\n"
 ROLE_CHOICES = (*ASSIGNABLE_ROLES, MEMBER)
 TEMPLATE = Resource(ResourceType.TEMPLATE)
 
@@ -164,7 +164,7 @@ def store_file(conn: Connection, subject: Subject, data: bytes) -> str:
 
 def insert_template(conn: Connection, *, name: str, display_name: str, description: str, allowed_roles: list[str],
                     created_by: UUID | None) -> UUID:
-    if not NAME_RULE.match(name):
+    if not NAME_RULE.fullmatch(name):
         raise InvalidInput(f"Invalid template name {name!r}.",
                            "Use 1-32 lowercase letters, digits and inner hyphens.", field="name")
     try:
