@@ -31,7 +31,7 @@ from appliance.gateway.auth import presented_token, require_subject
 from appliance.gateway.errors import refuse_unsafe_target
 from appliance.gateway.state import DATABASE, FALLBACK, in_db
 from appliance.provisioner import jobs
-from appliance.sdk.base import MAX_BIGINT
+from appliance.sdk.base import MAX_BIGINT, whole_number
 from appliance.templates import service as templates
 from appliance.workspaces import service as workspaces
 
@@ -173,9 +173,8 @@ MAX_LOG_ID = MAX_BIGINT  # log ids are PostgreSQL bigints
 
 
 def _log_id(raw: str, field: str) -> int:
-    """A log id; str.isdigit() also accepts digits int() refuses ('\u00b2'), so ASCII only."""
-    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_LOG_ID:
-        return int(raw)
+    if (log_id := whole_number(raw, MAX_LOG_ID)) is not None:
+        return log_id
     raise InvalidInput(f"{field}={raw!r} is not a log id.", f"Give a whole number from 0 to {MAX_LOG_ID}.",
                        field=field)
 

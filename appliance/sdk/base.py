@@ -27,6 +27,13 @@ def unsafe_character(value: str, *, multiline: bool = False) -> str | None:
     return f"U+{ord(found.group()):04X}" if found else None
 
 
+def whole_number(raw: str, maximum: int = MAX_BIGINT) -> int | None:
+    """`raw` as a number from 0 to `maximum`, or None; str.isdigit() alone passes '\u00b2', which int() refuses."""
+    if raw.isascii() and raw.isdigit() and int(raw) <= maximum:
+        return int(raw)
+    return None
+
+
 def _line(value: str) -> str:
     if (bad := unsafe_character(value)) is not None:
         raise ValueError(f"must be one line without control characters, found {bad}")
