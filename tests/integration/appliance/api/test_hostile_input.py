@@ -189,3 +189,88 @@ def test_no_route_answers_hostile_input_with_a_server_error(hostile_server: tupl
     failures = [_probe(server, logout_token if path.endswith("/logout") else token, method.upper(),
                        _request_strategy(path, operation, doc)) for path, method, operation in calls]
     assert not any(failures), "\n".join(f for f in failures if f)
+
+
+# The probes of the security review, one by one, on the shared server.
+
+def _refused(response: requests.Response, field: str) -> dict[str, Any]:
+    assert response.status_code == 400, response.text
+    body: dict[str, Any] = response.json()
+    assert body["message"] and body["detail"], body
+    assert body["validations"][0]["field"] == field, body
+    return body
+
+
+@pytest.mark.security(finding=5)
+def test_a_nul_byte_in_the_login_username_is_refused_naming_the_field(api: Api) -> None:
+    api.create_first_user("owner")
+    refused = api.post("/api/v2/users/login", json={"username": "own\x00er", "password": "whatever-it-is"})
+    assert "U+0000" in _refused(refused, "username")["message"]
+
+
+@pytest.mark.security(finding=5)
+@pytest.mark.parametrize(("path", "param"), [("/api/v2/users", "q"), ("/api/v2/audit", "username"),
+                                             ("/api/v2/audit/export", "action"), ("/api/v2/workspaces", "owner")])
+def test_a_nul_byte_or_a_control_character_in_a_query_is_refused(owner_api: Api, path: str, param: str) -> None:
+    for value in ("\x00", "a\x1b[2J", "a\n"):
+        _refused(owner_api.get(path, params={param: value}), param)
+
+
+@pytest.mark.security(finding=5)
+def test_a_nul_byte_in_a_path_is_refused(owner_api: Api) -> None:
+    for path in ("/api/v2/users/%00", "/api/v2/templates/a%00b/versions", "/api/v2/workspaces/ws%0A"):
+        _refused(owner_api.get(path), "path")
+
+
+@pytest.mark.security(finding=5)
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/v2/users", {"username": "alice\n", "email": "alice@example.org", "password": "correct-horse-1"},
+     "username"),
+    ("/api/v2/users", {"username": "alice", "email": "alice@example.org\n", "password": "correct-horse-1"}, "email"),
+    ("/api/v2/templates", {"name": "starter\n"}, "name"),
+    ("/api/v2/workspaces", {"template": "starter", "name": "ws\n"}, "name"),
+    ("/api/v2/users/me/keys/tokens", {"token_name": "ci\n"}, "token_name"),
+], ids=["username", "email", "template", "workspace", "token"])
+def test_a_name_with_a_trailing_newline_is_refused(owner_api: Api, path: str, body: dict[str, str],
+                                                   field: str) -> None:
+    _refused(owner_api.post(path, json=body), field)
+
+
+@pytest.mark.security(finding=5)
+@pytest.mark.parametrize("lifetime", ["999999999999d", 10**20, "\u0661\u0662d", "12\u00b2"])
+def test_a_token_lifetime_past_any_calendar_is_refused(owner_api: Api, lifetime: object) -> None:
+    _refused(owner_api.post("/api/v2/users/me/keys/tokens", json={"token_name": "ci", "lifetime": lifetime}),
+             "lifetime")
+
+
+@pytest.mark.security(finding=5)
+@pytest.mark.parametrize("path", ["/api/v2/users", "/api/v2/audit"])
+def test_an_offset_past_bigint_is_refused(owner_api: Api, path: str) -> None:
+    _refused(owner_api.get(path, params={"offset": "99999999999999999999"}), "offset")
+    assert owner_api.get(path, params={"offset": str(2**63 - 1)}).status_code == 200
+
+
+@pytest.mark.security(finding=5)
+def test_numbers_past_bigint_and_non_finite_numbers_in_a_body_are_refused(owner_api: Api) -> None:
+    for raw in (b'{"token_name": "ci", "lifetime": 99999999999999999999999}', b'{"token_name": "ci", "lifetime": NaN}'):
+        refused = owner_api.post("/api/v2/users/me/keys/tokens", data=raw, headers={"Content-Type": "application/json"})
+        _refused(refused, "lifetime")
+
+
+@pytest.mark.security(finding=5)
+def test_a_version_written_with_a_superscript_digit_is_not_found(owner_api: Api) -> None:
+    push(owner_api, MINIMAL, "starter")
+    for ref in ("v\u00b2", "\u00b2", "v99999999999", "v\u0661"):
+        missing = owner_api.get(f"/api/v2/templates/starter/versions/{quote(ref)}")
+        assert missing.status_code == 404 and "does not exist" in missing.json()["message"], (ref, missing.text)
+    assert owner_api.get("/api/v2/templates/starter/versions/v1").status_code == 200
+
+
+@pytest.mark.security(finding=5)
+def test_a_last_event_id_that_is_no_log_id_is_refused_by_the_gateway(owner_api: Api) -> None:
+    version = push(owner_api, MINIMAL, "starter")
+    path = f"/api/v2/templateversions/{version['id']}/logs?follow=true"
+    for last in ("\xb2", "99999999999999999999", "-1"):
+        _refused(owner_api.get(path, headers={"Last-Event-ID": last}), "Last-Event-ID")
+    refused = owner_api.get(path + "&after=%00")
+    assert refused.status_code == 400 and "U+0000" in refused.json()["message"], refused.text
