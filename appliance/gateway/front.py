@@ -61,7 +61,7 @@ class EmbeddedFront:
         self._stopping = threading.Event()
         self._wsgi = create_server(wsgi_app, unix_socket=str(self._run_dir / "wsgi.sock"), unix_socket_perms="600",
                                    threads=WSGI_THREADS, ident="appliance", channel_timeout=300,
-                                   # The front sets X-Forwarded-*; the app's ProxyFix trusts its hop.
+                                   # The front appends to X-Forwarded-*; the app's FrontHop takes its entry back.
                                    clear_untrusted_proxy_headers=False)
 
     def start(self) -> None:
