@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from appliance import api, console
 from appliance.api.blueprints import root, v2
 from appliance.api.errors import api_error_response, is_api_request
+from appliance.api.guard import refuse_unsafe_request
 from appliance.api.terraform import terraform
 from appliance.auth import web
 from appliance.config import ServerConfig
@@ -75,6 +76,36 @@ class SecureHeaders:
         return self.app(environ, start)
 
 
+class FrontHop:
+    """WSGI middleware: take back what the embedded front appended to X-Forwarded-For/-Proto/-Host.
+
+    The front reaches waitress over a unix socket, so the app's REMOTE_ADDR would name no client.
+    The front appends the peer it saw to each header; moving the last entry back into REMOTE_ADDR
+    and the URL scheme leaves the app exactly what gunicorn shows it, peer and client's headers,
+    and the same ProxyFix(proxy_trusted_hops) then decides as it does there. Only the front can
+    reach the socket, so the last entry is always its own.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        for header, target in _FRONT_HEADERS:
+            earlier, _, own = environ.get(header, "").rpartition(",")
+            if earlier.strip():
+                environ[header] = earlier.strip()
+            else:
+                environ.pop(header, None)
+            if target and own.strip():
+                environ[target] = own.strip()
+        return self.app(environ, start_response)
+
+
+# What the front appends (gateway/proxy.py), and where a direct server would have put it.
+_FRONT_HEADERS = (("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"), ("HTTP_X_FORWARDED_PROTO", "wsgi.url_scheme"),
+                  ("HTTP_X_FORWARDED_HOST", ""))  # the front passes Host through as it came
+
+
 class CsrfCookieSession(SecureCookieSessionInterface):
     """Flask's signed cookie session (it holds only the console's CSRF token), opened lazily.
 
@@ -92,8 +123,8 @@ class CsrfCookieSession(SecureCookieSessionInterface):
             super().save_session(app, session, response)
 
 
-def create_app(config: ServerConfig, db: Database, *, front_hops: int = 0) -> Flask:
-    """The app; `front_hops` counts proxies of our own in front of it beyond the configured ones."""
+def create_app(config: ServerConfig, db: Database, *, behind_front: bool = False) -> Flask:
+    """The app; `behind_front` when the embedded front (gateway/front.py) proxies to it over a unix socket."""
     app = Flask("appliance", static_folder=None, template_folder=None)
     # Services reach the config and pool through the app, one of each per process.
     app.extensions["appliance.config"] = config
@@ -101,12 +132,15 @@ def create_app(config: ServerConfig, db: Database, *, front_hops: int = 0) -> Fl
     app.extensions["appliance.ca"] = CertificateAuthority.for_site(config)
     _configure_flask(app, config, db)
     app.wsgi_app = SecureHeaders(app.wsgi_app)  # type: ignore[method-assign]
-    if config.proxy_trusted_hops + front_hops:
-        # Only trust X-Forwarded-* from the proxies in front of us (nginx, the embedded front), never
-        # from clients.
-        hops = config.proxy_trusted_hops + front_hops
+    if config.proxy_trusted_hops:
+        # Only trust X-Forwarded-* from the site's proxies in front of us (nginx), never from clients.
+        hops = config.proxy_trusted_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    if behind_front:
+        app.wsgi_app = FrontHop(app.wsgi_app)  # type: ignore[method-assign]  # outermost: runs first
     web.init_app(app)
+    # Before CSRF and every view: a control character in a path, query or form is a 400, never a 500.
+    app.before_request(refuse_unsafe_request)
     # Console forms carry CSRF tokens; the API checks them itself, only for cookie-authenticated changes.
     csrf = CSRFProtect(app)
     csrf.exempt(v2)

@@ -16,8 +16,9 @@ from appliance.errors import ConfigError
 
 SYSTEM_CONFIG_FILE = Path("/etc/appliance/appliance.toml")
 ENV_PREFIX = "APPLIANCE_"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION = re.compile(r"\s*(\d+)\s*([smhd])\s*", re.ASCII)  # fullmatch; ASCII digits only
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_SECONDS = 100 * 366 * 86400  # a century: past any lifetime, well inside timedelta and bigint
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,17 @@ def parse_duration(value: str | int) -> timedelta:
         seconds = value
     else:
         text = str(value)
-        match = _DURATION.match(text)
+        match = _DURATION.fullmatch(text)
         if match:
             seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        elif text.strip().isdigit():
+        elif text.strip().isascii() and text.strip().isdigit():
             seconds = int(text)
         else:
             raise ValueError(f"expected a duration such as 30d, 24h, 15m or 3600, got {value!r}")
     if seconds <= 0:
         raise ValueError(f"a duration must be positive, got {value!r}")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration must be at most {MAX_DURATION_SECONDS // 86400}d, got {value!r}")
     return timedelta(seconds=seconds)
 
 

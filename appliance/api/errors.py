@@ -9,6 +9,7 @@ from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from appliance.db.database import DatabaseUnavailable
+from appliance.db.refusals import refused_value
 from appliance.errors import RequestError, Throttled
 
 log = logging.getLogger(__name__)
@@ -73,4 +74,6 @@ def api_error_response(err: Exception) -> Response:
         return http_error_response(err)
     if isinstance(err, DatabaseUnavailable):
         return unavailable_response(err)
+    if refusal := refused_value(err):
+        return request_error_response(refusal)
     return internal_error_response(err)

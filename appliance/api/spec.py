@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from appliance import __version__
 from appliance.errors import InvalidInput, RequestError
+from appliance.sdk.base import TEXT_HINT, Body, unstorable_value
 
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 MAX_BODY_BYTES = 1 << 20
@@ -82,6 +83,9 @@ def parse_json_body(model: type[BaseModel]) -> BaseModel:
                            "Check quoting and commas; the body must be one JSON object.") from err
     if not isinstance(data, dict):
         raise InvalidInput(f"Request body must be a JSON object, got {type(data).__name__}.")
+    if refused := unstorable_value(data, is_strict_text=issubclass(model, Body)):
+        name, why = refused
+        raise InvalidInput(f"Invalid body field '{name}': it {why}.", TEXT_HINT, field=name)
     try:
         return model.model_validate(data)
     except ValidationError as err:

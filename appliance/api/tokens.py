@@ -24,7 +24,7 @@ def create_token(user: str, body: CreateTokenRequest) -> Response:
     try:
         lifetime = parse_duration(body.lifetime) if body.lifetime is not None else None
     except ValueError as err:
-        raise InvalidInput(f"Invalid field 'lifetime': {err}.", field="lifetime") from err
+        raise InvalidInput(f"Invalid field 'lifetime': {err}.", apikeys.LIFETIME_HINT, field="lifetime") from err
     with authenticated() as (conn, subject):
         token, key = apikeys.create_token(conn, subject, user, name=body.token_name, lifetime=lifetime,
                                           max_lifetime=server_config().max_token_lifetime,

@@ -18,6 +18,7 @@ from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
 SESSION = "password"
 TOKEN = "token"  # noqa: S105 -- a login_type name, not a secret
 DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
+LIFETIME_HINT = "Give a duration such as 30d, 12h, 15m or a number of seconds, up to the site's max_token_lifetime."
 TOKEN_NAME_HINT = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"  # noqa: S105 -- help text
 _KEY_COLUMNS = ("id, user_id, login_type, token_name, scope, lifetime_seconds, created_at, "
                 "expires_at, last_used_at, revoked_at")

@@ -30,8 +30,8 @@ from appliance.auth.setup_tokens import consume_setup_token
 from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, CountedFailure, InvalidInput, NotFound
 
-USERNAME_RULE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,30}[a-zA-Z0-9])?$")
-EMAIL_RULE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USERNAME_RULE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,30}[a-zA-Z0-9])?")  # fullmatch: no "\n" after `$`
+EMAIL_RULE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _FIRST_USER_LOCK = 0x46495253  # "FIRS": serialises concurrent first-user requests
 _USER_COLUMNS = ("id, username, email, name, status, roles, created_at, updated_at, "
                  "last_seen_at, hashed_password")
@@ -84,11 +84,11 @@ class NewUser:
 
 
 def validate_new_user(new: NewUser) -> None:
-    if not USERNAME_RULE.match(new.username):
+    if not USERNAME_RULE.fullmatch(new.username):
         raise InvalidInput(
             f"Invalid username {new.username!r}: use 1-32 letters, digits or hyphens, "
             "starting and ending with a letter or digit.", field="username")
-    if not EMAIL_RULE.match(new.email) or len(new.email) > 254:
+    if not EMAIL_RULE.fullmatch(new.email) or len(new.email) > 254:
         raise InvalidInput(f"Invalid email {new.email!r}: expected an address like name@example.org.",
                            field="email")
     if len(new.name) > 128:

@@ -58,7 +58,7 @@ def create_token(conn: Connection, subject: Subject) -> Any:
     try:
         lifetime = parse_duration(request.form.get("lifetime", "30d"))
     except ValueError as err:
-        raise InvalidInput(f"Invalid lifetime: {err}.", field="lifetime") from err
+        raise InvalidInput(f"Invalid lifetime: {err}.", apikeys.LIFETIME_HINT, field="lifetime") from err
     token, key = apikeys.create_token(conn, subject, "me", name=name, lifetime=lifetime,
                                       max_lifetime=server_config().max_token_lifetime,
                                       info=request_info())

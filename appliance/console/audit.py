@@ -13,6 +13,7 @@ from appliance.console.blueprint import bp
 from appliance.console.pages import page, render
 from appliance.db.database import Connection
 from appliance.errors import InvalidInput
+from appliance.sdk.base import whole_number
 
 PAGE_SIZE = 50
 FILTER_FIELDS = ("username", "action", "resource_type", "since", "until")
@@ -34,7 +35,7 @@ def _time(name: str) -> datetime | None:
 @page()
 def audit_log(conn: Connection, subject: Subject) -> Any:
     filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
-    offset = max(0, request.args.get("offset", 0, type=int) or 0)
+    offset = whole_number(request.args.get("offset", "0")) or 0  # a page past bigint is the first page
     flt = AuditFilter(username=filters["username"] or None, action=filters["action"] or None,
                       resource_type=filters["resource_type"] or None,
                       since=_time("since"), until=_time("until"))

@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from appliance.auth.web import current_auth, database
 from appliance.console.pages import render, to_login
 from appliance.db.database import DatabaseUnavailable
+from appliance.db.refusals import refused_value
 from appliance.errors import RequestError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def _identify_viewer() -> None:
 
 
 def console_error_response(err: Exception) -> Response:
+    err = refused_value(err) or err
     if isinstance(err, Unauthorized):
         return to_login(err.message)
     if isinstance(err, CSRFError):

@@ -14,6 +14,7 @@ from appliance.console.blueprint import bp
 from appliance.console.pages import page, render
 from appliance.db.database import Connection
 from appliance.responses import user_response
+from appliance.sdk.base import whole_number
 from appliance.sdk.users import RoleResponse
 
 PAGE_SIZE = 50
@@ -37,7 +38,7 @@ def may_manage(user: users.User) -> bool:
 def user_list(conn: Connection, subject: Subject) -> Any:
     search = request.args.get("q", "").strip()
     status = request.args.get("status", "")
-    offset = max(0, request.args.get("offset", 0, type=int) or 0)
+    offset = whole_number(request.args.get("offset", "0")) or 0  # a page past bigint is the first page
     found, count = users.list_users(conn, subject, search=search, status=status,
                                     limit=PAGE_SIZE, offset=offset)
     return render("users.html", users=found, count=count, q=search, status_filter=status, offset=offset,

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from appliance.db.database import DatabaseUnavailable
-from appliance.errors import RequestError
+from appliance.db.refusals import refused_value
+from appliance.errors import InvalidInput, RequestError
+from appliance.sdk.base import TEXT_HINT, unsafe_character
 
 log = logging.getLogger("appliance.gateway")
 
@@ -19,6 +21,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def error_response(status: int, message: str, detail: str, **extra: object) -> web.Response:
     return web.json_response({"message": message, "detail": detail, **extra}, status=status,
                              headers={"Cache-Control": "no-store"})
+
+
+def refuse_unsafe_target(request: web.Request) -> None:
+    """The API's rule (appliance/api/guard.py) for the gateway's own routes: no control character in the URL."""
+    for where, field, value in (("path", "path", request.path),
+                                *(("query", name, f"{name}={value}") for name, value in request.query.items())):
+        if (bad := unsafe_character(value)) is not None:
+            raise InvalidInput(f"The {where} holds the control character {bad}.", TEXT_HINT, field=field)
 
 
 @web.middleware
@@ -37,7 +47,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(err.status, f"No gateway endpoint {request.method} {request.path}.",
                               "The gateway serves log follows; everything else is the API's "
                               "(see /api/v2/openapi.json).")
-    except Exception:
+    except Exception as err:
+        if refusal := refused_value(err):
+            return error_response(refusal.status, refusal.message, refusal.detail,
+                                  validations=[{"field": refusal.field, "detail": refusal.message}])
         request_id = secrets.token_hex(8)
         log.exception("request_failed", extra={"path": request.path, "request_id": request_id})
         return error_response(500, "Internal server error.", f"Request id {request_id}; the gateway log has the cause.")

@@ -61,7 +61,7 @@ class EmbeddedFront:
         self._stopping = threading.Event()
         self._wsgi = create_server(wsgi_app, unix_socket=str(self._run_dir / "wsgi.sock"), unix_socket_perms="600",
                                    threads=WSGI_THREADS, ident="appliance", channel_timeout=300,
-                                   # The front sets X-Forwarded-*; the app's ProxyFix trusts its hop.
+                                   # The front appends to X-Forwarded-*; the app's FrontHop takes its entry back.
                                    clear_untrusted_proxy_headers=False)
 
     def start(self) -> None:
@@ -75,7 +75,8 @@ class EmbeddedFront:
     async def _start_sites(self) -> None:
         await self._proxy.open()
         app = create_gateway(self._config, self._db, fallback=self._proxy.forward)
-        app.router.add_route("*", "/{path:.*}", self._proxy.forward)
+        # [\s\S], not `.`: a path holding a newline must reach the app too, which refuses it with a 400.
+        app.router.add_route("*", r"/{path:[\s\S]*}", self._proxy.forward)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self._runner.setup()
         await web.SockSite(self._runner, self._listener).start()

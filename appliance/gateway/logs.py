@@ -28,8 +28,10 @@ from aiohttp import web
 from appliance.db.database import Connection
 from appliance.errors import InvalidInput
 from appliance.gateway.auth import presented_token, require_subject
+from appliance.gateway.errors import refuse_unsafe_target
 from appliance.gateway.state import DATABASE, FALLBACK, in_db
 from appliance.provisioner import jobs
+from appliance.sdk.base import MAX_BIGINT, whole_number
 from appliance.templates import service as templates
 from appliance.workspaces import service as workspaces
 
@@ -167,26 +169,21 @@ class LogFeeds:
 FEEDS = web.AppKey("log_feeds", LogFeeds)
 
 
-MAX_LOG_ID = 2**63 - 1  # log ids are PostgreSQL bigints
+MAX_LOG_ID = MAX_BIGINT  # log ids are PostgreSQL bigints
 
 
-def _log_id(raw: str) -> int | None:
-    """A log id, or None: str.isdigit() also accepts digits int() refuses ('\u00b2'), so ASCII only."""
-    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_LOG_ID:
-        return int(raw)
-    return None
+def _log_id(raw: str, field: str) -> int:
+    if (log_id := whole_number(raw, MAX_LOG_ID)) is not None:
+        return log_id
+    raise InvalidInput(f"{field}={raw!r} is not a log id.", f"Give a whole number from 0 to {MAX_LOG_ID}.",
+                       field=field)
 
 
 def _after(request: web.Request) -> int:
-    resumed = _log_id(request.headers.get("Last-Event-ID", ""))
-    if resumed is not None:
-        return resumed
-    raw = request.query.get("after", "0")
-    after = _log_id(raw)
-    if after is None:
-        raise InvalidInput(f"after={raw!r} is not a log id.", f"Give a whole number from 0 to {MAX_LOG_ID}.",
-                           field="after")
-    return after
+    """Last-Event-ID (a reconnecting EventSource sends back the id we wrote) or ?after=."""
+    if resumed := request.headers.get("Last-Event-ID", ""):
+        return _log_id(resumed, "Last-Event-ID")
+    return _log_id(request.query.get("after", "0"), "after")
 
 
 def wants_stream(request: web.Request) -> bool:
@@ -235,6 +232,7 @@ async def _follow(request: web.Request, find_job: Callable[[Connection, str | No
     """Stream the logs of the job `find_job` authorizes for this caller; a plain read goes to the WSGI app."""
     if not wants_stream(request):
         return await request.app[FALLBACK](request)
+    refuse_unsafe_target(request)
     after = _after(request)
     job_id = await in_db(request.app, find_job, presented_token(request), request.match_info[key])
     return await stream(request, job_id, after)

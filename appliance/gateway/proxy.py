@@ -1,8 +1,8 @@
 """The embedded front's fallback: every request the gateway does not serve goes to the WSGI app.
 
-Bodies stream both ways (a template upload, a state download) and each hop appends itself to
-X-Forwarded-For/-Proto/-Host, so the app, trusting one more hop than configured, sees the
-client's address and scheme exactly as it would behind nginx.
+Bodies stream both ways (a template upload, a state download) and the front appends the peer it
+saw to X-Forwarded-For/-Proto/-Host; the app's FrontHop takes that entry back as REMOTE_ADDR and
+scheme, so proxy_trusted_hops means the same as under gunicorn behind nginx.
 """
 
 from __future__ import annotations

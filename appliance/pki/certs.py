@@ -16,14 +16,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from appliance.errors import InvalidInput
 from appliance.pki.keys import PrivateKey
 
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")  # fullmatch, as every rule here
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 BACKDATE = timedelta(minutes=5)  # tolerate clients whose clocks run a little behind
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def validate_name(name: str) -> str:
-    if not _NAME.match(name) or ".." in name:
+    if not _NAME.fullmatch(name) or ".." in name:
         raise InvalidInput(f"Invalid certificate name {name!r}: use 1-63 lowercase letters, digits, "
                            "'.', '_' or '-' (it becomes a folder name, so no '/').", field="name")
     return name
@@ -34,7 +34,7 @@ def parse_dns_name(value: str) -> str:
     labels = name.split(".")
     if labels and labels[0] == "*":
         labels = labels[1:]
-    if not name or len(name) > 253 or not labels or not all(_DNS_LABEL.match(label) for label in labels):
+    if not name or len(name) > 253 or not labels or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput(f"Invalid DNS name {value!r}: expected a host name such as appliance.example.org.",
                            field="dns")
     return name

@@ -7,14 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Query, Timestamp
+from appliance.sdk.base import BigCount, Line, Query, Timestamp
 
 
 class AuditExportQuery(Query):
-    username: str | None = Field(default=None, description="Actor's username.")
-    action: str | None = Field(default=None, description="create, write, delete, login, logout.")
-    resource_type: str | None = None
-    resource_id: str | None = None
+    username: Line | None = Field(default=None, description="Actor's username.")
+    action: Line | None = Field(default=None, description="create, write, delete, login, logout.")
+    resource_type: Line | None = None
+    resource_id: Line | None = None
     since: datetime | None = Field(default=None, description="ISO 8601 time, inclusive.")
     until: datetime | None = Field(default=None, description="ISO 8601 time, exclusive.")
 
@@ -23,7 +23,7 @@ class AuditQuery(AuditExportQuery):
     """The export's filters, one page at a time."""
 
     limit: int = Field(default=50, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: BigCount = 0
 
 
 class AuditLogResponse(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Query, Timestamp
+from appliance.sdk.base import BigCount, Query, Timestamp
 
 JobStatus = Literal["pending", "running", "succeeded", "failed", "canceling", "canceled"]
 
@@ -21,7 +21,7 @@ class JobResponse(BaseModel):
 
 
 class LogsQuery(Query):
-    after: int = Field(default=0, ge=0, description="Only lines after this log id.")
+    after: BigCount = Field(default=0, description="Only lines after this log id.")
     follow: bool = Field(default=False, description="Stream as server-sent events until the job ends.")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Body, Timestamp
+from appliance.sdk.base import Body, Line, Text, Timestamp
 from appliance.sdk.jobs import JobResponse
 
 
@@ -15,21 +15,21 @@ class FileResponse(BaseModel):
 
 
 class CreateTemplateRequest(Body):
-    name: str = Field(max_length=32)
-    display_name: str = Field(default="", max_length=64)
-    description: str = Field(default="", max_length=1024)
-    allowed_roles: list[str] | None = None
+    name: Line = Field(max_length=32)
+    display_name: Line = Field(default="", max_length=64)
+    description: Text = Field(default="", max_length=1024)
+    allowed_roles: list[Line] | None = None
 
 
 class UpdateTemplateRequest(Body):
-    display_name: str | None = Field(default=None, max_length=64)
-    description: str | None = Field(default=None, max_length=1024)
-    allowed_roles: list[str] | None = None
+    display_name: Line | None = Field(default=None, max_length=64)
+    description: Text | None = Field(default=None, max_length=1024)
+    allowed_roles: list[Line] | None = None
 
 
 class CreateVersionRequest(Body):
     file_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    message: str = Field(default="", max_length=1024)
+    message: Text = Field(default="", max_length=1024)
     activate: bool = True
 
 

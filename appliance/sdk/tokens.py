@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Body, Timestamp
+from appliance.sdk.base import Body, Line, Timestamp
 
 
 class CreateTokenRequest(Body):
-    token_name: str = Field(max_length=64)
-    lifetime: str | int | None = Field(default=None, description="Duration such as 30d, 12h or seconds.")
+    token_name: Line = Field(max_length=64)
+    lifetime: Line | int | None = Field(default=None, description="Duration such as 30d, 12h or seconds.")
 
 
 class TokenResponse(BaseModel):

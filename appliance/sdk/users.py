@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from appliance.sdk.base import Body, Query, Timestamp
+from appliance.sdk.base import BigCount, Body, Line, Query, Timestamp
 
 
 class FirstUserRequest(Body):
-    username: str = Field(max_length=64)
-    email: str = Field(max_length=254)
+    username: Line = Field(max_length=64)
+    email: Line = Field(max_length=254)
     password: str = Field(max_length=1024)
-    name: str = Field(default="", max_length=128)
+    name: Line = Field(default="", max_length=128)
 
 
 class FirstUserWithTokenRequest(FirstUserRequest):
-    setup_token: str | None = Field(default=None, max_length=128,
+    setup_token: Line | None = Field(default=None, max_length=128,
                                     description="The one-time setup link's token (required on installed appliances).")
 
 
@@ -24,8 +24,8 @@ class CreateUserRequest(FirstUserRequest):
 
 
 class LoginRequest(Body):
-    username: str | None = Field(default=None, max_length=254, description="Username or email.")
-    email: str | None = Field(default=None, max_length=254, description="Email or username.")
+    username: Line | None = Field(default=None, max_length=254, description="Username or email.")
+    email: Line | None = Field(default=None, max_length=254, description="Email or username.")
     password: str = Field(max_length=1024)
 
     @model_validator(mode="after")
@@ -40,7 +40,7 @@ class LoginRequest(Body):
 
 
 class UpdateRolesRequest(Body):
-    roles: list[str] = Field(description="Site roles besides the implicit member role.")
+    roles: list[Line] = Field(description="Site roles besides the implicit member role.")
 
 
 class ChangePasswordRequest(Body):
@@ -50,10 +50,10 @@ class ChangePasswordRequest(Body):
 
 
 class UsersQuery(Query):
-    q: str = Field(default="", max_length=128, description="Match username, email or name.")
-    status: str = Field(default="", description="active or suspended.")
+    q: Line = Field(default="", max_length=128, description="Match username, email or name.")
+    status: Line = Field(default="", description="active or suspended.")
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: BigCount = 0
 
 
 class RoleResponse(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Body, Query, Timestamp
+from appliance.sdk.base import Body, Line, Query, Timestamp
 from appliance.sdk.jobs import JobResponse
 from appliance.sdk.templates import AppResponse
 
@@ -14,15 +14,15 @@ ParameterValues = dict[str, str]
 
 
 class CreateWorkspaceRequest(Body):
-    template: str = Field(max_length=64)
-    name: str = Field(max_length=32)
+    template: Line = Field(max_length=64)
+    name: Line = Field(max_length=32)
     parameters: ParameterValues = Field(default_factory=dict)
-    owner: str = Field(default="me", max_length=64)
+    owner: Line = Field(default="me", max_length=64)
 
 
 class CreateBuildRequest(Body):
     transition: Literal["start", "stop", "delete"]
-    template_version_id: str | None = None
+    template_version_id: Line | None = None
     parameters: ParameterValues | None = None
 
 
@@ -31,8 +31,8 @@ class UpdateWorkspaceRequest(Body):
 
 
 class WorkspacesQuery(Query):
-    owner: str = Field(default="me", description="'me', a username, or 'all'.")
-    name: str = Field(default="", description="Only the workspace with this name.")
+    owner: Line = Field(default="me", description="'me', a username, or 'all'.")
+    name: Line = Field(default="", description="Only the workspace with this name.")
 
 
 class AgentResponse(BaseModel):

@@ -109,7 +109,7 @@ class Runtime:
     def serve_forever(self) -> None:
         assert self.db is not None and self._listener is not None
         # The WSGI app is always behind the front, which appends itself to X-Forwarded-*.
-        app = create_app(self.config, self.db, front_hops=1)
+        app = create_app(self.config, self.db, behind_front=True)
         tls = None
         if self.config.tls_address is not None and self.ca is not None:
             layout = self.ca.layout

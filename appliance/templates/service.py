@@ -31,9 +31,11 @@ from appliance.db.database import Connection, Row
 from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from appliance.provisioner import jobs
 from appliance.provisionerd import unpack  # the daemons' rules and limits, checked at upload
+from appliance.sdk.base import whole_number
 from appliance.templates.archive import MAX_SOURCE_BYTES
 
-NAME_RULE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+NAME_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")  # fullmatch: `$` would pass "name\n"
+MAX_VERSION_NUMBER = 2**31 - 1  # template_versions.number is a PostgreSQL integer
 ROLE_CHOICES = (*ASSIGNABLE_ROLES, MEMBER)
 TEMPLATE = Resource(ResourceType.TEMPLATE)
 
@@ -165,7 +167,7 @@ def store_file(conn: Connection, subject: Subject, data: bytes) -> str:
 
 def insert_template(conn: Connection, *, name: str, display_name: str, description: str, allowed_roles: list[str],
                     created_by: UUID | None) -> UUID:
-    if not NAME_RULE.match(name):
+    if not NAME_RULE.fullmatch(name):
         raise InvalidInput(f"Invalid template name {name!r}.",
                            "Use 1-32 lowercase letters, digits and inner hyphens.", field="name")
     try:
@@ -252,13 +254,13 @@ def create_version(conn: Connection, subject: Subject, info: RequestInfo, ref: s
 
 def find_version(conn: Connection, template: Template, ref: str) -> Version:
     uid = _as_uuid(ref)
-    number = ref[1:] if ref.startswith("v") else ref
-    if uid is None and not number.isdigit():
+    number = whole_number(ref[1:] if ref.startswith("v") else ref, MAX_VERSION_NUMBER)
+    if uid is None and number is None:
         raise NotFound(f"Version {ref!r} of template {template.name!r} does not exist.",
                        "Versions are named v1, v2, ...: see `appliance templates versions`.")
     row = conn.execute(_VERSION_SELECT + (" WHERE v.template_id = %s AND v.id = %s" if uid else
                                           " WHERE v.template_id = %s AND v.number = %s"),
-                       (template.id, uid or int(number))).fetchone()
+                       (template.id, uid or number)).fetchone()
     if row is None:
         raise NotFound(f"Version {ref!r} of template {template.name!r} does not exist.",
                        f"See `appliance templates versions {template.name}`.")

@@ -174,7 +174,7 @@ def _usable_version(conn: Connection, template: templates.Template, version_id: 
 
 def create_workspace(conn: Connection, subject: Subject, info: RequestInfo, *, template_ref: str, name: str,
                      parameters: dict[str, str], owner_ref: str = "me", timeout: timedelta) -> Workspace:
-    if not NAME_RULE.match(name):
+    if not NAME_RULE.fullmatch(name):
         raise InvalidInput(f"Invalid workspace name {name!r}.",
                            "Use 1-32 lowercase letters, digits and inner hyphens (it becomes part of host names).",
                            field="name")

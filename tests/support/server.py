@@ -66,7 +66,7 @@ def live_server(conninfo: str, *, port: int | None = None, **config: Any) -> Ite
     cfg = make_config(port=port, postgres_url=conninfo, **config)
     db = Database(conninfo)
     # The same shape as `appliance server`: log follows on the gateway, the rest through waitress.
-    app = create_app(cfg, db, front_hops=1)
+    app = create_app(cfg, db, behind_front=True)
     check_responses(app)
     front = EmbeddedFront(cfg, db, app, bind(cfg.http_address))
     front.start()
