@@ -113,11 +113,11 @@ def _request_strategy(path: str, operation: dict[str, Any], doc: dict[str, Any])
     query = {p["name"]: _query_value(p.get("schema", {})) for p in params if p["in"] == "query"}
     url = st.fixed_dictionaries(path_values).map(lambda values: path.format(**values))
     body: st.SearchStrategy[Any] = st.none()
-    if "requestBody" in operation:
+    content = operation.get("requestBody", {}).get("content", {})
+    if "application/json" in content:
         body = _rarely(anything, None).flatmap(
-            lambda odd: st.just(odd) if odd is not None else _value(operation["requestBody"]["content"][
-                "application/json"]["schema"], doc))
-    elif path.endswith(("/files", "/state")):
+            lambda odd: st.just(odd) if odd is not None else _value(content["application/json"]["schema"], doc))
+    elif content or path.endswith(("/files", "/state")):  # a raw upload: hostile bytes
         body = st.binary(max_size=64)
     return st.fixed_dictionaries({"url": url, "query": st.fixed_dictionaries({}, optional=query),
                                   "extra": _rarely(st.dictionaries(url_text, url_text, min_size=1,
