@@ -15,6 +15,9 @@ from appliance.auth.users import User, get_user, touch_last_seen
 from appliance.db.database import Connection, Row, kept_cursor
 from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
+# Accounts holding a site role are the owners' to manage (docs/adr/0015).
+SUSPENDED_HINT = "Ask a user admin to activate it (an owner, if the account holds a site role)."
+
 SESSION = "password"
 TOKEN = "token"  # noqa: S105 -- a login_type name, not a secret
 DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
@@ -101,7 +104,7 @@ def authenticate(conn: Connection, presented: str) -> Authenticated:
         raise Unauthorized(f"This session token expired at {row['expires_at'].isoformat()}.",
                            "Log in again, or create a new API token.")
     if row["u_status"] != "active":
-        raise Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
+        raise Unauthorized("This account is suspended.", SUSPENDED_HINT)
     user = _note_use(conn, row, User(**{name: row[f"u_{name}"] for name in User.__dataclass_fields__}))
     return Authenticated(user.subject(row["id"]), ApiKey.from_row(row), user)
 

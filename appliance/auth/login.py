@@ -29,7 +29,7 @@ def log_in(db: Database, login: str, password: str, *, lifetime: timedelta,
                 throttle.succeed(conn, attempt)
                 return apikeys.create_session(conn, current, lifetime, info), current
             throttle.withdraw(conn, attempt)
-            refusal = Unauthorized("This account is suspended.", "Ask a user admin to activate it.")
+            refusal = Unauthorized("This account is suspended.", apikeys.SUSPENDED_HINT)
         _record_refusal(conn, user, login, refusal, info)
     raise refusal
 
