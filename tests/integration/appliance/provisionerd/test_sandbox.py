@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.provisionerd.sandbox import SANDBOX_UID_BASE, Sandbox, SandboxUnavailable
 from tests.support.api import Api
 from tests.support.postgres import free_port, traversable_temp_dir
 from tests.support.server import wait_for_health
@@ -146,3 +147,21 @@ def test_local_exec_runs_unprivileged_blind_to_secrets_and_cannot_poison_later_j
     again = wait_version(owner, "probe", push(owner, folder, "probe")["id"])
     assert again["job"]["status"] == "succeeded", again["job"]["error"]
     assert not (daemon_dir / "plugin-cache" / "poison").exists()
+
+
+def test_without_bubblewrap_a_job_is_refused_with_what_to_install_never_run_unsandboxed(tmp_path: Path) -> None:
+    config = tmp_path / "terraform.rc"
+    config.write_text("")
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    sandbox = Sandbox(SANDBOX_UID_BASE + 99, config, bwrap=str(tmp_path / "no-bwrap-here"))
+    with pytest.raises(SandboxUnavailable) as refused:
+        sandbox.run(workdir, ["sh", "-c", "touch ran-anyway"], {}, timeout=30)
+    assert "bubblewrap" in str(refused.value) and "apt-get install bubblewrap" in (refused.value.hint or "")
+    assert not (workdir / "ran-anyway").exists()
+
+
+def test_the_sandbox_refuses_to_run_terraform_as_root_or_as_the_daemon() -> None:
+    for uid in (0, os.getuid()):
+        with pytest.raises(ValueError, match="neither root nor the daemon's own uid"):
+            Sandbox(uid, Path("/nonexistent"))
