@@ -52,6 +52,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/bundle_verify.py
 	$(BIN)/python benchmarks/mirror_init.py
 	$(BIN)/python benchmarks/build_overhead.py
+	$(BIN)/python benchmarks/sandbox_overhead.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
