@@ -7,6 +7,7 @@ from appliance.api import (  # noqa: F401 -- importing registers the routes
     meta,
     pki,
     provisionerd,
+    registry,
     templates,
     tokens,
     users,

@@ -29,6 +29,7 @@ class ResourceType(StrEnum):
     TEMPLATE = "template"
     WORKSPACE = "workspace"
     DEPLOYMENT = "deployment_config"
+    IMAGE = "image"  # a repository of the internal registry: read = pull, update = push
 
 
 OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR, MEMBER = (
@@ -51,6 +52,7 @@ ROLES: dict[str, Role] = {
     OWNER: Role(OWNER, "Owner", dict.fromkeys(ResourceType, ALL)),
     TEMPLATE_ADMIN: Role(TEMPLATE_ADMIN, "Template Admin", {
         ResourceType.TEMPLATE: ALL,
+        ResourceType.IMAGE: ALL,
         ResourceType.WORKSPACE: READ,
         ResourceType.USER: READ,
     }),
@@ -64,6 +66,7 @@ ROLES: dict[str, Role] = {
     }),
     MEMBER: Role(MEMBER, "Member", {
         ResourceType.TEMPLATE: READ,
+        ResourceType.IMAGE: READ,
     }, own={
         ResourceType.USER: frozenset({Action.READ, Action.UPDATE}),
         ResourceType.API_KEY: ALL,

@@ -26,6 +26,7 @@ from appliance.errors import OperatorError
 from appliance.gateway.front import EmbeddedFront, TlsSettings
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner.local import InProcessProvisioners, start_in_process
+from appliance.registry.tokens import ensure_signing_certificate
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
 from appliance.server.provider import ensure_provider
 from appliance.templates.starter import push_starter, starter_source
@@ -73,6 +74,7 @@ class Runtime:
     def start(self) -> None:
         self._listener = bind(self.config.http_address)
         self.ca, self.ca_created = ensure_ca(self.config)
+        ensure_signing_certificate(self.ca)
         if self.config.tls_address is not None:
             ensure_server_certificate(self.ca, self.config)
         conninfo = self.config.postgres_url

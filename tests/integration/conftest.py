@@ -11,6 +11,7 @@ import pytest
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.pki.ca import CertificateAuthority
+from appliance.registry.tokens import ensure_signing_certificate
 from tests.support.api import Api
 from tests.support.conformance import answers_match_their_models  # noqa: F401  (autouse fixture)
 from tests.support.postgres import create_database, drop_database, running_cluster, truncate_all
@@ -63,7 +64,9 @@ def shared_conninfo(admin_conninfo: str, template_db: str) -> str:
 def site_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An initialised internal CA for the shared server, as `appliance server` would create."""
     root = tmp_path_factory.mktemp("site") / "pki"
-    CertificateAuthority(root).init(b"integration-test-passphrase")
+    ca = CertificateAuthority(root)
+    ca.init(b"integration-test-passphrase")
+    ensure_signing_certificate(ca)
     return root
 
 

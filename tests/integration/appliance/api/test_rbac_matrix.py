@@ -262,6 +262,9 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v2/audit", "search the audit log", AUDITORS),
     Route("GET", "/api/v2/audit/export", "export the audit log", AUDITORS),
     Route("GET", "/api/v2/pki/status", "read the CA status", OWNERS),
+    # Everyone gets a token; what it grants is scopes.grant's to decide (tests/.../registry/test_token.py).
+    Route("GET", "/api/v2/registry/token", "get a registry token", EVERYONE,
+          send=lambda w: {"params": {"service": "appliance-registry", "scope": "repository:team/app:pull"}}),
     # Templates: everyone reads them; template admins change them.
     Route("POST", "/api/v2/files", "upload a template source", TEMPLATE_ADMINS,
           send=lambda w: {"data": _tar(), "headers": _TAR}),

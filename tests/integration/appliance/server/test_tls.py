@@ -64,7 +64,8 @@ def test_https_serves_the_same_bundle_and_sets_secure_cookies(
     token = login.json()["session_token"]
     status = requests.get(f"{url}/api/v2/pki/status", verify=str(bundle), timeout=10,
                           headers={"Authorization": f"Bearer {token}"}).json()
-    assert [c["name"] for c in status["certificates"]] == ["server"]
+    # The server's own certificate, and the key that signs registry tokens (docs/adr/0017).
+    assert sorted(c["name"] for c in status["certificates"]) == ["registry-token", "server"]
     assert status["root"]["passphrase_on_host"] is True  # quickstart: no APPLIANCE_PKI_PASSPHRASE given
 
 
