@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bundles.build.apt_sources import APT_DIR, debian_mirror
+from bundles.build.apt_sources import APT_DIR, DebianMirror, debian_mirror, sources_list
 from bundles.build.assemble import build_time
 from bundles.build.debs import require_tool, run_checked
 from bundles.build.oci_image import Descriptor, ImageConfig, write_layout
@@ -59,13 +59,13 @@ class BuiltImage:
     created: datetime
 
 
-def preflight(apt_dir: Path = APT_DIR) -> str:
-    """Refuse before any work without root, debootstrap or a Debian mirror; return the mirror's URI."""
+def preflight(apt_dir: Path = APT_DIR) -> DebianMirror:
+    """Refuse before any work without root, debootstrap or a Debian mirror; return the mirror."""
     if os.geteuid() != 0:
         raise BundleError("Building the base image needs root (debootstrap and chroot do).",
                           "Run it as root on the build machine, e.g. sudo appliance-bundle image build ...")
     require_tool("debootstrap", "debootstrap")
-    return debian_mirror(DISTRIBUTION, apt_dir).main
+    return debian_mirror(DISTRIBUTION, apt_dir)
 
 
 def _chroot(root: Path, *argv: str, epoch: int | None = None) -> None:
@@ -81,6 +81,16 @@ def debootstrap(root: Path, mirror: str, debs_cache: Path) -> None:
     run_checked(["debootstrap", "--variant=minbase", f"--arch={ARCHITECTURE}", f"--include={','.join(PACKAGES)}",
                  f"--cache-dir={debs_cache.resolve()}", DISTRIBUTION, str(root), mirror],
                 f"debootstrap {DISTRIBUTION}")
+
+
+def upgrade(root: Path, mirror: DebianMirror) -> None:
+    """Install the updates and security fixes of the mirror's other suites (debootstrap reads only the main one)."""
+    (root / "etc/apt/sources.list").write_text(sources_list(mirror, DISTRIBUTION))
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    _chroot(root, "apt-get", "update", "-q")
+    _chroot(root, "apt-get", "upgrade", "-y", "-q", "--no-install-recommends")
+    _chroot(root, "apt-get", "clean")
 
 
 def configure(root: Path, epoch: int) -> None:
@@ -149,7 +159,8 @@ def build_base_image(output: Path, cache: Path, *, tag: str = DEFAULT_TAG, apt_d
     work = Path(tempfile.mkdtemp(prefix="image-", dir=cache))
     try:
         root = work / "rootfs"
-        debootstrap(root, mirror, cache / "image-debs")
+        debootstrap(root, mirror.main, cache / "image-debs")
+        upgrade(root, mirror)
         created = image_epoch(root)
         configure(root, int(created.timestamp()))
         scrub(root, int(created.timestamp()))
