@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from bundles.build.assemble import assemble, build_time
+from bundles.build.base_image import DEFAULT_TAG, USER, build_base_image
 from bundles.build.collect import collect
 from bundles.build.release import check_built_wheel, release_version
 from bundles.build.sbom import write_sbom
@@ -240,6 +241,31 @@ def diff(old: Path, new: Path, keyring: Path | None, output: str) -> None:
         versions = change.new if change.what == "added" else change.old if change.what == "removed" \
             else f"{change.old} -> {change.new}"
         click.echo(f"  {change.what:<8} {change.kind:<9} {change.name}  {versions}")
+
+
+@cli.group()
+def image() -> None:
+    """Build the workspace images a bundle carries."""
+
+
+@image.command("build")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the OCI image layout (new, empty, or a layout an earlier build wrote).")
+@click.option("--tag", default=DEFAULT_TAG, show_default=True, help="The layout's reference name for the image.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=Path(".cache/bundle"),
+              show_default=True,
+              help="Where downloaded .debs are kept for the next build, and the rootfs while building.")
+def image_build(output: Path, tag: str, cache_dir: Path) -> None:
+    """Build the default workspace image (Debian 12, user 'dev' with passwordless sudo) as an OCI layout.
+
+    Needs root and debootstrap; the Debian mirror is the one this machine's apt sources use. The
+    same packages give the same digest: mtimes are SOURCE_DATE_EPOCH, or the newest package's date.
+    """
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        progress.add_task("debootstrap and layer (a minute or two)", total=None)
+        built = build_base_image(output, cache_dir, tag=tag)
+    click.echo(f"Built {output} ({tag}, user {USER}): manifest {built.manifest.digest}")
+    click.echo(f"Inspect: skopeo inspect oci:{output}:{tag}")
 
 
 @cli.group()

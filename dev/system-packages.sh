@@ -13,8 +13,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # vagrant: `vagrant validate` of the operator Vagrantfile; nginx: the installed layout's front
   # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py);
   # docker-registry: the real Distribution registry that trusts the control plane's tokens
-  # (tests/integration/appliance/registry/).
-  packages+=(chromium git debootstrap dpkg-dev gnupg systemd-container vagrant nginx docker-registry)
+  # (tests/integration/appliance/registry/); skopeo: proves the base image's OCI layout is a valid
+  # image (test_base_image.py).
+  packages+=(chromium git debootstrap dpkg-dev gnupg systemd-container vagrant nginx docker-registry skopeo)
 fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then

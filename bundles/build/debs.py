@@ -18,7 +18,7 @@ from bundles.build.apt_sources import debian_mirror, sources_list
 from bundles.errors import BundleError
 
 
-def _run(argv: list[str], what: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_checked(argv: list[str], what: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:])
@@ -27,14 +27,14 @@ def _run(argv: list[str], what: str, **kwargs: object) -> subprocess.CompletedPr
     return result  # type: ignore[no-any-return]
 
 
-def _require(tool: str, package: str) -> None:
+def require_tool(tool: str, package: str) -> None:
     if shutil.which(tool) is None:
         raise BundleError(f"{tool} is not installed.", f"Install it on the build machine: apt-get install {package}")
 
 
 def baseline_rootfs(cache: Path, distribution: str, architecture: str, packages: tuple[str, ...]) -> Path:
     """A debootstrap'd rootfs with the baseline packages, made once and cached by its inputs."""
-    _require("debootstrap", "debootstrap")
+    require_tool("debootstrap", "debootstrap")
     key = hashlib.sha256(f"{distribution} {architecture} {' '.join(sorted(packages))}".encode()).hexdigest()[:12]
     root = cache / "debootstrap" / f"{distribution}-{architecture}-{key}"
     if (root / ".complete").exists():
@@ -45,7 +45,7 @@ def baseline_rootfs(cache: Path, distribution: str, architecture: str, packages:
     argv = ["debootstrap", "--variant=minbase", f"--arch={architecture}"]
     if packages:
         argv.append(f"--include={','.join(packages)}")
-    _run([*argv, distribution, str(root), mirror.main], f"debootstrap {distribution}")
+    run_checked([*argv, distribution, str(root), mirror.main], f"debootstrap {distribution}")
     (root / ".complete").write_text(datetime.now(UTC).isoformat() + "\n")
     return root
 
@@ -55,16 +55,16 @@ def download_closure(baseline: Path, work: Path, distribution: str, packages: tu
     chroot = work / "closure-root"
     shutil.rmtree(chroot, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    _run(["cp", "-a", "--reflink=auto", str(baseline), str(chroot)], "copying the baseline rootfs")
+    run_checked(["cp", "-a", "--reflink=auto", str(baseline), str(chroot)], "copying the baseline rootfs")
     try:
         (chroot / "etc/apt/sources.list").write_text(sources_list(debian_mirror(distribution), distribution))
         shutil.copyfile("/etc/resolv.conf", chroot / "etc/resolv.conf")
         archives = chroot / "var/cache/bundle-debs"
         archives.mkdir(parents=True, exist_ok=True)
-        _run(["chroot", str(chroot), "apt-get", "update", "-q"], "apt-get update in the baseline")
-        _run(["chroot", str(chroot), "apt-get", "install", "-y", "-q", "--download-only", "--no-install-recommends",
-              "-o", "Dir::Cache::archives=/var/cache/bundle-debs", *packages],
-             f"downloading {' '.join(packages)} with dependencies")
+        run_checked(["chroot", str(chroot), "apt-get", "update", "-q"], "apt-get update in the baseline")
+        run_checked(["chroot", str(chroot), "apt-get", "install", "-y", "-q", "--download-only",
+                     "--no-install-recommends", "-o", "Dir::Cache::archives=/var/cache/bundle-debs", *packages],
+                    f"downloading {' '.join(packages)} with dependencies")
         out.mkdir(parents=True, exist_ok=True)
         for deb in sorted(archives.glob("*.deb")):
             shutil.copyfile(deb, out / deb.name)
@@ -79,8 +79,8 @@ def write_repository_index(debs: Path, *, distribution: str, architecture: str, 
 
     The bundle's signature, not apt's, is what makes this repository trusted.
     """
-    _require("dpkg-scanpackages", "dpkg-dev")
-    packages = _run(["dpkg-scanpackages", "--multiversion", "."], "dpkg-scanpackages", cwd=debs).stdout.encode()
+    require_tool("dpkg-scanpackages", "dpkg-dev")
+    packages = run_checked(["dpkg-scanpackages", "--multiversion", "."], "dpkg-scanpackages", cwd=debs).stdout.encode()
     (debs / "Packages").write_bytes(packages)
     (debs / "Packages.gz").write_bytes(gzip.compress(packages, compresslevel=9, mtime=0))
     lines = ["Origin: appliance-bundle", "Label: appliance", "Suite: appliance", f"Codename: {distribution}",
