@@ -23,7 +23,7 @@ from uuid import UUID
 from appliance.errors import OperatorError
 from appliance.provisionerd import terraform
 from appliance.provisionerd.backend import Backend, JobGone
-from appliance.provisionerd.sandbox import Sandbox, read_job_file, sandbox_failure
+from appliance.provisionerd.sandbox import Sandbox, read_job_file, sandbox_failure, stat_job_file
 from appliance.provisionerd.unpack import unpack_template
 from appliance.sdk.provisionerd import MAX_LOG_LINE_CHARS, MAX_LOG_LINES, JobSpec, JobType
 from appliance.sdk.redaction import redact, usable
@@ -147,9 +147,8 @@ class _Watch:
         round is), so a half-written state never replaces a whole one on the server.
         """
         with self._upload_lock:
-            try:
-                stat = self._state_file.lstat()
-            except FileNotFoundError:
+            stat = stat_job_file(self._state_file)
+            if stat is None:
                 return
             mark = (stat.st_mtime_ns, stat.st_size)
             if mark == self._sent:

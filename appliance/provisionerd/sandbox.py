@@ -278,6 +278,7 @@ def read_job_file(path: Path) -> bytes | None:
 
 
 def stat_job_file(path: Path) -> os.stat_result | None:
+    """A file terraform wrote, stat'ed without following a link; None while it does not exist."""
     try:
         return path.lstat()
     except FileNotFoundError:
