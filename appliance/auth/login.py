@@ -34,7 +34,7 @@ def check_password(db: Database, login: str, password: str, info: RequestInfo) -
 
 
 def _verified(db: Database, login: str, password: str, info: RequestInfo,
-                 then: Callable[[Connection, User], T]) -> T:
+              then: Callable[[Connection, User], T]) -> T:
     """Throttle, verify, then call `then` in the transaction that withdraws the counted failure."""
     user, attempt = _begin(db, login, info)
     # No transaction is open while argon2 runs (a fifth of a second): no lock or connection waits on it.
