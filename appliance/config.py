@@ -52,6 +52,14 @@ class ServerConfig:
     provisioner_heartbeat_timeout: timedelta
     provisioner_dir: Path
     provider_cache_dir: Path
+    # The internal container registry (docs/adr/0017): where it listens (its own port, TLS), where it stores.
+    registry_address: Address
+    registry_dir: Path
+    # False when the registry runs as its own unit (the installed appliance); True: a child of `appliance server`.
+    registry_embedded: bool
+    # The runtime service that owns podman: its socket, and whether `appliance server` runs it itself.
+    runtime_socket: Path
+    runtime_embedded: bool
     config_file: Path | None
 
     @property
@@ -185,6 +193,11 @@ _KEYS: dict[str, _Key] = {
     "provisioner_dir": _Key(lambda v: Path(v).expanduser(), None),
     # Built appliance provider zips, by a digest of their inputs: PyInstaller runs once per change.
     "provider_cache_dir": _Key(lambda v: Path(v).expanduser(), None),
+    "registry_address": _Key(parse_address, "127.0.0.1:3002"),
+    "registry_dir": _Key(lambda v: Path(v).expanduser(), None),
+    "registry_embedded": _Key(lambda v: _parse_bool(v), True),
+    "runtime_socket": _Key(lambda v: Path(v).expanduser(), None),
+    "runtime_embedded": _Key(lambda v: _parse_bool(v), True),
 }
 
 
@@ -269,6 +282,10 @@ def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
         values["mirror_dir"] = values["data_dir"] / "mirror"
     if values["provisioner_dir"] is None:
         values["provisioner_dir"] = values["data_dir"] / "provisioner"
+    if values["registry_dir"] is None:
+        values["registry_dir"] = values["data_dir"] / "registry"
+    if values["runtime_socket"] is None:
+        values["runtime_socket"] = values["data_dir"] / "runtime" / "runtime.sock"
     if values["provider_cache_dir"] is None:
         values["provider_cache_dir"] = default_provider_cache_dir()
     if values["max_token_lifetime"] < timedelta(hours=1):

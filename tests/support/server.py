@@ -45,6 +45,11 @@ def make_config(**overrides: Any) -> ServerConfig:
         "provisioner_heartbeat_timeout": timedelta(seconds=60),
         "provisioner_dir": Path("/nonexistent/provisioner"),
         "provider_cache_dir": Path("/nonexistent/provider-cache"),
+        "registry_address": Address("127.0.0.1", 0),
+        "registry_dir": Path("/nonexistent/registry"),
+        "registry_embedded": False,
+        "runtime_socket": Path("/nonexistent/runtime.sock"),
+        "runtime_embedded": False,
         "config_file": None,
     }
     values.update(overrides)
