@@ -1,0 +1,1 @@
+"""The runtime service: owns rootful podman and lets a workspace build do only what the policy allows."""
