@@ -14,8 +14,10 @@ if [[ "${1:-}" == "--test" ]]; then
   # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py);
   # docker-registry: the real Distribution registry that trusts the control plane's tokens
   # (tests/integration/appliance/registry/); skopeo: proves the base image's OCI layout is a valid
-  # image (test_base_image.py).
-  packages+=(chromium git debootstrap dpkg-dev gnupg systemd-container vagrant nginx docker-registry skopeo)
+  # image (test_base_image.py) and imports images into the registry; podman, runc: workspace containers
+  # (the runtime service, tests/integration/appliance/runtime/; crun fails on these hosts, PLATFORM.md).
+  packages+=(chromium git debootstrap dpkg-dev gnupg systemd-container vagrant nginx docker-registry skopeo
+             podman runc)
 fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
