@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 from appliance.config import ServerConfig
 from appliance.pki.ca import CertificateAuthority, IssueRequest
 from appliance.pki.layout import PkiLayout
+from appliance.registry.catalog import Catalog
 from appliance.registry.config import RegistrySettings
 from appliance.registry.process import RegistryProcess
+from appliance.registry.tokens import load_signer
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +109,8 @@ def embedded_process(config: ServerConfig) -> RegistryProcess:
     return RegistryProcess(config_file(config), config.registry_dir / "registry.log",
                            config.registry_address.host, config.registry_address.port,
                            tls=True, pid_file=pid_file(config))
+
+
+def catalog(config: ServerConfig, ca: CertificateAuthority, subject: str) -> Catalog:
+    """A reader of what the registry holds, with tokens this process signs for `subject`."""
+    return Catalog(f"https://{advertised_host(config)}", load_signer(ca), ca.layout.root_cert, subject)
