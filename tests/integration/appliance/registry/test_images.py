@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from appliance.app import CONTENT_SECURITY_POLICY
 from appliance.config import Address, ServerConfig
 from appliance.registry.images import cert_dir
 from appliance.registry.tokens import challenge
@@ -125,3 +126,21 @@ def test_list_and_the_api_show_each_tag_its_digest_size_and_templates(site: Site
     assert answer.json()["repositories"][0]["tags"][0]["templates"] == ["uses-debian"]
     member = site.owner.as_user(site.owner.login(site.owner.create_user()["username"]))
     assert member.get("/api/v2/images").status_code == 403
+
+
+def test_the_console_images_page_shows_the_image_to_template_admins_only(site: Site) -> None:
+    digest = site.imported.stdout.split("(")[1].split(",")[0]
+
+    def page_for(roles: list[str]) -> requests.Response:
+        browser = requests.Session()
+        username = site.owner.create_user(roles=roles)["username"]
+        login = browser.post(site.control.url + "/api/v2/users/login", timeout=30,
+                             json={"username": username, "password": DEFAULT_PASSWORD})
+        assert login.status_code == 201, login.text
+        return browser.get(site.control.url + "/admin/images", timeout=30)
+
+    shown = page_for(["template-admin"])
+    assert shown.status_code == 200, shown.text
+    assert f'data-reference="{site.registry}/{NAME}"' in shown.text and digest[:19] in shown.text
+    assert shown.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY  # no external asset let in
+    assert page_for([]).status_code == 403
