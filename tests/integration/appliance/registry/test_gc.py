@@ -119,3 +119,22 @@ def test_gc_removes_the_blobs_of_a_deleted_image_and_keeps_the_rest(registry: Re
     assert registry.blob_status("team/drop", dropped) == 404
     assert registry.blob_status("team/keep", kept) == 200
     assert registry.push_blob("team/keep", b"writable again").status_code == 201
+
+
+def test_write_config_gives_the_installed_unit_the_cas_paths_and_says_which_certificate_to_issue(
+        tmp_path: Path) -> None:
+    """What the installer's `registry` role runs, before the registry certificate exists."""
+    env = {**cli_env(make_config(pki_dir=tmp_path / "pki", registry_dir=tmp_path / "registry",
+                                 registry_address=Address("127.0.0.1", 3002))),
+           "APPLIANCE_REGISTRY_EMBEDDED": "false"}
+    output = tmp_path / "etc" / "registry.yml"
+    result = subprocess.run([sys.executable, "-m", "appliance", "registry", "write-config", "--output", str(output)],
+                            capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    written = json.loads(output.read_text())
+    assert written["http"]["tls"] == {"certificate": str(tmp_path / "pki" / "live" / "registry" / "fullchain.pem"),
+                                      "key": str(tmp_path / "pki" / "live" / "registry" / "key.pem")}
+    assert written["auth"]["token"]["rootcertbundle"] == str(tmp_path / "pki" / "root" / "ca.crt.pem")
+    assert written["storage"]["filesystem"]["rootdirectory"] == str(tmp_path / "registry" / "storage")
+    assert output.stat().st_mode & 0o077 == 0
+    assert "appliance pki issue registry --dns localhost --ip 127.0.0.1" in result.stderr
