@@ -85,6 +85,14 @@ def test_a_container_that_exits_at_once_fails_with_its_last_log_lines(runtime_si
     assert client.request("GET", "/v1/containers/dev")[0] == 404  # nothing left behind for terraform to lose
 
 
+def test_a_user_the_image_lacks_is_the_templates_error_not_the_services(runtime_site: RuntimeSite) -> None:
+    client = runtime_site.client()
+    status, refused = client.request("PUT", "/v1/containers/dev", _container(runtime_site, user="nobody-here"))
+    assert status == 422, refused
+    assert "nobody-here" in refused["detail"]
+    assert client.request("GET", "/v1/containers/dev")[0] == 404
+
+
 def test_a_container_reaches_a_loopback_access_url_through_the_forwarder(runtime_site: RuntimeSite) -> None:
     client = runtime_site.client()
     status, container = client.request("PUT", "/v1/containers/dev", _container(runtime_site))
