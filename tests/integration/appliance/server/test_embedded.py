@@ -100,6 +100,8 @@ def test_server_starts_embedded_postgres_and_sigterm_stops_it(data_dir: Path) ->
     assert process.returncode == 0, output
     assert f"http://127.0.0.1:{port}/setup" in output  # the banner says how to create the first user
     assert f"Registry:        {registry}" in output
+    assert f"Workspaces:      podman, through {data_dir / 'runtime' / 'runtime.sock'}" in output
+    assert not (data_dir / "runtime" / "runtime.sock").exists()  # the embedded runtime service stopped with it
     assert _wait_gone(data_dir) == []
     assert not _processes_mentioning(data_dir), "the registry outlived the server"
     assert (data_dir / "postgres" / "password").stat().st_mode & 0o077 == 0
@@ -232,4 +234,6 @@ def test_without_the_tools_to_package_the_provider_the_console_still_serves_and_
     assert "The container registry (docker-registry) is not installed" in output  # not on that PATH either
     assert "apt-get install docker-registry" in output
     assert "Traceback" not in output, output
+    assert "Workspaces cannot run containers: podman is not installed" in output  # not on that PATH
+    assert "apt-get install podman runc" in output
     assert _provider_zips(data_dir) == []
