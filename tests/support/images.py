@@ -32,7 +32,12 @@ CONTAINERS_CONF = '[engine]\nruntime = "runc"\n\n[containers]\ndefault_ulimits =
 
 
 def base_image() -> Path:
-    """An OCI layout of the base image (ref debian-12), built now if the cache has none."""
+    """An OCI layout of the base image (ref debian-12), built now if the cache has none.
+
+    APPLIANCE_TEST_BASE_IMAGE may name a layout built already (`appliance-bundle image build`).
+    """
+    if prebuilt := os.environ.get("APPLIANCE_TEST_BASE_IMAGE"):
+        return Path(prebuilt)
     if (BASE_IMAGE / "index.json").is_file():
         return BASE_IMAGE
     partial = BASE_IMAGE.with_name("base-image.partial")

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,26 +32,13 @@ from appliance.registry.tokens import issue_token, load_signer
 from appliance.runtime.credentials import BuildCredential, issue
 from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
 from appliance.sdk.runtime import LABEL_WORKSPACE
+from tests.support.images import base_image
 from tests.support.postgres import create_database, drop_database, free_port
 from tests.support.server import LiveServer, live_server
 
 REPO = Path(__file__).resolve().parents[4]
-IMAGE_CACHE = REPO / ".cache" / "base-image"
 REPOSITORY_NAME = "appliance/base"
 TAG = "debian-12"
-
-
-def _base_image_layout() -> Path:
-    prebuilt = os.environ.get("APPLIANCE_TEST_BASE_IMAGE")
-    if prebuilt:
-        return Path(prebuilt)
-    layout = IMAGE_CACHE / "layout"
-    if not (layout / "index.json").exists():
-        built = subprocess.run([sys.executable, "-m", "bundles", "image", "build", "--output", str(layout),
-                                "--cache-dir", str(REPO / ".cache" / "bundle")], capture_output=True, text=True,
-                               cwd=REPO, timeout=1800, check=False)
-        assert built.returncode == 0, built.stderr[-2000:]
-    return layout
 
 
 class RuntimeClient:
@@ -124,7 +110,7 @@ def _push_base_image(ca: CertificateAuthority, registry: RegistryProcess) -> Non
     token = issue_token(load_signer(ca), subject, [Access(REPOSITORY, REPOSITORY_NAME, (PULL, PUSH))],
                         datetime.now(UTC)).token
     copied = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-registry-token", token,
-                             f"oci:{_base_image_layout()}:{TAG}",
+                             f"oci:{base_image()}:{TAG}",
                              f"docker://{registry.host}:{registry.port}/{REPOSITORY_NAME}:{TAG}"],
                             capture_output=True, text=True, timeout=600, check=False)
     assert copied.returncode == 0, copied.stderr
