@@ -67,9 +67,9 @@ def _sandbox(uid: int, cli_config: Path, **options: Any) -> Sandbox:
 @click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               envvar="APPLIANCE_CA_FILE", help="CA certificate that signed the control plane's TLS certificate.")
 @click.option("--runtime-socket", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              envvar="APPLIANCE_RUNTIME_SOCKET_PATH",
+              envvar="APPLIANCE_RUNTIME_SOCKET",
               help="The runtime service's socket on this host; bound into the sandbox of workspace builds only "
-                   "(templates with podman resources need it) [env APPLIANCE_RUNTIME_SOCKET_PATH].")
+                   "(templates with podman resources need it) [env APPLIANCE_RUNTIME_SOCKET].")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE tag; the daemon runs only jobs whose tags it has.")
 @click.option("--name", default=None, help="Daemon name shown to admins [default: host name].")
 @click.option("--heartbeat", type=float, default=10.0, show_default=True,
