@@ -11,116 +11,41 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from appliance.auth.rbac import Subject
-from appliance.config import Address
 from appliance.pki.ca import CertificateAuthority
-from appliance.pki.layout import PkiLayout
-from appliance.registry.config import RegistrySettings, write_registry_config
-from appliance.registry.process import RegistryProcess
-from appliance.registry.scopes import PULL, PUSH, REPOSITORY, Access
-from appliance.registry.tokens import issue_token, load_signer
-from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
 from appliance.sdk.runtime import LABEL_WORKSPACE
 from tests.integration.appliance.runtime.conftest import _base_image_layout
 from tests.support.api import Api
-from tests.support.postgres import create_database, drop_database, free_port, traversable_temp_dir
-from tests.support.server import LiveServer, live_server
+from tests.support.podman_site import PodmanSite, podman_site
+from tests.support.postgres import create_database, drop_database, traversable_temp_dir
 from tests.support.workspaces import REPO, build_logs, push, transition, wait_build, wait_version
 
 pytestmark = pytest.mark.integration
 
 PODMAN_DEBIAN = REPO / "examples" / "templates" / "podman-debian"
-BASE_REPOSITORY, BASE_TAG = "base/debian", "12"
 SMALL = {"cpus": "1", "memory_mb": "512"}
 
 
-@dataclass
-class Site:
-    control: LiveServer
-    registry: RegistryProcess
-    runtime: RuntimeSettings
-    conninfo: str
-
-    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "CONTAINERS_CONF": str(self.runtime.state_dir / "containers.conf")}
-        return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=300, check=check)
-
-    def owned(self, kind: str, workspace_id: str) -> list[str]:
-        """Names of the workspace's containers or volumes that podman has."""
-        label = f"label={LABEL_WORKSPACE}={workspace_id}"
-        listing = (["ps", "--all"] if kind == "container" else ["volume", "ls"])
-        return self.podman(*listing, "--quiet", "--filter", label).stdout.split()
-
-
-def _push_base_image(ca: CertificateAuthority, registry: RegistryProcess) -> None:
-    subject = Subject.of(uuid.uuid4(), "test-pusher", ["owner"])
-    token = issue_token(load_signer(ca), subject, [Access(REPOSITORY, BASE_REPOSITORY, (PULL, PUSH))],
-                        datetime.now(UTC)).token
-    copied = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-registry-token", token,
-                             f"oci:{_base_image_layout()}:debian-12",
-                             f"docker://{registry.host}:{registry.port}/{BASE_REPOSITORY}:{BASE_TAG}"],
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert copied.returncode == 0, copied.stderr
-
-
 @pytest.fixture(scope="module")
-def site(admin_conninfo: str, template_db: str, site_pki: Path, appliance_mirror: Path) -> Iterator[Site]:
+def site(admin_conninfo: str, template_db: str, site_pki: Path, appliance_mirror: Path) -> Iterator[PodmanSite]:
     if os.geteuid() != 0 or shutil.which("podman") is None:
         pytest.fail("podman workspaces need rootful podman: run as root after apt-get install podman runc")
     conninfo = create_database(admin_conninfo, "podman_workspaces", template=template_db)
-    work = traversable_temp_dir("appliance-podman-")
-    port, registry_port = free_port(), free_port()
-    access_url = f"http://127.0.0.1:{port}"
-    registry = RegistryProcess(write_registry_config(
-        RegistrySettings(work / "storage", f"127.0.0.1:{registry_port}", access_url, PkiLayout(site_pki).root_cert),
-        work / "registry.yml"), work / "registry.log", "127.0.0.1", registry_port)
-    runtime = RuntimeSettings(work / "run" / "runtime.sock", work / "state", access_url,
-                              f"127.0.0.1:{registry_port}", PkiLayout(site_pki).root_cert, registry_is_tls=False,
-                              policy_limits={"max_cpus": 2.0, "max_memory_mb": 2048})
-    service = EmbeddedRuntime(runtime)
-    registry.start()
     try:
-        _push_base_image(CertificateAuthority(site_pki), registry)
-        service.start()
-        with live_server(conninfo, port=port, pki_dir=site_pki, mirror_dir=appliance_mirror,
-                         provisioner_dir=work / "provisioner", provisioner_daemons=1,
-                         registry_address=Address("127.0.0.1", registry_port),
-                         runtime_socket=runtime.socket) as control:
-            yield Site(control, registry, runtime, conninfo)
+        with podman_site(conninfo, site_pki, appliance_mirror, _base_image_layout(),
+                         traversable_temp_dir("appliance-podman-")) as site:
+            yield site
     finally:
-        _remove_leftovers(conninfo, runtime)
-        service.stop()
-        registry.stop()
-        shutil.rmtree(work, ignore_errors=True)
         drop_database(admin_conninfo, "podman_workspaces")
 
 
-def _remove_leftovers(conninfo: str, runtime: RuntimeSettings) -> None:
-    """Whatever a failed test left in podman for this module's workspaces."""
-    with psycopg.connect(conninfo) as conn:
-        ids = [str(row[0]) for row in conn.execute("SELECT id FROM workspaces").fetchall()]
-    env = {**os.environ, "CONTAINERS_CONF": str(runtime.state_dir / "containers.conf")}
-    for workspace_id in ids:
-        label = f"label={LABEL_WORKSPACE}={workspace_id}"
-        for listing, removal in ((["ps", "--all"], ["rm", "--force", "--time", "1"]),
-                                 (["volume", "ls"], ["volume", "rm", "--force"])):
-            names = subprocess.run(["podman", *listing, "--quiet", "--filter", label], capture_output=True,
-                                   text=True, env=env, timeout=120, check=False).stdout.split()
-            if names:
-                subprocess.run(["podman", *removal, *names], capture_output=True, env=env, timeout=120, check=False)
-
-
 @pytest.fixture(scope="module")
-def owner(site: Site) -> Api:
+def owner(site: PodmanSite) -> Api:
     api = Api(site.control.url)
     api.create_first_user("owner")
     owner = api.as_user(api.login("owner"))
@@ -145,7 +70,7 @@ def _variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
 
 
 def test_a_workspace_runs_a_container_whose_home_survives_stop_and_start_and_delete_removes_both(
-        site: Site, owner: Api) -> None:
+        site: PodmanSite, owner: Api) -> None:
     workspace_id, build = _create(owner, "podman-debian", "dev")
     assert build["status"] == "running", build["job"]["error"] + build_logs(owner, build["id"])
     [container] = site.owned("container", workspace_id)
@@ -182,7 +107,7 @@ def test_an_image_from_another_registry_is_refused_at_import_naming_the_resource
     assert "docker.io/library/debian:12" in error and "internal registry" in error, error
 
 
-def test_a_privileged_container_fails_the_build_naming_the_rule(site: Site, owner: Api, tmp_path: Path) -> None:
+def test_a_privileged_container_fails_the_build_naming_the_rule(site: PodmanSite, owner: Api, tmp_path: Path) -> None:
     folder = _variant(tmp_path, "privileged", '  user     = "dev"\n', '  user     = "dev"\n  privileged = true\n')
     version = wait_version(owner, "privileged", push(owner, folder, "privileged")["id"])
     assert version["job"]["status"] == "succeeded", version["job"]["error"]
@@ -201,14 +126,14 @@ def _url(conninfo: str) -> str:
     return f"postgresql://{quote(str(parts['user']))}:{quote(str(parts['password']))}@/{parts['dbname']}?{query}"
 
 
-def _doctor(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+def _doctor(site: PodmanSite, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")},
            "APPLIANCE_POSTGRES_URL": _url(site.conninfo), "APPLIANCE_RUNTIME_SOCKET": str(site.runtime.socket)}
     return subprocess.run([sys.executable, "-m", "appliance", "doctor", "--output", "json", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_doctor_lists_what_no_live_workspace_owns_and_fix_removes_only_that(site: Site, owner: Api) -> None:
+def test_doctor_lists_what_no_live_workspace_owns_and_fix_removes_only_that(site: PodmanSite, owner: Api) -> None:
     workspace_id, build = _create(owner, "podman-debian", "kept")
     assert build["status"] == "running", build["job"]["error"]
     gone, stray = str(uuid.uuid4()), f"stray-{uuid.uuid4().hex[:8]}"
