@@ -152,9 +152,12 @@ def find_podman(state_dir: Path) -> Podman:
     runtime = shutil.which(OCI_RUNTIME) or shutil.which(OCI_RUNTIME, path="/usr/sbin:/sbin")
     missing = [name for name, path in ((EXECUTABLE, executable), (OCI_RUNTIME, runtime)) if path is None]
     if executable is None or missing:
-        raise PodmanMissing(f"Workspaces cannot run containers: {' and '.join(missing)} not installed.",
+        verb = "is" if len(missing) == 1 else "are"
+        raise PodmanMissing(f"Workspaces cannot run containers: {' and '.join(missing)} {verb} not installed.",
                             INSTALL_HINT)
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Traversable by all: the socket may live here, and terraform connects under an arbitrary uid.
+    # Secrets go in secrets/ (0700); the rest is public (containers.conf, the CA root).
+    state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     podman = Podman(executable, state_dir)
     podman.conf.write_text(CONTAINERS_CONF)
     return podman
@@ -189,3 +192,11 @@ def list_owned(podman: Podman) -> list[Owned]:
     found += [Owned("volume", str(item["Name"]), str(item["Labels"][LABEL_WORKSPACE]), dict(item["Labels"]))
               for item in volumes]
     return found
+
+
+def remove_owned(podman: Podman, found: Owned) -> None:
+    """Remove one object list_owned found (`appliance doctor --fix`): a container stopped first, a volume forced."""
+    if found.kind == "container":
+        podman.run_sync("rm", "--force", "--ignore", "--time", str(_STOP_SECONDS), found.podman_name)
+    else:
+        podman.run_sync("volume", "rm", "--force", found.podman_name)
