@@ -14,7 +14,7 @@ from appliance.config import ServerConfig, load_server_config
 from appliance.db.database import Database
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.logs import configure_logging
-from appliance.runtime.podman import Owned, Podman, PodmanFailed, find_podman, list_owned
+from appliance.runtime.podman import Owned, Podman, PodmanFailed, find_podman, list_owned, remove_owned
 from appliance.workspaces.service import live_workspace_ids
 
 _COLUMNS = [("KIND", lambda o: o.kind), ("NAME", lambda o: o.podman_name),
@@ -54,10 +54,8 @@ class _Row:
 
 
 def _remove(podman: Podman, item: Owned) -> str:
-    command = (["rm", "--force", "--ignore", item.podman_name] if item.kind == "container"
-               else ["volume", "rm", "--force", item.podman_name])
     try:
-        podman.run_sync(*command)
+        remove_owned(podman, item)
     except PodmanFailed as err:
         return f"failed: {err.last_lines(2)}"
     return "removed"
