@@ -35,7 +35,7 @@ from appliance.registry.tokens import ensure_signing_certificate
 from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
 from appliance.server.provider import ensure_provider
-from appliance.templates.starter import push_starter, starter_source
+from appliance.templates.starter import push_starters, starter_sources
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,12 @@ class Runtime:
         log.info("registry_ready", extra={"url": registry.url, "storage": str(registry_site.storage_dir(self.config))})
 
     def _push_starter_template(self) -> None:
-        source = starter_source()
-        if source is None or self.db is None or self.provider_problem is not None:
-            return  # without the provider its import would fail; the next start pushes it
+        sources = starter_sources()
+        if not sources or self.db is None or self.provider_problem is not None:
+            return  # without the provider their imports would fail; the next start pushes them
         try:
             with self.db.transaction() as conn:
-                push_starter(conn, source, self.config.provisioner_job_timeout)
+                push_starters(conn, sources, self.config.provisioner_job_timeout)
         except OperatorError:
             log.exception("starter_template_failed")
 
