@@ -60,6 +60,8 @@ class ServerConfig:
     # The runtime service that owns podman: its socket, and whether `appliance server` runs it itself.
     runtime_socket: Path
     runtime_embedded: bool
+    # Embedded only: build the workspace base image once per machine and import it into the registry at start.
+    base_image_auto: bool
     config_file: Path | None
     # The runtime policy's maxima for one container (rule limits-required); None: the host's CPUs and memory.
     runtime_max_cpus: float | None = None
@@ -215,6 +217,7 @@ _KEYS: dict[str, _Key] = {
     "registry_embedded": _Key(lambda v: _parse_bool(v), True),
     "runtime_socket": _Key(lambda v: Path(v).expanduser(), None),
     "runtime_embedded": _Key(lambda v: _parse_bool(v), True),
+    "base_image_auto": _Key(lambda v: _parse_bool(v), True),
     "runtime_max_cpus": _Key(_parse_max_cpus, None),
     "runtime_max_memory_mb": _Key(_parse_max_memory_mb, None),
 }

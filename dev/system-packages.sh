@@ -5,19 +5,17 @@
 set -euo pipefail
 
 # binutils: PyInstaller (objdump) packages the appliance Terraform provider at `make run`;
-# bubblewrap: every terraform run happens inside its sandbox (docs/adr/0009).
-packages=(postgresql-15 binutils bubblewrap)
+# bubblewrap: every terraform run happens inside its sandbox (docs/adr/0009); docker-registry: the
+# internal registry (docs/adr/0018); podman, runc: workspace containers, owned by the runtime service
+# (docs/adr/0019; crun fails on these hosts); skopeo: `appliance images import`; debootstrap: the
+# embedded server builds the workspace base image once per machine (appliance/server/base_image.py).
+packages=(postgresql-15 binutils bubblewrap docker-registry podman runc skopeo debootstrap)
 if [[ "${1:-}" == "--test" ]]; then
-  # chromium: browser tests; debootstrap, dpkg-dev, gnupg: bundle build tests;
+  # chromium: browser tests; dpkg-dev, gnupg: bundle build tests;
   # systemd-container: the fresh offline host (systemd-nspawn) of the end-to-end tests;
   # vagrant: `vagrant validate` of the operator Vagrantfile; nginx: the installed layout's front
-  # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py);
-  # docker-registry: the real Distribution registry that trusts the control plane's tokens
-  # (tests/integration/appliance/registry/); skopeo: proves the base image's OCI layout is a valid
-  # image (test_base_image.py) and imports images into the registry; podman, runc: workspace containers
-  # (the runtime service, tests/integration/appliance/runtime/; crun fails on these hosts, PLATFORM.md).
-  packages+=(chromium git debootstrap dpkg-dev gnupg systemd-container vagrant nginx docker-registry skopeo
-             podman runc)
+  # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py).
+  packages+=(chromium git dpkg-dev gnupg systemd-container vagrant nginx)
 fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then

@@ -16,6 +16,7 @@ from appliance import __version__
 from appliance.auth.users import has_any_user
 from appliance.config import ServerConfig, env_name, load_server_config
 from appliance.logs import configure_logging
+from appliance.server.base_image import IMAGE_NAME
 from appliance.server.runtime import Runtime
 
 
@@ -101,6 +102,9 @@ def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_
         console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
     elif runtime.workspace_runtime is not None:
         console.print(f"  Workspaces:      podman, through {runtime.workspace_runtime.service.settings.socket}")
+    if runtime.base_image is not None and runtime.base_image.needs_build:
+        console.print(f"  Workspace image: building {IMAGE_NAME} in the background (a minute or two, once per "
+                      "machine)")
     if has_users:
         console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:

@@ -29,4 +29,5 @@ def provider_cache_env() -> dict[str, str]:
     its (empty) mirror.
     """
     cached_zip(CACHE)
-    return {"APPLIANCE_PROVIDER_CACHE_DIR": str(CACHE)}
+    # Building and importing the workspace base image is tested on its own (test_embedded.py).
+    return {"APPLIANCE_PROVIDER_CACHE_DIR": str(CACHE), "APPLIANCE_BASE_IMAGE_AUTO": "false"}

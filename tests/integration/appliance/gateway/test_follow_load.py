@@ -144,7 +144,7 @@ def embedded_server(appliance_mirror: Path) -> Iterator[Served]:
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")},
            "APPLIANCE_DATA_DIR": str(root / "data"), "APPLIANCE_MIRROR_DIR": str(appliance_mirror),
-           "APPLIANCE_LOG_LEVEL": "warning", "XDG_CONFIG_HOME": str(root)}
+           "APPLIANCE_LOG_LEVEL": "warning", "XDG_CONFIG_HOME": str(root), "APPLIANCE_BASE_IMAGE_AUTO": "false"}
     log = root / "server.log"  # a file, not a pipe nobody reads while the load runs
     process = _spawn([sys.executable, "-m", "appliance", "server", "--http-address", f"127.0.0.1:{port}"], log, env)
     try:

@@ -84,7 +84,8 @@ def _root_server(appliance_mirror: Path, root: Path, extra: dict[str, str]) -> I
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")},
            "APPLIANCE_DATA_DIR": str(root / "data"), "APPLIANCE_MIRROR_DIR": str(appliance_mirror),
-           "APPLIANCE_PROVISIONER_PSK": psk, "APPLIANCE_LOG_LEVEL": "warning", "XDG_CONFIG_HOME": str(root), **extra}
+           "APPLIANCE_PROVISIONER_PSK": psk, "APPLIANCE_LOG_LEVEL": "warning", "XDG_CONFIG_HOME": str(root),
+           "APPLIANCE_BASE_IMAGE_AUTO": "false", **extra}
     log = root / "server.log"
     process = subprocess.Popen([sys.executable, "-m", "appliance", "server", "--http-address", f"127.0.0.1:{port}"],
                                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from appliance.sdk.runtime import LABEL_WORKSPACE
 from tests.support.api import Api
 from tests.support.appliance_provider import provider_cache_env
+from tests.support.images import base_image
 from tests.support.postgres import free_port, postgres_processes_for, traversable_temp_dir
 from tests.support.server import wait_for_health
 from tests.support.workspaces import wait_build, wait_version
@@ -172,28 +174,54 @@ def _provider_zips(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "mirror" / "mirror" / "appliance.internal" / "appliance" / "appliance").glob("*.zip"))
 
 
+def _wait_base_image(api: Api, timeout: float = 300) -> None:
+    """Until the server has imported base/debian:12 into its registry (in the background, after the banner)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = api.get("/api/v2/images").json()
+        if any(repo["name"] == "base/debian" for repo in listing["repositories"]):
+            return
+        time.sleep(1)
+    pytest.fail(f"the base image never reached the registry: {listing}")
+
+
+def _running_containers(workspace_id: str) -> list[str]:
+    listed = subprocess.run(["podman", "ps", "--filter", f"label={LABEL_WORKSPACE}={workspace_id}",
+                             "--filter", "status=running", "--format", "{{.Names}}"],
+                            capture_output=True, text=True, check=True)
+    return listed.stdout.split()
+
+
 def test_first_start_pushes_the_starter_templates_and_a_workspace_from_minimal_builds(
         data_dir: Path) -> None:
     """What `make run` gives a newcomer, from `appliance server` alone: no publish step, an empty mirror."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     assert not (data_dir / "mirror").exists()
-    process = _start(data_dir, port)
+    base_image()  # the layout the server finds in its cache (built once per machine), so it only imports it
+    process = _start(data_dir, port, APPLIANCE_BASE_IMAGE_AUTO="true")
     try:
         _wait_healthy(url, process)
         assert len(_provider_zips(data_dir)) == 1, "the server did not publish the provider into its mirror"
         api = Api(url)
         api.create_first_user("admin")
         api = api.as_user(api.login("admin"))
-        template = api.get("/api/v2/templates/minimal").json()
-        version = wait_version(api, "minimal", template["active_version_id"] or
-                               api.get("/api/v2/templates/minimal/versions").json()["versions"][0]["id"])
-        assert version["job"]["status"] == "succeeded", version["job"]["error"]
-        podman = api.get("/api/v2/templates/podman-debian").json()
-        assert wait_version(api, "podman-debian", podman["active_version_id"])["job"]["status"] == "succeeded"
+        for name in ("minimal", "podman-debian"):
+            # Until its first import succeeds a pushed template has no active version.
+            version = wait_version(api, name, api.get(f"/api/v2/templates/{name}/versions").json()["versions"][0]["id"])
+            assert version["job"]["status"] == "succeeded", version["job"]["error"]
         created = api.post("/api/v2/workspaces", json={"template": "minimal", "name": "first", "parameters": {}})
         assert created.status_code == 201, created.text
         assert wait_build(api, created.json()["latest_build"]["id"])["status"] == "running"
+        _wait_base_image(api)
+        created = api.post("/api/v2/workspaces", json={"template": "podman-debian", "name": "box", "parameters": {}})
+        assert created.status_code == 201, created.text
+        build = wait_build(api, created.json()["latest_build"]["id"], timeout=300)
+        assert build["status"] == "running", build
+        assert _running_containers(created.json()["id"]), "the podman-debian workspace has no running container"
+        deleted = api.post(f"/api/v2/workspaces/{created.json()['id']}/builds", json={"transition": "delete"})
+        assert wait_build(api, deleted.json()["id"], timeout=300)["status"] == "deleted"
+        assert not _running_containers(created.json()["id"])
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
