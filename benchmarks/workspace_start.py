@@ -38,6 +38,8 @@ from tests.support.workspaces import REPO as SOURCES  # noqa: E402
 from tests.support.workspaces import push, transition, wait_build, wait_version  # noqa: E402
 
 TEMPLATE = SOURCES / "examples" / "templates" / "podman-debian"
+# The same provisioner path with no container at all: what terraform, the sandbox and the queue cost.
+MINIMAL = SOURCES / "examples" / "templates" / "minimal"
 LIMITS = {"cpus": "1", "memory_mb": "512"}
 
 
@@ -60,9 +62,10 @@ def start_stopped(api: Api, workspace_id: str) -> float:
     return elapsed
 
 
-def create(api: Api, name: str) -> tuple[str, float]:
+def create(api: Api, name: str, template: str = "podman-debian") -> tuple[str, float]:
     started = time.perf_counter()
-    created = api.post("/api/v2/workspaces", json={"template": "podman-debian", "name": name, "parameters": LIMITS})
+    parameters = LIMITS if template == "podman-debian" else {}
+    created = api.post("/api/v2/workspaces", json={"template": template, "name": name, "parameters": parameters})
     assert created.status_code == 201, created.text
     build = wait_build(api, created.json()["latest_build"]["id"], timeout=600)
     elapsed = time.perf_counter() - started
@@ -76,15 +79,19 @@ def measure(site: PodmanSite, rounds: int) -> dict[str, list[float]]:
     api = api.as_user(api.login("bench"))
     assert wait_version(api, "podman-debian", push(api, TEMPLATE, "podman-debian")["id"])["job"]["status"] == (
         "succeeded")
+    assert wait_version(api, "minimal", push(api, MINIMAL, "minimal")["id"])["job"]["status"] == "succeeded"
     workspace_id, _ = create(api, "warmup")  # pulls the image once, so every later round finds it local
-    times: dict[str, list[float]] = {"bare": [], "start": [], "create": []}
+    floor_id, _ = create(api, "floor", "minimal")
+    times: dict[str, list[float]] = {"bare": [], "start": [], "create": [], "floor": []}
     for index in range(rounds):
         times["bare"].append(bare_run(site, f"bench-bare-{index}"))
         times["start"].append(start_stopped(api, workspace_id))
+        times["floor"].append(start_stopped(api, floor_id))
         created_id, elapsed = create(api, f"new{index}")
         times["create"].append(elapsed)
         transition(api, created_id, "delete")
     transition(api, workspace_id, "delete")
+    transition(api, floor_id, "delete")
     return times
 
 
@@ -105,11 +112,13 @@ def main() -> None:
                 times = measure(site, args.rounds)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    bare, start, new = (statistics.median(times[key]) for key in ("bare", "start", "create"))
+    bare, start, new, floor = (statistics.median(times[key]) for key in ("bare", "start", "create", "floor"))
     print(f"podman-debian workspace ({args.rounds} rounds, medians):")
     print(f"  bare podman run -d (same image)            {bare:6.2f} s")
     print(f"  start of a stopped workspace -> running     {start:6.2f} s   ratio {start / bare:6.2f} (goal <= 1.5)")
     print(f"  create of a new workspace -> running        {new:6.2f} s   ratio {new / bare:6.2f}")
+    print(f"  start of a stopped minimal workspace        {floor:6.2f} s   (no container: terraform, sandbox, queue)")
+    print(f"  container part of a start (start - minimal) {start - floor:6.2f} s   ratio {(start - floor) / bare:6.2f}")
 
 
 if __name__ == "__main__":

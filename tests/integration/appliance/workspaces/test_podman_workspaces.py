@@ -119,6 +119,31 @@ def test_a_privileged_container_fails_the_build_naming_the_rule(site: PodmanSite
     transition(owner, workspace_id, "delete")
 
 
+def test_a_container_that_exits_at_once_fails_the_build_with_its_last_log_lines(
+        site: PodmanSite, owner: Api, tmp_path: Path) -> None:
+    folder = _variant(tmp_path, "crashes", 'entrypoint = ["sh", "-c", replace(',
+                      'entrypoint = ["sh", "-c", "echo missing-config-file >&2; exit 3", replace(')
+    assert wait_version(owner, "crashes", push(owner, folder, "crashes")["id"])["job"]["status"] == "succeeded"
+    workspace_id, build = _create(owner, "crashes", "crash")
+    assert build["status"] == "failed"
+    logs = build_logs(owner, build["id"])
+    assert "exited at once (exit code 3)" in build["job"]["error"] + logs, build["job"]["error"]
+    assert "missing-config-file" in build["job"]["error"] + logs, logs
+    assert site.owned("container", workspace_id) == []
+    transition(owner, workspace_id, "delete")
+
+
+def test_a_host_path_mount_fails_the_build_naming_the_rule(site: PodmanSite, owner: Api, tmp_path: Path) -> None:
+    host_mount = '  mounts {\n    host_path = "/etc"\n    path      = "/host-etc"\n  }\n'
+    folder = _variant(tmp_path, "hostpath", "  mounts {\n", host_mount + "  mounts {\n")
+    assert wait_version(owner, "hostpath", push(owner, folder, "hostpath")["id"])["job"]["status"] == "succeeded"
+    workspace_id, build = _create(owner, "hostpath", "escape")
+    assert build["status"] == "failed"
+    assert "no-host-mounts" in build["job"]["error"], build["job"]["error"]
+    assert site.owned("container", workspace_id) == []
+    transition(owner, workspace_id, "delete")
+
+
 def _url(conninfo: str) -> str:
     """A key=value conninfo as the postgresql:// URL the config accepts."""
     parts = conninfo_to_dict(conninfo)
