@@ -41,6 +41,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except DatabaseUnavailable as err:
         log.error("database_unavailable", extra={"path": request.path})
         return error_response(503, err.message, err.hint)
+    except ConnectionResetError:
+        # The client went away mid-response (aiohttp's ClientConnectionResetError is one): nobody to answer.
+        log.debug("client_gone", extra={"path": request.path})
+        raise
     except web.HTTPException as err:
         if err.status < 400:
             raise
