@@ -8,6 +8,7 @@ baseline is cached in .cache/bundle, so later runs in the same checkout reuse it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from appliance import __version__ as appliance_version
+from bundles.build.base_image import cached_base_image
 from bundles.build.debs import baseline_rootfs
 from bundles.recipe import load_recipe
+from bundles.tarball import read_head
 from bundles.verify import TrustPolicy, verify_bundle
 from tests.support.bundles import make_key, sign_bundle
 
@@ -102,3 +105,24 @@ def test_wheels_install_with_no_index_and_both_commands_run(extracted: Path, fre
     # The PyInstaller executable runs with no Python packages on the host, Ansible included.
     assert "Install the appliance on an offline Debian 12 host" in result.stdout
     assert "ansible-playbook [core 2.19" in result.stdout
+
+
+def test_the_bundle_carries_the_base_image_hashed_in_the_manifest_and_listed_in_the_sbom(extracted: Path) -> None:
+    bundle = extracted.parent / "dist" / f"appliance-{appliance_version}.bundle"
+    members = {m["path"]: m for m in json.loads(read_head(bundle)[0])["members"]}
+    layout = extracted / "images" / "debian-12"
+    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    for blob in (layout / "blobs" / "sha256").iterdir():   # content-addressed, and each one a hashed member
+        member = members[blob.relative_to(extracted).as_posix()]
+        assert (member["sha256"], member["role"]) == (blob.name, "image")
+    assert f"images/debian-12/blobs/sha256/{digest.removeprefix('sha256:')}" in members
+    sbom = json.loads((extracted / "sbom.cdx.json").read_text())
+    assert [c["name"] for c in sbom["components"] if c["type"] == "container"] == ["debian-12"]
+    inspected = subprocess.run(["skopeo", "inspect", f"oci:{layout}:debian-12"], capture_output=True, text=True,
+                               check=False)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["Digest"] == digest
+    # The build came from the cache, keyed by its inputs: asking again builds nothing new.
+    cached = cached_base_image(CACHE)
+    assert json.loads((cached / "index.json").read_text())["manifests"][0]["digest"] == digest
+    assert len(list((CACHE / "images").glob("debian-12-*.complete"))) == 1
