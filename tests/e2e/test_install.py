@@ -362,9 +362,9 @@ def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_an
 
 
 REGISTRY = "127.0.0.1:3002"   # playbooks/site.yml's appliance_registry_address
-BASE_IMAGE = "appliance/debian:12"   # playbooks/roles/registry's registry_images
-# What podman on the host needs here to read the runtime service's containers (../shared/PLATFORM.md).
-CONTAINERS_CONF = '[engine]\\nruntime = "runc"\\n[containers]\\ndefault_ulimits = []\\n'
+BASE_IMAGE = "base/debian:12"   # playbooks/roles/registry's registry_images; podman-debian's image
+# The runtime service's own containers.conf (runc, no ulimits): podman on the host reads its containers with it.
+CONTAINERS_CONF = "/run/appliance-runtime/containers.conf"
 REGISTRY_GET = """
 import json, ssl, sys, urllib.request
 url, token, accept = sys.argv[1:4]
@@ -414,15 +414,14 @@ def test_the_registry_answers_over_tls_with_token_auth_and_holds_the_base_image(
     assert manifest["headers"]["docker-content-digest"] == index["manifests"][0]["digest"]
     assert registry_get(host, f"/v2/{repository}/manifests/{tag}")["status"] == 401
     # The registry's storage is its own; its process runs as its user and sees none of the database.
-    modes = host.sh("stat -c '%U %a' /var/lib/appliance/registry").stdout.split()
-    assert modes == ["appliance-registry", "700"], modes
+    modes = host.sh("stat -c '%U %a' /var/lib/appliance/registry/storage /var/lib/appliance/registry/config.yml")
+    assert modes.stdout.split() == ["appliance-registry", "700", "root", "600"], modes.stdout
     print(f"registry checks: {time.monotonic() - started:.1f}s")
 
 
 def _podman(host: OfflineHost, script: str) -> subprocess.CompletedProcess[str]:
     """podman on the host, reading the runtime service's containers (the same storage, runc)."""
-    return host.sh(f"printf '{CONTAINERS_CONF}' > /root/containers.conf && "
-                   f"CONTAINERS_CONF=/root/containers.conf {script}", timeout=120)
+    return host.sh(f"CONTAINERS_CONF={CONTAINERS_CONF} {script}", timeout=120)
 
 
 def _workspace_containers(host: OfflineHost, workspace_id: str) -> list[dict[str, Any]]:
