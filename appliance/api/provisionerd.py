@@ -13,7 +13,7 @@ from functools import partial
 from typing import IO
 from uuid import UUID
 
-from flask import Response, request
+from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.api.blueprints import v2
@@ -79,7 +79,8 @@ def acquire(body: AcquireRequest) -> Response:
     config = server_config()
     with database().transaction() as conn:
         jobs.register_daemon(conn, body.daemon_id, body.name, body.tags or dict(jobs.SITE_TAGS), body.version)
-        spec = coordinator.acquire(conn, body.daemon_id, body.tags or dict(jobs.SITE_TAGS), config.access_url,
+        site = coordinator.JobSite.for_config(config, current_app.extensions["appliance.ca"])
+        spec = coordinator.acquire(conn, body.daemon_id, body.tags or dict(jobs.SITE_TAGS), site,
                                    config.provisioner_heartbeat_timeout)
     if spec is None:
         return Response(status=204)

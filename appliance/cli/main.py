@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "mirror": "appliance.cli.mirror:mirror",
     "provider": "appliance.cli.provider:provider",
     "provisionerd": "appliance.cli.provisionerd:provisionerd",
+    "doctor": "appliance.cli.doctor:doctor",
+    "runtime": "appliance.cli.runtime:runtime",
     # Templates, workspaces and their builds: `appliance VERB` for daily use, `NOUN VERB` to administer.
     "templates": "appliance.cli.templates:templates",
     "builds": "appliance.cli.builds:builds",

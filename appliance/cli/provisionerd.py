@@ -66,6 +66,10 @@ def _sandbox(uid: int, cli_config: Path, **options: Any) -> Sandbox:
                    "mirror [default: the network mirror at --url].")
 @click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               envvar="APPLIANCE_CA_FILE", help="CA certificate that signed the control plane's TLS certificate.")
+@click.option("--runtime-socket", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              envvar="APPLIANCE_RUNTIME_SOCKET",
+              help="The runtime service's socket on this host; bound into the sandbox of workspace builds only "
+                   "(templates with podman resources need it) [env APPLIANCE_RUNTIME_SOCKET].")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE tag; the daemon runs only jobs whose tags it has.")
 @click.option("--name", default=None, help="Daemon name shown to admins [default: host name].")
 @click.option("--heartbeat", type=float, default=10.0, show_default=True,
@@ -76,8 +80,9 @@ def _sandbox(uid: int, cli_config: Path, **options: Any) -> Sandbox:
                    "[env APPLIANCE_PROVISIONER_SANDBOX_UID].")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="APPLIANCE_LOG_FORMAT",
               show_default=True, help="Log lines as text or JSON [env APPLIANCE_LOG_FORMAT].")
-def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file: Path | None, tags: tuple[str, ...],
-          name: str | None, heartbeat: float, sandbox_uid: int, log_format: str) -> None:
+def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file: Path | None,
+          runtime_socket: Path | None, tags: tuple[str, ...], name: str | None, heartbeat: float, sandbox_uid: int,
+          log_format: str) -> None:
     """Claim jobs from the control plane and run terraform for them until stopped (SIGTERM)."""
     configure_logging(log_format)
     key = _read_key(psk_file)
@@ -85,10 +90,11 @@ def start(url: str, psk_file: Path, work_dir: Path, mirror: str | None, ca_file:
                             ca_file=str(ca_file) if ca_file else None)
     if mirror and not mirror.startswith(("http://", "https://")):
         cli_config = filesystem_mirror_config(work_dir, Path(mirror))
-        sandbox = _sandbox(sandbox_uid, cli_config, mirror_dir=Path(mirror), ca_file=ca_file)
+        sandbox = _sandbox(sandbox_uid, cli_config, mirror_dir=Path(mirror), ca_file=ca_file,
+                           runtime_socket=runtime_socket)
     else:  # terraform installs providers over HTTPS from the appliance: the sandbox keeps the host's network
         cli_config = network_mirror_config(work_dir, mirror or url)
-        sandbox = _sandbox(sandbox_uid, cli_config, ca_file=ca_file, network=True)
+        sandbox = _sandbox(sandbox_uid, cli_config, ca_file=ca_file, network=True, runtime_socket=runtime_socket)
     settings = RunnerSettings(work_dir, sandbox, heartbeat_interval=heartbeat)
     daemon = Daemon(backend, JobRunner(backend, settings))
 

@@ -89,6 +89,12 @@ def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_
         problem = runtime.provider_problem
         console.print(f"  [yellow]Provider:        {escape(problem.message)}[/]")
         console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
+    if runtime.workspace_runtime_problem is not None:
+        problem = runtime.workspace_runtime_problem
+        console.print(f"  [yellow]Workspaces:      {escape(problem.message)}[/]")
+        console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
+    elif runtime.workspace_runtime is not None:
+        console.print(f"  Workspaces:      podman, through {runtime.workspace_runtime.service.settings.socket}")
     if has_users:
         console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:

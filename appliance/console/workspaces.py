@@ -19,6 +19,7 @@ from appliance.db.database import Connection
 from appliance.errors import RequestError
 from appliance.responses import build_response, job_response, template_response, workspace_response
 from appliance.templates import service as templates
+from appliance.templates.starter import SUGGESTED
 from appliance.workspaces import service as workspaces
 
 # How the page names what a build button did.
@@ -81,7 +82,8 @@ def _initial_values(parameters: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 def _create_form(conn: Connection, subject: Subject, chosen: str, status: int = 200, *,
                  name: str = "", values: dict[str, str] | None = None, error: RequestError | None = None) -> Any:
     usable = [template_response(t) for t in templates.list_templates(conn, subject) if t.active_version_id]
-    if not chosen and len(usable) == 1:
+    usable.sort(key=lambda t: t.name != SUGGESTED)  # stable: the rest keep their order
+    if not chosen and (len(usable) == 1 or (usable and usable[0].name == SUGGESTED)):
         chosen = usable[0].name
     template = next((t for t in usable if chosen in (t.name, t.id)), None)
     parameters: Sequence[Mapping[str, Any]] = []

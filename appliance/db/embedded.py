@@ -242,6 +242,10 @@ class EmbeddedPostgres:
                 f"Install postgresql-{cluster}, or move the data dir aside to start fresh.",
             )
 
+    def is_running(self) -> bool:
+        """True while a PostgreSQL (this process's or a server's) runs on this data dir."""
+        return self._postmaster_pid() is not None
+
     def _postmaster_pid(self) -> int | None:
         """The PID recorded in postmaster.pid when that process is alive, else None."""
         try:

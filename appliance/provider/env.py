@@ -12,6 +12,8 @@ transition start, workspace "default", owner "default", all-zero ids.
     APPLIANCE_WORKSPACE_OWNER_GROUPS         JSON list of strings
     APPLIANCE_PARAMETER_<sha256 hex of name> the parameter's value (list(string): a JSON list)
     APPLIANCE_AGENT_SCRIPT_<os>_<arch>       the agent init script; ${ACCESS_URL} is substituted
+    APPLIANCE_REGISTRY                       host:port of the internal registry (every job)
+    APPLIANCE_RUNTIME_SOCKET / _TOKEN        the runtime service and the build's credential (builds only; runtime.py)
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from appliance.sdk.runtime import REGISTRY_ENV
 
 ACCESS_URL = "APPLIANCE_ACCESS_URL"
 WORKSPACE = "APPLIANCE_WORKSPACE_"
@@ -31,6 +35,7 @@ BUILD_ID = WORKSPACE + "BUILD_ID"
 TRANSITIONS = ("start", "stop", "delete")
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 DEFAULT_ACCESS_URL = "http://127.0.0.1:3000/"
+DEFAULT_REGISTRY = "127.0.0.1:3002"  # config's default registry_address, for terraform run by hand
 
 
 class EnvError(ValueError):
@@ -48,6 +53,7 @@ class Workspace:
     build_id: str
     access_url: str
     owner_id: str
+    registry: str
 
     @property
     def start_count(self) -> int:
@@ -83,6 +89,7 @@ def workspace(env: Mapping[str, str]) -> Workspace:
         build_id=env.get(BUILD_ID, ""),
         access_url=env.get(ACCESS_URL) or DEFAULT_ACCESS_URL,
         owner_id=env.get(OWNER + "ID") or NIL_UUID,
+        registry=env.get(REGISTRY_ENV) or DEFAULT_REGISTRY,
     )
 
 

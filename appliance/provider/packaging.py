@@ -32,6 +32,8 @@ from mirror.signing import SigningKey
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENTRY = PACKAGE_DIR / "__main__.py"
 OS, ARCH = "linux", "amd64"
+# Modules outside appliance/provider that the provider imports (relative to appliance/).
+BUNDLED_SDK = ("__init__.py", "sdk/__init__.py", "sdk/base.py", "sdk/runtime.py")
 
 
 def _version_of(distribution: str) -> str:
@@ -50,8 +52,10 @@ def inputs_digest() -> str:
         if source.name == Path(__file__).name:
             continue  # this module is not part of the provider
         hasher.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    # The provider imports the appliance package, whose __init__ is bundled too.
-    hasher.update((PACKAGE_DIR.parent / "__init__.py").read_bytes())
+    # The provider imports the appliance package's __init__ and the sdk's runtime shapes (with pydantic).
+    hasher.update(f"pydantic {_version_of('pydantic')}".encode())
+    for bundled in BUNDLED_SDK:
+        hasher.update(bundled.encode() + b"\0" + (PACKAGE_DIR.parent / bundled).read_bytes() + b"\0")
     return hasher.hexdigest()[:16]
 
 

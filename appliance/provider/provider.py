@@ -13,6 +13,7 @@ from appliance.provider.agent import Agent
 from appliance.provider.app import App
 from appliance.provider.metadata import Metadata
 from appliance.provider.parameter_data import ParameterData
+from appliance.provider.podman import PodmanContainer, PodmanVolume
 from appliance.provider.workspace import OwnerData, WorkspaceData
 
 
@@ -38,4 +39,4 @@ class ApplianceProvider(Provider):  # type: ignore[misc]  # tf ships no type hin
         return [WorkspaceData, OwnerData, ParameterData]
 
     def get_resources(self) -> list[type[Resource]]:
-        return [Agent, App, Metadata]
+        return [Agent, App, Metadata, PodmanVolume, PodmanContainer]

@@ -39,6 +39,8 @@ class WorkspaceData(DataSource):  # type: ignore[misc]  # tf ships no type hints
             _computed("template_version", types.String(), "The template version's name."),
             _computed("access_url", types.String(), "The appliance's URL, as agents reach it."),
             _computed("owner_id", types.String(), "The id of the workspace's owner."),
+            _computed("registry", types.String(),
+                      "host:port of the appliance's internal registry: write images as \"${...registry}/REPO:TAG\"."),
         ])
 
     def read(self, ctx: ReadDataContext, config: Config) -> State | None:
@@ -50,7 +52,8 @@ class WorkspaceData(DataSource):  # type: ignore[misc]  # tf ships no type hints
         return {"id": workspace.id, "name": workspace.name, "transition": workspace.transition,
                 "start_count": workspace.start_count, "template_id": workspace.template_id,
                 "template_name": workspace.template_name, "template_version": workspace.template_version,
-                "access_url": workspace.access_url, "owner_id": workspace.owner_id}
+                "access_url": workspace.access_url, "owner_id": workspace.owner_id,
+                "registry": workspace.registry}
 
 
 class OwnerData(DataSource):  # type: ignore[misc]  # tf ships no type hints

@@ -8,29 +8,77 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from appliance.auth.users import find_user
+from appliance.config import ServerConfig
 from appliance.db.database import Connection, Row
+from appliance.errors import OperatorError
+from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner import extract, jobs, redaction
+from appliance.registry import tokens
+from appliance.runtime import credentials
+from appliance.runtime.credentials import BuildCredential
 from appliance.sdk.provisionerd import MAX_LOG_LINE_CHARS, JobSpec
 from appliance.sdk.redaction import redact_json, usable
+from appliance.sdk.runtime import REGISTRY_ENV, RUNTIME_SOCKET_IN_SANDBOX, SOCKET_ENV, TOKEN_ENV
 from appliance.templates import service as templates
 from appliance.workspaces import resources as workspace_resources
 from appliance.workspaces import service as workspaces
 
-# What the agent's init script fetches and runs; the relay issue ships the agent itself.
+# What the agent's init script fetches and runs; the relay issue ships the agent itself. It runs as
+# whatever user the workspace's image has (not root), so it writes the CA bundle it carries where
+# that user can, and trusts only it; a workspace needs no CA baked into its image.
 AGENT_SCRIPT = """#!/bin/sh
-# Appliance agent bootstrap: fetch the agent from the control plane and run it.
+# Appliance agent bootstrap: trust the appliance's CA, fetch the agent from the control plane and run it.
 set -eu
+CA_FILE="${TMPDIR:-/tmp}/appliance-ca.pem"
+cat > "$CA_FILE" <<'APPLIANCE_CA_BUNDLE'
+%(ca_bundle)sAPPLIANCE_CA_BUNDLE
+export SSL_CERT_FILE="$CA_FILE" CURL_CA_BUNDLE="$CA_FILE"
 BINARY_URL="${ACCESS_URL}bin/appliance-agent-linux-amd64"
-until curl -fsSL --cacert /etc/appliance/ca.pem -o /tmp/appliance-agent "$BINARY_URL"; do sleep 30; done
+until curl -fsSL --cacert "$CA_FILE" -o /tmp/appliance-agent "$BINARY_URL"; do sleep 30; done
 chmod +x /tmp/appliance-agent
 exec /tmp/appliance-agent
 """
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSite:
+    """What a job learns of the appliance beyond the database: its URL, its registry, and its CA.
+
+    The CA's bundle goes into the agent's init script; its token key signs each build's runtime
+    credential. Without a CA (a test server without one) builds get no runtime credential.
+    """
+
+    access_url: str
+    registry: str
+    ca: CertificateAuthority | None = None
+
+    @classmethod
+    def for_config(cls, config: ServerConfig, ca: CertificateAuthority | None) -> JobSite:
+        return cls(config.access_url, str(config.registry_address), ca)
+
+    def agent_script(self) -> str:
+        bundle = self.ca.trust_bundle_pem().decode() if self.ca is not None and self.ca.is_initialised() else ""
+        return AGENT_SCRIPT % {"ca_bundle": bundle}
+
+    def runtime_credential(self, build: BuildCredential, lifetime: timedelta) -> str | None:
+        """A credential for the runtime service, valid as long as the job may run; None without a CA."""
+        if self.ca is None or not self.ca.is_initialised():
+            return None
+        try:
+            signer = tokens.load_signer(self.ca)
+        except OperatorError as err:
+            log.warning("runtime_credential_unavailable", extra={"reason": err.message, "hint": err.hint})
+            return None
+        return credentials.issue(signer.key, signer.chain, build, datetime.now(UTC), lifetime)
 
 
 def parameter_env(name: str) -> str:
@@ -43,25 +91,26 @@ def _source(conn: Connection, file_hash: str) -> bytes:
     return bytes(row["data"])
 
 
-def _common_env(access_url: str, template: templates.Template, version: templates.Version) -> dict[str, str]:
-    return {"APPLIANCE_ACCESS_URL": access_url.rstrip("/") + "/",
+def _common_env(site: JobSite, template: templates.Template, version: templates.Version) -> dict[str, str]:
+    script = site.agent_script()
+    return {"APPLIANCE_ACCESS_URL": site.access_url.rstrip("/") + "/", REGISTRY_ENV: site.registry,
             "APPLIANCE_WORKSPACE_TEMPLATE_ID": str(template.id),
             "APPLIANCE_WORKSPACE_TEMPLATE_NAME": template.name,
             "APPLIANCE_WORKSPACE_TEMPLATE_VERSION": version.name,
-            "APPLIANCE_AGENT_SCRIPT_linux_amd64": AGENT_SCRIPT,
-            "APPLIANCE_AGENT_SCRIPT_linux_arm64": AGENT_SCRIPT.replace("amd64", "arm64")}
+            "APPLIANCE_AGENT_SCRIPT_linux_amd64": script,
+            "APPLIANCE_AGENT_SCRIPT_linux_arm64": script.replace("linux-amd64", "linux-arm64")}
 
 
-def _import_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
+def _import_spec(conn: Connection, row: Row, site: JobSite) -> JobSpec:
     version = templates.version_for_job(conn, row["id"])
     assert version is not None
     template = templates.find_template(conn, str(version.template_id))
-    env = {**_common_env(access_url, template, version), "APPLIANCE_WORKSPACE_TRANSITION": "start"}
+    env = {**_common_env(site, template, version), "APPLIANCE_WORKSPACE_TRANSITION": "start"}
     return JobSpec(id=row["id"], type=jobs.JobType.IMPORT, timeout_seconds=row["timeout_seconds"],
                    transition="start", env=env, source=_source(conn, version.file_hash), state=None)
 
 
-def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
+def _build_spec(conn: Connection, row: Row, site: JobSite) -> JobSpec:
     build = workspaces.build_for_job(conn, row["id"])
     assert build is not None
     ws = conn.execute("SELECT * FROM workspaces WHERE id = %s", (build.workspace_id,)).fetchone()
@@ -70,7 +119,7 @@ def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
     template = templates.find_template(conn, str(version.template_id))
     owner = find_user(conn, str(ws["owner_id"]))
     assert owner is not None
-    env = {**_common_env(access_url, template, version),
+    env = {**_common_env(site, template, version),
            "APPLIANCE_WORKSPACE_ID": str(ws["id"]), "APPLIANCE_WORKSPACE_NAME": ws["name"],
            "APPLIANCE_WORKSPACE_TRANSITION": build.transition, "APPLIANCE_WORKSPACE_BUILD_ID": str(build.id),
            "APPLIANCE_WORKSPACE_OWNER_ID": str(owner.id), "APPLIANCE_WORKSPACE_OWNER_NAME": owner.username,
@@ -79,12 +128,19 @@ def _build_spec(conn: Connection, row: Row, access_url: str) -> JobSpec:
            "APPLIANCE_WORKSPACE_OWNER_SSH_PUBLIC_KEY": ""}
     env.update({parameter_env(name): value for name, value in build.parameters.items()})
     state = workspaces.previous_state(conn, build)
+    hidden = extract.sensitive_values(state or b"")
+    # Only builds reach the runtime service, and only for their own workspace, while the job may run.
+    token = site.runtime_credential(BuildCredential(str(ws["id"]), str(owner.id), str(build.id)),
+                                    timedelta(seconds=row["timeout_seconds"]))
+    if token is not None:
+        env.update({TOKEN_ENV: token, SOCKET_ENV: RUNTIME_SOCKET_IN_SANDBOX})
+        hidden.append(token)
     return JobSpec(id=row["id"], type=jobs.JobType.BUILD, timeout_seconds=row["timeout_seconds"],
                    transition=build.transition, env=env, source=_source(conn, version.file_hash), state=state,
-                   secrets=extract.sensitive_values(state or b""))
+                   secrets=hidden)
 
 
-def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url: str,
+def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], site: JobSite,
             heartbeat_timeout: timedelta) -> JobSpec | None:
     """Claim the next job for a daemon (after failing jobs whose daemons went silent)."""
     jobs.reap(conn, heartbeat_timeout)
@@ -92,8 +148,8 @@ def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str], access_url:
     if row is None:
         return None
     jobs.append_logs(conn, row["id"], [("Setting up", "info", "Job claimed by a provisioner daemon.")])
-    spec = (_import_spec(conn, row, access_url) if row["type"] == jobs.JobType.IMPORT.value
-            else _build_spec(conn, row, access_url))
+    spec = (_import_spec(conn, row, site) if row["type"] == jobs.JobType.IMPORT.value
+            else _build_spec(conn, row, site))
     return spec.model_copy(update={"heartbeat_seconds": max(0.5, heartbeat_timeout.total_seconds() / 4)})
 
 

@@ -14,6 +14,7 @@ from appliance import __version__
 from appliance.config import ServerConfig
 from appliance.db.database import Database
 from appliance.db.pubsub import Subscription
+from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner import coordinator, jobs, redaction
 from appliance.provisionerd.backend import JobGone
 from appliance.provisionerd.cliconfig import filesystem_mirror_config
@@ -26,9 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class LocalBackend:
-    def __init__(self, db: Database, *, name: str, tags: dict[str, str], access_url: str,
+    def __init__(self, db: Database, *, name: str, tags: dict[str, str], site: coordinator.JobSite,
                  heartbeat_timeout: timedelta, site_secrets: tuple[str, ...]) -> None:
-        self._db, self._tags, self._access_url = db, tags, access_url
+        self._db, self._tags, self._site = db, tags, site
         self._site_secrets = site_secrets
         self._heartbeat_timeout = heartbeat_timeout
         self._name = name
@@ -56,7 +57,7 @@ class LocalBackend:
         with self._db.transaction() as conn:
             # Registered at every poll (an upsert): it doubles as the daemon's last-seen time.
             jobs.register_daemon(conn, self.daemon_id, self._name, self._tags, __version__)
-            return coordinator.acquire(conn, self.daemon_id, self._tags, self._access_url, self._heartbeat_timeout)
+            return coordinator.acquire(conn, self.daemon_id, self._tags, self._site, self._heartbeat_timeout)
 
     def heartbeat(self, job_id: UUID) -> bool | None:
         with self._db.transaction() as conn:
@@ -125,16 +126,18 @@ def start_in_process(config: ServerConfig, db: Database, count: int | None = Non
                               args=(db, config.provisioner_heartbeat_timeout, started.stopping))
     reaper.start()
     started.threads.append(reaper)
+    site = coordinator.JobSite.for_config(config, CertificateAuthority.for_site(config))
     for index in range(config.provisioner_daemons if count is None else count):
         name = f"built-in-{index + 1}"
         root = config.provisioner_dir / name
         cli_config = filesystem_mirror_config(root, config.mirror_dir)
-        backend = LocalBackend(db, name=name, tags=dict(jobs.SITE_TAGS), access_url=config.access_url,
+        backend = LocalBackend(db, name=name, tags=dict(jobs.SITE_TAGS), site=site,
                                heartbeat_timeout=config.provisioner_heartbeat_timeout,
                                site_secrets=redaction.site_secrets(config, db.conninfo))
         interval = max(1.0, config.provisioner_heartbeat_timeout.total_seconds() / 4)
         # Each daemon's terraform under a uid of its own, none of them the server's.
-        sandbox = Sandbox(SANDBOX_UID_BASE + index + 1, cli_config, mirror_dir=config.mirror_dir)
+        sandbox = Sandbox(SANDBOX_UID_BASE + index + 1, cli_config, mirror_dir=config.mirror_dir,
+                          runtime_socket=config.runtime_socket)
         daemon = Daemon(backend, JobRunner(backend, RunnerSettings(root, sandbox, heartbeat_interval=interval)))
         thread = threading.Thread(target=daemon.run_forever, name=f"provisioner-{name}", daemon=True)
         thread.start()

@@ -9,6 +9,8 @@ daemon's own uid), in new user, mount, PID, IPC, UTS and network namespaces. Wha
     <mirror dir>             read-only, at its host path (the CLI config names it there)
     /etc/terraform.rc        a read-only copy of the CLI config: the mirror, no plugin cache
     /etc/ssl/appliance-ca.pem  a read-only copy of the CA bundle, when the daemon has one
+    /run/appliance-runtime.sock  the runtime service's socket, only for a job that carries a runtime
+                             credential (a workspace build); never for an import
     /tmp                     a private tmpfs, also HOME
     /dev                     null, zero, random, urandom, tty, pts
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import OperatorError
+from appliance.sdk.runtime import RUNTIME_SOCKET_IN_SANDBOX, TOKEN_ENV
 
 # Above the ranges systemd hands to containers (524288-1879048191) and below 2^31, so no account,
 # DynamicUser= or container on the host owns files under it. In-process daemon N uses BASE + N.
@@ -121,6 +124,7 @@ class Sandbox:
     mirror_dir: Path | None = None  # a filesystem mirror, bound read-only at its host path
     ca_file: Path | None = None
     network: bool = False  # share the host's network: only for a daemon that installs over HTTPS
+    runtime_socket: Path | None = None  # the runtime service's socket on the host, for builds that may use it
     bwrap: str = BWRAP
 
     def __post_init__(self) -> None:
@@ -160,6 +164,9 @@ class Sandbox:
                 argv += ["--ro-bind-fd", opened(self.mirror_dir, os.O_PATH | os.O_DIRECTORY), str(self.mirror_dir)]
             if self.ca_file is not None:
                 argv += ["--ro-bind-data", opened(self.ca_file, os.O_RDONLY), CA_FILE]
+            if (socket := self._runtime_socket_for(env)) is not None:
+                # Read-only is enough: connecting needs write permission on the socket, not on its mount.
+                argv += ["--ro-bind-fd", opened(socket, os.O_PATH), RUNTIME_SOCKET_IN_SANDBOX]
             program, mount = _program(command[0], launch.env["PATH"])
             if mount is not None:
                 argv += ["--ro-bind-fd", opened(mount, os.O_PATH), _TERRAFORM_ELSEWHERE]
@@ -168,6 +175,20 @@ class Sandbox:
             launch.argv = argv
             fds.callback(launch.started)
             yield launch
+
+    def _runtime_socket_for(self, env: dict[str, str]) -> Path | None:
+        """The host socket to bind for a job: only one carrying a runtime credential, and only if it exists.
+
+        A build whose template uses no podman resource must not fail because the service is down;
+        one that does is told by the provider that it cannot reach the service.
+        """
+        if self.runtime_socket is None or not env.get(TOKEN_ENV):
+            return None
+        try:
+            is_socket = stat.S_ISSOCK(self.runtime_socket.stat().st_mode)
+        except OSError:
+            return None
+        return self.runtime_socket if is_socket else None
 
     def run(self, workdir: Path, command: list[str], env: dict[str, str],
             timeout: float) -> subprocess.CompletedProcess[bytes]:

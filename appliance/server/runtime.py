@@ -10,6 +10,7 @@ before they expire and hands the new one to the HTTPS listener.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -27,9 +28,10 @@ from appliance.gateway.front import EmbeddedFront, TlsSettings
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner.local import InProcessProvisioners, start_in_process
 from appliance.registry.tokens import ensure_signing_certificate
+from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
 from appliance.server.provider import ensure_provider
-from appliance.templates.starter import push_starter, starter_source
+from appliance.templates.starter import push_starters, starter_sources
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,9 @@ class Runtime:
     provisioners: InProcessProvisioners | None = None
     # Why the embedded server has no appliance provider in its mirror (shown in the banner), if it has none.
     provider_problem: OperatorError | None = None
+    # Why workspaces cannot run containers (no podman, not root), shown in the banner; None when they can.
+    workspace_runtime_problem: OperatorError | None = None
+    workspace_runtime: EmbeddedRuntime | None = None
     # Progress for the person waiting at the terminal (the CLI prints it; logs get events).
     say: Callable[[str], None] = field(default=lambda _: None, repr=False)
     _listener: socket.socket | None = field(default=None, repr=False)
@@ -88,6 +93,24 @@ class Runtime:
         if self.embedded is not None:
             self._publish_provider()
             self._push_starter_template()
+        if self.config.runtime_embedded:
+            self._start_workspace_runtime()
+
+    def _start_workspace_runtime(self) -> None:
+        """The runtime service in this process (embedded); a failure is reported, and the console still serves."""
+        if os.geteuid() != 0:
+            self.workspace_runtime_problem = OperatorError(
+                "Workspaces cannot run containers: the runtime service drives rootful podman and needs root.",
+                "Run 'appliance server' as root, or run 'appliance runtime serve' as root (runtime_embedded = false).")
+            return
+        service = EmbeddedRuntime(RuntimeSettings.from_config(self.config))
+        try:
+            service.start()
+        except OperatorError as err:
+            self.workspace_runtime_problem = err
+            log.error("workspace_runtime_unavailable", extra={"reason": err.message, "hint": err.hint})
+            return
+        self.workspace_runtime = service
 
     def _publish_provider(self) -> None:
         """Embedded mode builds its own provider; a failure is reported, and the console still serves."""
@@ -99,12 +122,12 @@ class Runtime:
                                                      "hint": err.hint})
 
     def _push_starter_template(self) -> None:
-        source = starter_source()
-        if source is None or self.db is None or self.provider_problem is not None:
-            return  # without the provider its import would fail; the next start pushes it
+        sources = starter_sources()
+        if not sources or self.db is None or self.provider_problem is not None:
+            return  # without the provider their imports would fail; the next start pushes them
         try:
             with self.db.transaction() as conn:
-                push_starter(conn, source, self.config.provisioner_job_timeout)
+                push_starters(conn, sources, self.config.provisioner_job_timeout)
         except OperatorError:
             log.exception("starter_template_failed")
 
@@ -152,6 +175,9 @@ class Runtime:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.workspace_runtime is not None:
+            self.workspace_runtime.stop()
+            self.workspace_runtime = None
         if self.provisioners is not None:
             self.provisioners.stop(timeout=5.0)
             self.provisioners = None

@@ -326,6 +326,21 @@ def build_state(conn: Connection, subject: Subject, build_id: str) -> bytes:
     return bytes(row["state"])
 
 
+def live_workspace_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
+    """Those of `ids` that name a workspace not deleted (strings that are no UUID name none)."""
+    wanted = [str(parsed) for value in ids if (parsed := _as_uuid(value)) is not None]
+    rows = conn.execute("SELECT id::text AS id FROM workspaces WHERE id = ANY(%s::uuid[]) AND deleted_at IS NULL",
+                        (wanted,)).fetchall()
+    return {row["id"] for row in rows}
+
+
+def _as_uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
 def mark_deleted(conn: Connection, build: Build) -> None:
     conn.execute("UPDATE workspaces SET deleted_at = now(), updated_at = now() WHERE id = %s AND deleted_at IS NULL",
                  (build.workspace_id,))

@@ -7,9 +7,11 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,14 +72,19 @@ class Server:
 @pytest.fixture
 def root_server(appliance_mirror: Path) -> Iterator[Server]:
     """`appliance server` as root on a fresh data dir: embedded PostgreSQL, one in-process daemon, the key in env."""
+    with _root_server(appliance_mirror, traversable_temp_dir("appliance-sandbox-"), {}) as server:
+        yield server
+
+
+@contextmanager
+def _root_server(appliance_mirror: Path, root: Path, extra: dict[str, str]) -> Iterator[Server]:
     if os.geteuid() != 0:
         pytest.fail("these tests run the server as root, as `make run` does on a fresh machine")
-    root = traversable_temp_dir("appliance-sandbox-")
     psk = secrets.token_urlsafe(32)
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")},
            "APPLIANCE_DATA_DIR": str(root / "data"), "APPLIANCE_MIRROR_DIR": str(appliance_mirror),
-           "APPLIANCE_PROVISIONER_PSK": psk, "APPLIANCE_LOG_LEVEL": "warning", "XDG_CONFIG_HOME": str(root)}
+           "APPLIANCE_PROVISIONER_PSK": psk, "APPLIANCE_LOG_LEVEL": "warning", "XDG_CONFIG_HOME": str(root), **extra}
     log = root / "server.log"
     process = subprocess.Popen([sys.executable, "-m", "appliance", "server", "--http-address", f"127.0.0.1:{port}"],
                                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -165,3 +172,73 @@ def test_the_sandbox_refuses_to_run_terraform_as_root_or_as_the_daemon() -> None
     for uid in (0, os.getuid()):
         with pytest.raises(ValueError, match="neither root nor the daemon's own uid"):
             Sandbox(uid, Path("/nonexistent"))
+
+
+# Probes the runtime socket from the sandbox. At import (workspace id all zeros) the precondition fails if the
+# socket is there (fileexists errors on a socket, so try() gives "present"); in a build, local-exec reports it.
+RUNTIME_PROBE = r"""terraform {
+  required_providers {
+    appliance = { source = "appliance.internal/appliance/appliance" }
+  }
+}
+
+data "appliance_workspace" "me" {}
+
+locals {
+  import = data.appliance_workspace.me.id == "00000000-0000-0000-0000-000000000000"
+  socket = try(fileexists("/run/appliance-runtime.sock") ? "regular-file" : "absent", "present")
+}
+
+resource "terraform_data" "probe" {
+  input = local.socket
+  lifecycle {
+    precondition {
+      condition     = !local.import || local.socket == "absent"
+      error_message = "SOCKET-IN-IMPORT"
+    }
+  }
+  provisioner "local-exec" {
+    command = <<-EOT
+      test -S /run/appliance-runtime.sock && echo SOCKET-PRESENT
+      test -n "$APPLIANCE_RUNTIME_TOKEN" && echo TOKEN-PRESENT
+      ls -A /run
+      echo DONE
+    EOT
+  }
+}
+"""
+
+
+@pytest.fixture
+def runtime_socket_server(appliance_mirror: Path) -> Iterator[Server]:
+    """The root server, told of a runtime socket it does not run itself (a listening socket of the test's own)."""
+    root = traversable_temp_dir("appliance-sandbox-")
+    path = root / "runtime" / "runtime.sock"
+    path.parent.mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        with _root_server(appliance_mirror, root, {"APPLIANCE_RUNTIME_SOCKET": str(path),
+                                                   "APPLIANCE_RUNTIME_EMBEDDED": "false"}) as server:
+            yield server
+
+
+def test_the_runtime_socket_is_in_the_sandbox_of_a_build_and_absent_from_an_import(
+        runtime_socket_server: Server, tmp_path: Path) -> None:
+    owner = runtime_socket_server.owner()
+    folder = _template(tmp_path, "runtime", RUNTIME_PROBE)
+    version = wait_version(owner, "runtime", push(owner, folder, "runtime")["id"])
+    import_logs = _import_logs(owner, version["id"])
+    assert version["job"]["status"] == "succeeded", version["job"]["error"] + import_logs
+    assert "SOCKET-IN-IMPORT" not in import_logs
+    created = owner.post("/api/v2/workspaces", json={"template": "runtime", "name": "runtime"})
+    assert created.status_code == 201, created.text
+    build = wait_build(owner, created.json()["latest_build"]["id"])
+    logs = build_logs(owner, build["id"])
+    assert build["status"] == "running", build["job"]["error"] + logs
+    assert "(local-exec): SOCKET-PRESENT" in logs and "(local-exec): TOKEN-PRESENT" in logs, logs
+    # Nothing else of the host comes with it: /run holds the socket alone.
+    assert "(local-exec): appliance-runtime.sock" in logs and "(local-exec): DONE" in logs, logs
+    listed = logs.split("(local-exec): TOKEN-PRESENT", 1)[1].split("(local-exec): DONE", 1)[0]
+    assert [line.split("(local-exec): ", 1)[1] for line in listed.splitlines() if "(local-exec): " in line] == [
+        "appliance-runtime.sock"], logs

@@ -147,7 +147,7 @@ def _provider_zips(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "mirror" / "mirror" / "appliance.internal" / "appliance" / "appliance").glob("*.zip"))
 
 
-def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
+def test_first_start_pushes_the_starter_templates_and_a_workspace_from_minimal_builds(
         data_dir: Path) -> None:
     """What `make run` gives a newcomer, from `appliance server` alone: no publish step, an empty mirror."""
     port = free_port()
@@ -164,6 +164,8 @@ def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
         version = wait_version(api, "minimal", template["active_version_id"] or
                                api.get("/api/v2/templates/minimal/versions").json()["versions"][0]["id"])
         assert version["job"]["status"] == "succeeded", version["job"]["error"]
+        podman = api.get("/api/v2/templates/podman-debian").json()
+        assert wait_version(api, "podman-debian", podman["active_version_id"])["job"]["status"] == "succeeded"
         created = api.post("/api/v2/workspaces", json={"template": "minimal", "name": "first", "parameters": {}})
         assert created.status_code == 201, created.text
         assert wait_build(api, created.json()["latest_build"]["id"])["status"] == "running"
@@ -179,7 +181,8 @@ def test_first_start_pushes_the_starter_template_and_a_workspace_from_it_builds(
         _wait_healthy(url, restarted)
         api = Api(url)
         api = api.as_user(api.login("admin"))
-        assert len(api.get("/api/v2/templates").json()["templates"]) == 1, "pushed once, not at every start"
+        names = sorted(t["name"] for t in api.get("/api/v2/templates").json()["templates"])
+        assert names == ["minimal", "podman-debian"], "pushed once, not at every start"
     finally:
         restarted.send_signal(signal.SIGTERM)
         output, _ = restarted.communicate(timeout=60)
