@@ -21,6 +21,7 @@ from appliance.api.spec import endpoint, json_response
 from appliance.auth.web import database, server_config
 from appliance.errors import Gone, InvalidInput, TooLarge, Unauthorized
 from appliance.provisioner import coordinator, jobs, redaction
+from appliance.registry.site import internal_hosts
 from appliance.sdk.meta import MessageResponse
 from appliance.sdk.provisionerd import (
     DAEMON_HEADER,
@@ -149,7 +150,8 @@ def complete_import(job: str, body: CompleteImportRequest) -> Response:
     _require_key()
     job_id = _uuid(job, "job")
     with database().transaction() as conn:
-        if not coordinator.complete_import(conn, job_id, _daemon(), body.plan, _site_secrets()):
+        if not coordinator.complete_import(conn, job_id, _daemon(), body.plan, _site_secrets(),
+                                           internal_hosts(server_config())):
             raise _not_assigned(job_id)
     return json_response(MessageResponse(message="Import recorded."))
 

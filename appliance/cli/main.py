@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "tokens": "appliance.cli.tokens:tokens",
     "audit": "appliance.cli.audit:audit",
     "pki": "appliance.cli.pki:pki",
+    "registry": "appliance.cli.registry:registry",
+    "images": "appliance.cli.images:images",
     "mirror": "appliance.cli.mirror:mirror",
     "provider": "appliance.cli.provider:provider",
     "provisionerd": "appliance.cli.provisionerd:provisionerd",

@@ -95,6 +95,12 @@ def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_
         console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
     elif runtime.workspace_runtime is not None:
         console.print(f"  Workspaces:      podman, through {runtime.workspace_runtime.service.settings.socket}")
+    if runtime.registry is not None:
+        console.print(f"  Registry:        {runtime.registry.url}  (storage {config.registry_dir / 'storage'})")
+    elif runtime.registry_problem is not None:
+        problem = runtime.registry_problem
+        console.print(f"  [yellow]Registry:        {escape(problem.message)}[/]")
+        console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
     if has_users:
         console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:

@@ -5,6 +5,7 @@ from flask import Flask
 from appliance.console import (  # noqa: F401 -- importing registers the pages
     account,
     audit,
+    images,
     pki,
     providers,
     session,

@@ -11,7 +11,6 @@ because PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
-import ctypes
 import grp
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import BinaryIO
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from appliance.children import die_with_parent
 from appliance.errors import OperatorError
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,9 @@ log = logging.getLogger(__name__)
 SUPERUSER = "appliance"
 DATABASE = "appliance"
 SOCKET_PORT = 5432
-_PR_SET_PDEATHSIG = 1
 _UNIX_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for the terminating byte
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 30.0
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class EmbeddedPostgresError(OperatorError):
@@ -209,7 +207,7 @@ class EmbeddedPostgres:
         return subprocess.run(argv, **self._identity(), check=False, capture_output=True, **kwargs)  # type: ignore[call-overload, no-any-return]
 
     def _identity(self) -> dict[str, object]:
-        identity: dict[str, object] = {"preexec_fn": _die_with_parent, "cwd": str(self.root)}
+        identity: dict[str, object] = {"preexec_fn": die_with_parent(signal.SIGINT), "cwd": str(self.root)}
         if self.user.is_other_user:
             identity.update(user=self.user.uid, group=self.user.gid, extra_groups=[])
         return identity
@@ -325,11 +323,6 @@ class EmbeddedPostgres:
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if not found:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"'.encode())
-
-
-def _die_with_parent() -> None:
-    # Runs in the child after the uid/gid switch, so the setting survives the credential change.
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _write_private(path: Path, text: str) -> None:

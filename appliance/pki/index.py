@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -38,6 +39,11 @@ class CertRecord:
         if self.not_after - now <= warn_within:
             return "expiring"
         return "valid"
+
+    def covers(self, dns: tuple[str, ...], ips: tuple[str, ...]) -> bool:
+        """True when the certificate names every one of these hosts (IPs compared in canonical form)."""
+        have_ips = {str(ipaddress.ip_address(i)) for i in self.ip_addresses}
+        return set(dns) <= set(self.dns_names) and {str(ipaddress.ip_address(i)) for i in ips} <= have_ips
 
     def days_left(self, now: datetime) -> int:
         return (self.not_after - now).days

@@ -22,11 +22,13 @@ from appliance.errors import OperatorError
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner import extract, jobs, redaction
 from appliance.registry import tokens
+from appliance.registry.references import is_internal
 from appliance.runtime import credentials
 from appliance.runtime.credentials import BuildCredential
 from appliance.sdk.provisionerd import MAX_LOG_LINE_CHARS, JobSpec
 from appliance.sdk.redaction import redact_json, usable
 from appliance.sdk.runtime import REGISTRY_ENV, RUNTIME_SOCKET_IN_SANDBOX, SOCKET_ENV, TOKEN_ENV
+from appliance.templates import images as template_images
 from appliance.templates import service as templates
 from appliance.workspaces import resources as workspace_resources
 from appliance.workspaces import service as workspaces
@@ -172,12 +174,31 @@ def save_state(conn: Connection, job_id: UUID, daemon_id: UUID, chunks: Iterable
     return True
 
 
+def foreign_image(images: list[tuple[str, str]], registry_hosts: frozenset[str]) -> str | None:
+    """Why an import must fail: the first container whose image is not in the internal registry."""
+    for address, image in images:
+        if not is_internal(image, registry_hosts):
+            internal = min(registry_hosts) if registry_hosts else "the internal registry"
+            return (f"{address} uses image {image!r}, which is not in the internal registry ({internal}). "
+                    f"Import it with 'appliance images import PATH --name REPO:TAG' and write it as "
+                    f"{internal}/REPO:TAG.")
+    return None
+
+
 def complete_import(conn: Connection, job_id: UUID, daemon_id: UUID, plan: dict[str, Any],
-                    site: Iterable[str]) -> bool:
-    """Record an import's plan; False if the job is no longer this daemon's to end."""
+                    site: Iterable[str], registry_hosts: frozenset[str]) -> bool:
+    """Record an import's plan; False if the job is no longer this daemon's to end.
+
+    A container whose image names another registry fails the version: workspaces pull only from ours.
+    """
     version = templates.version_for_job(conn, job_id)
-    if version is None or jobs.finish(conn, job_id, daemon_id) is None:
+    images = extract.template_images(plan)
+    refusal = foreign_image(images, registry_hosts)
+    if version is None or jobs.finish(conn, job_id, daemon_id, refusal or "") is None:
         return False
+    if refusal is not None:
+        return True
+    template_images.record(conn, version.id, images)
     # Members read a version's parameters and agents: what the plan shows of a site secret stays hidden.
     parameters, agents = extract.template_summary(plan)
     hidden = usable(site)

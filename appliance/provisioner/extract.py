@@ -18,6 +18,7 @@ PARAMETER = "appliance_parameter"
 AGENT = "appliance_agent"
 APP = "appliance_app"
 METADATA = "appliance_metadata"
+CONTAINER = "appliance_podman_container"  # its `image` must be in the internal registry (issue 13)
 _META_TYPES = (AGENT, APP, METADATA)
 
 
@@ -94,6 +95,13 @@ def template_summary(plan: dict[str, Any]) -> tuple[list[dict[str, Any]], list[d
             if owner is not None and not any(a["slug"] == values.get("slug") for a in agents[owner]["apps"]):
                 agents[owner]["apps"].append(_app(values))
     return parameters, list(agents.values())
+
+
+def template_images(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """(address, image) of every planned container; an image unknown until apply is not listed."""
+    return [(r["address"], r["values"]["image"]) for r in _plan_resources(plan)
+            if r.get("mode") == "managed" and r.get("type") == CONTAINER
+            and isinstance((r.get("values") or {}).get("image"), str)]
 
 
 def _app(values: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from appliance.provisionerd.cliconfig import filesystem_mirror_config
 from appliance.provisionerd.daemon import Daemon
 from appliance.provisionerd.runner import JobRunner, RunnerSettings
 from appliance.provisionerd.sandbox import SANDBOX_UID_BASE, Sandbox
+from appliance.registry.site import internal_hosts
 from appliance.sdk.provisionerd import STATE_CHUNK_BYTES, JobSpec
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 
 class LocalBackend:
     def __init__(self, db: Database, *, name: str, tags: dict[str, str], site: coordinator.JobSite,
-                 heartbeat_timeout: timedelta, site_secrets: tuple[str, ...]) -> None:
+                 heartbeat_timeout: timedelta, site_secrets: tuple[str, ...],
+                 registry_hosts: frozenset[str] = frozenset()) -> None:
         self._db, self._tags, self._site = db, tags, site
+        self._registry_hosts = registry_hosts
         self._site_secrets = site_secrets
         self._heartbeat_timeout = heartbeat_timeout
         self._name = name
@@ -76,7 +79,8 @@ class LocalBackend:
 
     def complete_import(self, job_id: UUID, plan: dict[str, Any]) -> None:
         with self._db.transaction() as conn:
-            if not coordinator.complete_import(conn, job_id, self.daemon_id, plan, self._site_secrets):
+            if not coordinator.complete_import(conn, job_id, self.daemon_id, plan, self._site_secrets,
+                                                 self._registry_hosts):
                 raise JobGone(job_id)
 
     def complete_build(self, job_id: UUID) -> None:
@@ -133,7 +137,8 @@ def start_in_process(config: ServerConfig, db: Database, count: int | None = Non
         cli_config = filesystem_mirror_config(root, config.mirror_dir)
         backend = LocalBackend(db, name=name, tags=dict(jobs.SITE_TAGS), site=site,
                                heartbeat_timeout=config.provisioner_heartbeat_timeout,
-                               site_secrets=redaction.site_secrets(config, db.conninfo))
+                               site_secrets=redaction.site_secrets(config, db.conninfo),
+                               registry_hosts=internal_hosts(config))
         interval = max(1.0, config.provisioner_heartbeat_timeout.total_seconds() / 4)
         # Each daemon's terraform under a uid of its own, none of them the server's.
         sandbox = Sandbox(SANDBOX_UID_BASE + index + 1, cli_config, mirror_dir=config.mirror_dir,

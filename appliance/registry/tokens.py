@@ -94,10 +94,20 @@ def _x5c(chain: tuple[x509.Certificate, ...]) -> list[str]:
 
 def issue_token(signer: Signer, subject: Subject, access: list[Access], now: datetime) -> IssuedToken:
     """Sign a token for `subject` holding exactly `access` (already granted, see scopes.grant)."""
+    return sign_token(signer, subject.username, access, now)
+
+
+def sign_token(signer: Signer, sub: str, access: list[Access], now: datetime,
+               lifetime_delta: timedelta = TOKEN_LIFETIME) -> IssuedToken:
+    """Sign a token for `sub` holding `access` as given: callers decide what is granted.
+
+    Local tools on the appliance host (image import, listing) sign their own, with the key file as the
+    credential, and a lifetime long enough for one copy, since skopeo cannot come back for another.
+    """
     issued = now.replace(microsecond=0)
-    lifetime = int(TOKEN_LIFETIME.total_seconds())
+    lifetime = int(lifetime_delta.total_seconds())
     claims = {
-        "iss": ISSUER, "sub": subject.username, "aud": SERVICE, "jti": secrets.token_urlsafe(16),
+        "iss": ISSUER, "sub": sub, "aud": SERVICE, "jti": secrets.token_urlsafe(16),
         "iat": int(issued.timestamp()), "nbf": int(issued.timestamp()), "exp": int(issued.timestamp()) + lifetime,
         "access": [entry.claim() for entry in access],
     }

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 from appliance.config import ServerConfig
 from appliance.pki.ca import CertificateAuthority, IssueRequest
-from appliance.pki.index import CertRecord
 from appliance.pki.passphrase import ENV_VAR
 
 log = logging.getLogger(__name__)
@@ -49,11 +48,6 @@ def wanted_names(config: ServerConfig) -> tuple[tuple[str, ...], tuple[str, ...]
     return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
 
 
-def _covers(record: CertRecord, dns: tuple[str, ...], ips: tuple[str, ...]) -> bool:
-    have_ips = {str(ipaddress.ip_address(i)) for i in record.ip_addresses}
-    return set(dns) <= set(record.dns_names) and set(ips) <= have_ips
-
-
 def ensure_server_certificate(ca: CertificateAuthority, config: ServerConfig) -> bool:
     """Issue or renew the server certificate when missing, revoked, due, or not covering the access URL."""
     dns, ips = wanted_names(config)
@@ -61,7 +55,7 @@ def ensure_server_certificate(ca: CertificateAuthority, config: ServerConfig) ->
     now = ca.clock()
     if current is None or current.status == "revoked":
         ca.issue(IssueRequest(SERVER_CERT_NAME, dns, ips))
-    elif not _covers(current, dns, ips) or current.not_after - now <= config.cert_renew_within:
+    elif not current.covers(dns, ips) or current.not_after - now <= config.cert_renew_within:
         ca.renew(SERVER_CERT_NAME, dns_names=dns, ip_addresses=ips)
     else:
         return False

@@ -2,6 +2,7 @@
 
 Sockets are bound first so a busy port fails in a second, before any slow database work;
 shutdown on SIGTERM or SIGINT closes the listeners, the pool, then the embedded cluster.
+The internal registry (docs/adr/0018) runs as a child on its own TLS port unless registry_embedded is off.
 The front (appliance/gateway/front.py) serves HTTP and HTTPS on the public ports: log follows
 itself, everything else through the WSGI app behind it. A background thread renews certificates
 before they expire and hands the new one to the HTTPS listener.
@@ -27,6 +28,9 @@ from appliance.errors import OperatorError
 from appliance.gateway.front import EmbeddedFront, TlsSettings
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner.local import InProcessProvisioners, start_in_process
+from appliance.registry import site as registry_site
+from appliance.registry.config import write_registry_config
+from appliance.registry.process import RegistryProcess
 from appliance.registry.tokens import ensure_signing_certificate
 from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
@@ -71,6 +75,9 @@ class Runtime:
     # Why workspaces cannot run containers (no podman, not root), shown in the banner; None when they can.
     workspace_runtime_problem: OperatorError | None = None
     workspace_runtime: EmbeddedRuntime | None = None
+    registry: RegistryProcess | None = None
+    # Why the embedded registry is not running (shown in the banner), if it is not.
+    registry_problem: OperatorError | None = None
     # Progress for the person waiting at the terminal (the CLI prints it; logs get events).
     say: Callable[[str], None] = field(default=lambda _: None, repr=False)
     _listener: socket.socket | None = field(default=None, repr=False)
@@ -90,6 +97,8 @@ class Runtime:
         log.info("database_ready", extra={"migrations_applied": len(applied),
                                           "embedded": self.embedded is not None})
         self.db = Database(conninfo)
+        if self.config.registry_embedded:
+            self._start_registry()
         if self.embedded is not None:
             self._publish_provider()
             self._push_starter_template()
@@ -120,6 +129,23 @@ class Runtime:
             self.provider_problem = err
             log.error("provider_unavailable", extra={"mirror": str(self.config.mirror_dir), "reason": err.message,
                                                      "hint": err.hint})
+
+    def _start_registry(self) -> None:
+        """The registry is a child on its own port; a failure is reported, and the console still serves."""
+        assert self.ca is not None
+        registry_site.ensure_certificate(self.ca, self.config)
+        write_registry_config(registry_site.settings(self.config), registry_site.config_file(self.config))
+        registry = registry_site.embedded_process(self.config)
+        try:
+            registry.start()
+        except OperatorError as err:
+            self.registry_problem = err
+            log.error("registry_unavailable", extra={"address": str(self.config.registry_address),
+                                                     "reason": err.message, "hint": err.hint})
+            return
+        registry.watch()
+        self.registry = registry
+        log.info("registry_ready", extra={"url": registry.url, "storage": str(registry_site.storage_dir(self.config))})
 
     def _push_starter_template(self) -> None:
         sources = starter_sources()
@@ -164,12 +190,17 @@ class Runtime:
             return
         try:
             before = self.ca.current(SERVER_CERT_NAME)
+            registry_before = self.ca.current(registry_site.CERT_NAME)
             self.ca.renew_due(self.config.cert_renew_within)
             if self.config.tls_address is not None:
                 ensure_server_certificate(self.ca, self.config)
+            if self.registry is not None:
+                registry_site.ensure_certificate(self.ca, self.config)
             after = self.ca.current(SERVER_CERT_NAME)
             if self.front is not None and after is not None and after != before:
                 self.front.reload_certificate()
+            if self.registry is not None and self.ca.current(registry_site.CERT_NAME) != registry_before:
+                self.registry.restart()  # Distribution reads its certificate only at start
         except (OperatorError, OSError):
             log.exception("certificate_renewal_failed")
 
@@ -184,6 +215,9 @@ class Runtime:
         if self.front is not None:
             self.front.stop()
             self.front = None
+        if self.registry is not None:
+            self.registry.stop()
+            self.registry = None
         if self.db is not None:
             self.db.close()
             self.db = None
