@@ -152,9 +152,12 @@ def find_podman(state_dir: Path) -> Podman:
     runtime = shutil.which(OCI_RUNTIME) or shutil.which(OCI_RUNTIME, path="/usr/sbin:/sbin")
     missing = [name for name, path in ((EXECUTABLE, executable), (OCI_RUNTIME, runtime)) if path is None]
     if executable is None or missing:
-        raise PodmanMissing(f"Workspaces cannot run containers: {' and '.join(missing)} not installed.",
+        verb = "is" if len(missing) == 1 else "are"
+        raise PodmanMissing(f"Workspaces cannot run containers: {' and '.join(missing)} {verb} not installed.",
                             INSTALL_HINT)
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Traversable by all: the socket may live here, and terraform connects under an arbitrary uid.
+    # Secrets go in secrets/ (0700); the rest is public (containers.conf, the CA root).
+    state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     podman = Podman(executable, state_dir)
     podman.conf.write_text(CONTAINERS_CONF)
     return podman

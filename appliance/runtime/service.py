@@ -243,9 +243,15 @@ class RuntimeService:
                                 add_host_arguments(target, gateway))
         self._runner = web.AppRunner(make_app(workspaces, roots), access_log=None)
         await self._runner.setup()
-        settings.socket.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        settings.socket.unlink(missing_ok=True)
-        await web.UnixSite(self._runner, str(settings.socket)).start()
+        try:
+            settings.socket.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            settings.socket.unlink(missing_ok=True)
+            await web.UnixSite(self._runner, str(settings.socket)).start()
+        except OSError as err:
+            await self.stop()
+            raise OperatorError(f"Cannot listen on the runtime socket {settings.socket}: {err}.",
+                                "Set runtime_socket to a shorter path (at most 107 bytes) in a writable "
+                                "directory.") from err
         # Any local uid may connect (terraform runs under an arbitrary one): the credential authorizes.
         settings.socket.chmod(0o666)
         log.info("runtime_started", extra={"socket": str(settings.socket), "registry": settings.registry_address,

@@ -79,6 +79,8 @@ def test_server_starts_embedded_postgres_and_sigterm_stops_it(data_dir: Path) ->
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert f"http://127.0.0.1:{port}/setup" in output  # the banner says how to create the first user
+    assert f"Workspaces:      podman, through {data_dir / 'runtime' / 'runtime.sock'}" in output
+    assert not (data_dir / "runtime" / "runtime.sock").exists()  # the embedded runtime service stopped with it
     assert _wait_gone(data_dir) == []
     assert (data_dir / "postgres" / "password").stat().st_mode & 0o077 == 0
 
@@ -209,5 +211,7 @@ def test_without_the_tools_to_package_the_provider_the_console_still_serves_and_
     assert process.returncode == 0, output
     assert "Cannot package the appliance Terraform provider: objdump is not on PATH" in output
     assert "apt-get install binutils" in output
+    assert "Workspaces cannot run containers: podman is not installed" in output  # not on that PATH
+    assert "apt-get install podman runc" in output
     assert "Traceback" not in output
     assert _provider_zips(data_dir) == []
