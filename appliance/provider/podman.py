@@ -55,7 +55,8 @@ class _PodmanResource(Resource):  # type: ignore[misc]  # tf ships no type hints
         try:
             return RuntimeClient.from_env(os.environ).call(method, self.KIND, name, body)
         except RuntimeCallFailed as err:
-            diags.add_error(f"{type_name} {name!r}: {err.summary}", err.detail)
+            rule = f" (policy rule {err.rule})" if err.rule else ""
+            diags.add_error(f"{type_name} {name!r}: {err.summary}{rule}", err.detail)
             return None
 
     def _put(self, ctx: CreateContext | UpdateContext, planned: State) -> State | None:

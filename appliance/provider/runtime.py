@@ -100,8 +100,7 @@ def _refusal(status: int, answer: dict[str, Any]) -> RuntimeCallFailed:
     detail = str(answer.get("detail") or "")
     rule = answer.get("rule")
     if isinstance(rule, str) and rule:
-        detail = f"Policy rule {rule!r} refused it. {detail}".strip()
-        return RuntimeCallFailed(message, detail, rule)
+        return RuntimeCallFailed(message, detail or f"The workspace policy's rule {rule!r} refused it.", rule)
     return RuntimeCallFailed(message, detail or f"The runtime service answered HTTP {status}.")
 
 

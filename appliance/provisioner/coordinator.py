@@ -39,12 +39,13 @@ from appliance.workspaces import service as workspaces
 AGENT_SCRIPT = """#!/bin/sh
 # Appliance agent bootstrap: trust the appliance's CA, fetch the agent from the control plane and run it.
 set -eu
+trap 'exit 143' TERM INT  # as PID 1 of a container, sh would ignore SIGTERM and stop only when killed
 CA_FILE="${TMPDIR:-/tmp}/appliance-ca.pem"
 cat > "$CA_FILE" <<'APPLIANCE_CA_BUNDLE'
 %(ca_bundle)sAPPLIANCE_CA_BUNDLE
 export SSL_CERT_FILE="$CA_FILE" CURL_CA_BUNDLE="$CA_FILE"
 BINARY_URL="${ACCESS_URL}bin/appliance-agent-linux-amd64"
-until curl -fsSL --cacert "$CA_FILE" -o /tmp/appliance-agent "$BINARY_URL"; do sleep 30; done
+until curl -fsSL --cacert "$CA_FILE" -o /tmp/appliance-agent "$BINARY_URL"; do sleep 30 & wait $!; done
 chmod +x /tmp/appliance-agent
 exec /tmp/appliance-agent
 """

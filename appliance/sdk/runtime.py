@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Body, Line
+from appliance.sdk.base import Body, Line, Text
 
 RUNTIME_SOCKET_IN_SANDBOX = "/run/appliance-runtime.sock"
 # Environment the provisioner gives terraform for a workspace build (never for an import).
@@ -67,8 +67,9 @@ class Mount(Body):
 
 class ContainerSpec(Body):
     image: Line = Field(max_length=1024, description="REGISTRY/REPOSITORY[:TAG|@DIGEST]; the internal registry only.")
-    command: list[Line] = Field(default_factory=list, max_length=256)
-    entrypoint: list[Line] | None = Field(default=None, max_length=256)
+    # Text, not Line: `sh -c SCRIPT` carries a multi-line script (the agent's init script is the entrypoint).
+    command: list[Text] = Field(default_factory=list, max_length=256)
+    entrypoint: list[Text] | None = Field(default=None, max_length=256)
     env: dict[Line, str] = Field(default_factory=dict, max_length=512)
     mounts: list[Mount] = Field(default_factory=list, max_length=32)
     cpus: float = Field(gt=0, le=1024, description="CPU limit (required by policy).")
