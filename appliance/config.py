@@ -61,6 +61,9 @@ class ServerConfig:
     runtime_socket: Path
     runtime_embedded: bool
     config_file: Path | None
+    # The runtime policy's maxima for one container (rule limits-required); None: the host's CPUs and memory.
+    runtime_max_cpus: float | None = None
+    runtime_max_memory_mb: int | None = None
 
     @property
     def is_embedded_postgres(self) -> bool:
@@ -152,6 +155,20 @@ def _parse_psk(value: str) -> str:
     return value
 
 
+def _parse_max_cpus(value: str | float) -> float:
+    cpus = float(value)
+    if not 0 < cpus <= 1024:
+        raise ValueError(f"expected a number of CPUs above 0 and at most 1024, got {value!r}")
+    return cpus
+
+
+def _parse_max_memory_mb(value: str | int) -> int:
+    memory = int(value)
+    if not 0 < memory <= 4 * 1024 * 1024:
+        raise ValueError(f"expected MiB above 0 and at most 4194304, got {value!r}")
+    return memory
+
+
 def default_provider_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appliance" / "provider"
 
@@ -198,6 +215,8 @@ _KEYS: dict[str, _Key] = {
     "registry_embedded": _Key(lambda v: _parse_bool(v), True),
     "runtime_socket": _Key(lambda v: Path(v).expanduser(), None),
     "runtime_embedded": _Key(lambda v: _parse_bool(v), True),
+    "runtime_max_cpus": _Key(_parse_max_cpus, None),
+    "runtime_max_memory_mb": _Key(_parse_max_memory_mb, None),
 }
 
 

@@ -192,3 +192,11 @@ def list_owned(podman: Podman) -> list[Owned]:
     found += [Owned("volume", str(item["Name"]), str(item["Labels"][LABEL_WORKSPACE]), dict(item["Labels"]))
               for item in volumes]
     return found
+
+
+def remove_owned(podman: Podman, found: Owned) -> None:
+    """Remove one object list_owned found (`appliance doctor --fix`): a container stopped first, a volume forced."""
+    if found.kind == "container":
+        podman.run_sync("rm", "--force", "--ignore", "--time", str(_STOP_SECONDS), found.podman_name)
+    else:
+        podman.run_sync("volume", "rm", "--force", found.podman_name)

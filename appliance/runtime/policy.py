@@ -51,11 +51,16 @@ class PolicyRefusal(Exception):
         self.hint = hint
 
 
+def host_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+
+
 @dataclass(frozen=True)
 class Policy:
     registry: str  # host:port of the internal registry: the only host an image may name
+    # One container's maxima (config runtime_max_cpus, runtime_max_memory_mb): by default the whole host.
     max_cpus: float = field(default_factory=lambda: float(os.cpu_count() or 1))
-    max_memory_mb: int = 64 * 1024
+    max_memory_mb: int = field(default_factory=host_memory_mb)
     pids_limit: int = 4096  # a fork bomb in one workspace must not exhaust the host's pids
 
 

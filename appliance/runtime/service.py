@@ -63,8 +63,10 @@ class RuntimeSettings:
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> RuntimeSettings:
+        limits = {key: value for key, value in (("max_cpus", config.runtime_max_cpus),
+                                                 ("max_memory_mb", config.runtime_max_memory_mb)) if value is not None}
         return cls(config.runtime_socket, config.runtime_socket.parent, config.access_url,
-                   str(config.registry_address), PkiLayout(config.pki_dir).root_cert)
+                   str(config.registry_address), PkiLayout(config.pki_dir).root_cert, policy_limits=limits)
 
     def policy(self) -> Policy:
         return Policy(self.registry_address, **self.policy_limits)

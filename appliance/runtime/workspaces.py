@@ -107,8 +107,7 @@ class Workspaces:
             mounts = [await self._mount_argument(build, index, spec) for index in range(len(spec.mounts))]
             await self._pull(spec.image, token)
             await self._remove_if_owned(build, target)
-            await self.podman.create_container(self._create_arguments(build, name, spec, mounts), spec.env)
-            await self.podman.run("start", target)
+            await self._create_and_start(target, self._create_arguments(build, name, spec, mounts), spec.env)
             found = await self._wait_running(target)
             return await self._container(name, found)
 
@@ -167,6 +166,15 @@ class Workspaces:
         if spec.entrypoint is not None:
             arguments += ["--entrypoint", json.dumps(spec.entrypoint)]
         return [*arguments, spec.image, *spec.command]
+
+    async def _create_and_start(self, target: str, arguments: list[str], env: dict[str, str]) -> None:
+        """podman's own refusals (a user the image lacks, a bad hostname) are the template's to fix: 422."""
+        try:
+            await self.podman.create_container(arguments, env)
+            await self.podman.run("start", target)
+        except PodmanFailed as err:
+            await self.podman.remove_container(target)
+            raise Refusal("podman could not create or start the container.", err.last_lines()) from err
 
     async def _pull(self, image: str, token: str) -> None:
         try:

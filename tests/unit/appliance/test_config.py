@@ -42,8 +42,10 @@ def test_access_url_defaults_to_loopback_when_listening_on_all_interfaces(tmp_pa
     ({"file": "proxy_trusted_hops = 9"}, "Invalid proxy_trusted_hops"),
     ({"file": 'htp_address = "x"'}, "Unknown key(s) htp_address"),
     ({"file": "this is = = not toml"}, "is not valid TOML"),
+    ({"env": {"APPLIANCE_RUNTIME_MAX_CPUS": "nan"}}, "Invalid runtime_max_cpus"),
+    ({"file": "runtime_max_memory_mb = 0"}, "Invalid runtime_max_memory_mb"),
 ], ids=["bad address flag", "bad url in env", "bad duration in file", "hops out of range",
-        "typo in a file key", "broken toml"])
+        "typo in a file key", "broken toml", "runtime CPUs not a number", "runtime memory zero"])
 def test_bad_values_fail_naming_the_key_and_where_it_came_from(
         tmp_path: Path, source: dict[str, object], expected: str) -> None:
     path = _write(tmp_path, str(source.get("file", "")))

@@ -170,5 +170,6 @@ def _clean_up(site: RuntimeSite) -> None:
         volumes = site.podman("volume", "ls", "--quiet", "--filter", label, check=False).stdout.split()
         if volumes:
             site.podman("volume", "rm", "--force", *volumes, check=False)
-    site.podman("rmi", "--force", site.image, check=False)
+    # By name and never --force: another test's (or engineer's) container may use the same image id.
+    site.podman("rmi", site.image, check=False)
 

@@ -9,6 +9,7 @@ import jwt
 import pytest
 import requests
 
+from appliance.runtime.podman import find_podman, list_owned, remove_owned
 from tests.integration.appliance.runtime.conftest import RuntimeSite
 
 SLEEP = ["sleep", "infinity"]
@@ -84,6 +85,14 @@ def test_a_container_that_exits_at_once_fails_with_its_last_log_lines(runtime_si
     assert client.request("GET", "/v1/containers/dev")[0] == 404  # nothing left behind for terraform to lose
 
 
+def test_a_user_the_image_lacks_is_the_templates_error_not_the_services(runtime_site: RuntimeSite) -> None:
+    client = runtime_site.client()
+    status, refused = client.request("PUT", "/v1/containers/dev", _container(runtime_site, user="nobody-here"))
+    assert status == 422, refused
+    assert "nobody-here" in refused["detail"]
+    assert client.request("GET", "/v1/containers/dev")[0] == 404
+
+
 def test_a_container_reaches_a_loopback_access_url_through_the_forwarder(runtime_site: RuntimeSite) -> None:
     client = runtime_site.client()
     status, container = client.request("PUT", "/v1/containers/dev", _container(runtime_site))
@@ -145,3 +154,19 @@ def test_a_build_credential_gets_a_pull_only_registry_token(runtime_site: Runtim
     forged = requests.get(runtime_site.control.url + "/api/v2/registry/token", auth=("workspace", "a.b.c"),
                           params={"service": "appliance-registry"}, timeout=30)
     assert forged.status_code == 401 and "Bearer realm" in forged.headers["WWW-Authenticate"]
+
+
+def test_list_owned_finds_a_workspaces_container_and_volume_by_their_labels(runtime_site: RuntimeSite) -> None:
+    workspace_id = runtime_site.new_workspace()
+    client = runtime_site.client(workspace_id)
+    assert client.request("PUT", "/v1/volumes/home", {"labels": {"dev.appliance.workspace-id": "forged"}})[0] == 200
+    assert client.request("PUT", "/v1/containers/dev", _container(
+        runtime_site, mounts=[{"volume": "home", "path": "/home/dev"}]))[0] == 200
+    podman = find_podman(runtime_site.settings.state_dir)
+
+    found = {(item.kind, item.podman_name) for item in list_owned(podman) if item.workspace_id == workspace_id}
+    assert found == {("container", f"ws-{workspace_id}-dev"), ("volume", f"ws-{workspace_id}-home")}
+    for item in [item for item in list_owned(podman) if item.workspace_id == workspace_id]:
+        remove_owned(podman, item)
+    assert client.request("GET", "/v1/containers/dev")[0] == 404
+    assert client.request("GET", "/v1/volumes/home")[0] == 404

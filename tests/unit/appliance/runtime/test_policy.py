@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from appliance.config import load_server_config
 from appliance.runtime import policy
 from appliance.runtime.policy import Policy, PolicyRefusal, check_container, image_host, mount_path_problem
+from appliance.runtime.service import RuntimeSettings
 from appliance.sdk.runtime import ContainerSpec
 
 REGISTRY = "127.0.0.1:3002"
@@ -81,3 +85,14 @@ def test_mount_paths_must_be_absolute_and_plain(path: str, is_ok: bool) -> None:
 
 def test_the_extra_capabilities_are_ones_docker_grants_by_default() -> None:
     assert policy.EXTRA_CAPABILITIES.isdisjoint({"SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "BPF"})
+
+
+def test_the_configured_maxima_become_the_policys_and_default_to_the_host(tmp_path: Path) -> None:
+    (tmp_path / "appliance.toml").write_text("runtime_max_cpus = 1.5\nruntime_max_memory_mb = 512\n")
+    configured = RuntimeSettings.from_config(load_server_config({"config": str(tmp_path / "appliance.toml")},
+                                                                environ={})).policy()
+    assert (configured.max_cpus, configured.max_memory_mb) == (1.5, 512)
+    (tmp_path / "empty.toml").write_text("")
+    default = RuntimeSettings.from_config(load_server_config({"config": str(tmp_path / "empty.toml")},
+                                                             environ={})).policy()
+    assert default.max_cpus == os.cpu_count() and default.max_memory_mb > 512
