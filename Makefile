@@ -53,6 +53,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/mirror_init.py
 	$(BIN)/python benchmarks/build_overhead.py
 	$(BIN)/python benchmarks/sandbox_overhead.py
+	$(BIN)/python benchmarks/image_import.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import requests
 
-from appliance.errors import OperatorError
+from appliance.errors import OperatorError, RequestError
+from appliance.pki.ca import CertificateAuthority
 from appliance.registry.scopes import PULL, REPOSITORY, Access
-from appliance.registry.tokens import Signer, sign_token
+from appliance.registry.tokens import load_signer, sign_token
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
@@ -49,15 +49,21 @@ def _size(body: bytes) -> tuple[str, int]:
 
 @dataclass
 class Catalog:
-    base_url: str           # https://host:port
-    signer: Signer
-    root_certificate: Path  # the CA root: the only thing trusted for TLS
-    subject: str            # `sub` of the tokens, for the registry's log
+    base_url: str  # https://host:port
+    ca: CertificateAuthority  # its registry-token key signs; its root is the only thing trusted for TLS
+    subject: str   # `sub` of the tokens, for the registry's log
+
+    def _token(self, access: list[Access]) -> str:
+        try:
+            signer = load_signer(self.ca)
+        except RequestError as err:
+            raise RegistryUnreachable(err.message, err.detail) from err
+        return sign_token(signer, self.subject, access, datetime.now(UTC)).token
 
     def _get(self, path: str, access: list[Access], **headers: str) -> requests.Response:
-        token = sign_token(self.signer, self.subject, access, datetime.now(UTC)).token
+        token = self._token(access)
         try:
-            response = requests.get(self.base_url + path, timeout=_TIMEOUT, verify=str(self.root_certificate),
+            response = requests.get(self.base_url + path, timeout=_TIMEOUT, verify=str(self.ca.layout.root_cert),
                                     headers={"Authorization": f"Bearer {token}", **headers})
         except requests.RequestException as err:
             raise RegistryUnreachable(f"The registry at {self.base_url} did not answer: {err}.",

@@ -20,7 +20,6 @@ from appliance.pki.layout import PkiLayout
 from appliance.registry.catalog import Catalog
 from appliance.registry.config import RegistrySettings
 from appliance.registry.process import RegistryProcess
-from appliance.registry.tokens import load_signer
 
 log = logging.getLogger(__name__)
 
@@ -113,4 +112,4 @@ def embedded_process(config: ServerConfig) -> RegistryProcess:
 
 def catalog(config: ServerConfig, ca: CertificateAuthority, subject: str) -> Catalog:
     """A reader of what the registry holds, with tokens this process signs for `subject`."""
-    return Catalog(f"https://{advertised_host(config)}", load_signer(ca), ca.layout.root_cert, subject)
+    return Catalog(f"https://{advertised_host(config)}", ca, subject)

@@ -265,6 +265,8 @@ ROUTES: list[Route] = [
     # Everyone gets a token; what it grants is scopes.grant's to decide (tests/.../registry/test_token.py).
     Route("GET", "/api/v2/registry/token", "get a registry token", EVERYONE,
           send=lambda w: {"params": {"service": "appliance-registry", "scope": "repository:team/app:pull"}}),
+    # Those who may push see what the registry holds (here it is unreachable: a 200 that says so).
+    Route("GET", "/api/v2/images", "list the registry's images", TEMPLATE_ADMINS),
     # Templates: everyone reads them; template admins change them.
     Route("POST", "/api/v2/files", "upload a template source", TEMPLATE_ADMINS,
           send=lambda w: {"data": _tar(), "headers": _TAR}),

@@ -33,7 +33,8 @@ def data_dir() -> Iterator[Path]:
 def _start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[str]:
     """`appliance server` on a fresh data dir; only the provider's PyInstaller cache is shared between tests."""
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir), "XDG_CONFIG_HOME": str(data_dir.parent),
-           **provider_cache_env(), **extra_env}
+           # The registry's default port may be another test's (or another server's) on this machine.
+           "APPLIANCE_REGISTRY_ADDRESS": f"127.0.0.1:{free_port()}", **provider_cache_env(), **extra_env}
     env.pop("APPLIANCE_MIRROR_DIR", None)
     env.pop("APPLIANCE_MIRROR_SIGNING_HOME", None)
     env.pop("APPLIANCE_POSTGRES_URL", None)
@@ -65,12 +66,31 @@ def _processes_mentioning(data_dir: Path) -> list[str]:
     return found
 
 
+def process_env(process: subprocess.Popen[str]) -> dict[str, str]:
+    entries = Path(f"/proc/{process.pid}/environ").read_text().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def _wait_no_registry(data_dir: Path, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [argv for argv in _processes_mentioning(data_dir) if "docker-registry" in argv]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_server_starts_embedded_postgres_and_sigterm_stops_it(data_dir: Path) -> None:
     port = free_port()
     process = _start(data_dir, port)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", process)
         assert postgres_processes_for(data_dir), "embedded postgres is not running"
+        registry = f"https://{process_env(process)['APPLIANCE_REGISTRY_ADDRESS']}"
+        # The registry's own TLS port, trusting the CA the server just made, with the token challenge.
+        answer = requests.get(registry + "/v2/", timeout=10, verify=str(data_dir / "pki" / "root" / "ca.crt.pem"))
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith(f'Bearer realm="http://127.0.0.1:{port}/api/v2/registry/')
         first = requests.post(f"http://127.0.0.1:{port}/api/v2/users/first", timeout=10, json={
             "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"})
         assert first.status_code == 201
@@ -81,7 +101,9 @@ def test_server_starts_embedded_postgres_and_sigterm_stops_it(data_dir: Path) ->
     assert f"http://127.0.0.1:{port}/setup" in output  # the banner says how to create the first user
     assert f"Workspaces:      podman, through {data_dir / 'runtime' / 'runtime.sock'}" in output
     assert not (data_dir / "runtime" / "runtime.sock").exists()  # the embedded runtime service stopped with it
+    assert f"Registry:        {registry}" in output
     assert _wait_gone(data_dir) == []
+    assert not _processes_mentioning(data_dir), "the registry outlived the server"
     assert (data_dir / "postgres" / "password").stat().st_mode & 0o077 == 0
 
 
@@ -94,6 +116,7 @@ def test_data_survives_a_restart_and_sigkill_leaves_no_postgres(data_dir: Path) 
     process.kill()
     process.communicate(timeout=30)
     assert _wait_gone(data_dir) == [], "postgres outlived a SIGKILLed server"
+    assert _wait_no_registry(data_dir), "the registry outlived a SIGKILLed server"
     process = _start(data_dir, port)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", process)
@@ -213,5 +236,7 @@ def test_without_the_tools_to_package_the_provider_the_console_still_serves_and_
     assert "apt-get install binutils" in output
     assert "Workspaces cannot run containers: podman is not installed" in output  # not on that PATH
     assert "apt-get install podman runc" in output
-    assert "Traceback" not in output
+    assert "The container registry (docker-registry) is not installed" in output  # not on that PATH either
+    assert "apt-get install docker-registry" in output
+    assert "Traceback" not in output, output
     assert _provider_zips(data_dir) == []

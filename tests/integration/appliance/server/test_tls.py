@@ -24,6 +24,7 @@ def tls_server() -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     data_dir = root / "data"
     http_port, tls_port = free_port(), free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}, **provider_cache_env()}
+    env["APPLIANCE_REGISTRY_ADDRESS"] = f"127.0.0.1:{free_port()}"  # the default port may be another test's
     process = subprocess.Popen([sys.executable, "-m", "appliance", "server", "--data-dir", str(data_dir),
                                 "--http-address", f"127.0.0.1:{http_port}", "--tls-address", f"127.0.0.1:{tls_port}"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -64,8 +65,8 @@ def test_https_serves_the_same_bundle_and_sets_secure_cookies(
     token = login.json()["session_token"]
     status = requests.get(f"{url}/api/v2/pki/status", verify=str(bundle), timeout=10,
                           headers={"Authorization": f"Bearer {token}"}).json()
-    # The server's own certificate, and the key that signs registry tokens (docs/adr/0017).
-    assert sorted(c["name"] for c in status["certificates"]) == ["registry-token", "server"]
+    # The server's own certificate, the registry's (docs/adr/0018) and the key that signs its tokens (0017).
+    assert sorted(c["name"] for c in status["certificates"]) == ["registry", "registry-token", "server"]
     assert status["root"]["passphrase_on_host"] is True  # quickstart: no APPLIANCE_PKI_PASSPHRASE given
 
 
