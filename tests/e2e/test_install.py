@@ -131,6 +131,7 @@ def _explain(host: OfflineHost, result: subprocess.CompletedProcess[str]) -> str
 @pytest.fixture(scope="module")
 def installed(release: Release, baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     with boot_offline_host(baseline, tmp_path_factory.mktemp("installed") / "host") as host:
+        host.delegate_cgroup_controllers()   # writable as on a real host: workspaces get CPU and memory limits
         _prepare(host, release)
         result, seconds = _install(host)
         assert result.returncode == 0, _explain(host, result)

@@ -71,6 +71,8 @@ class OfflineHost:
     copy_seconds: float = 0.0                 # copying the baseline rootfs
     boot_seconds: float = 0.0                 # from nspawn start until systemd is running
     stopped: bool = field(default=False, repr=False)
+    # v1 controller cgroups this host's workspace containers may have made (see delegate_cgroup_controllers).
+    delegated: list[Path] = field(default_factory=list)
 
     # -- running things inside -------------------------------------------------------------------
 
@@ -124,6 +126,26 @@ class OfflineHost:
         """The last lines of the journal inside, of one unit or of everything."""
         argv = ["journalctl", "--no-pager", "-n", str(lines), *(["-u", unit] if unit else [])]
         return self.run(*argv, timeout=60).stdout
+
+    def delegate_cgroup_controllers(self) -> None:
+        """Make the v1 controllers writable inside, as they are on a real host, for podman's limits.
+
+        nspawn mounts them read-only on this hybrid machine (see above), so runc could not give a
+        workspace container the CPU and memory limits the runtime service's policy requires.
+        Inside its cgroup namespace the host sees this process's cgroup of each controller as its
+        root; what podman makes there (machine.slice) is removed, when empty, after the host stops.
+        """
+        remount = ('for c in /sys/fs/cgroup/*/; do [ "$(stat -f -c %T "$c")" = cgroupfs ] || continue; '
+                   'mount -o remount,bind,rw "$c" && echo "$c"; done')
+        result = self.sh(remount, timeout=60)
+        if result.returncode != 0:
+            raise OfflineHostError(f"could not make the cgroup controllers writable: {result.stderr}")
+        own = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
+        for mount in result.stdout.split():
+            controller = Path(mount).name
+            where = next((path for names, path in own.items() if controller in names.split(",")), None)
+            if where is not None:
+                self.delegated.append(CGROUP_ROOT / controller / where.lstrip("/") / "machine.slice")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -283,6 +305,7 @@ def offline_host(baseline: Path, workdir: Path, *, hostname: str = "appliance-ho
             host.stop()
         finally:
             _remove_tree(root)
+            _remove_empty_cgroups(host.delegated)
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -373,3 +396,11 @@ def _remove_propagation_dir(machine: str) -> None:
 def _remove_tree(root: Path) -> None:
     if root.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False, capture_output=True)
+
+
+def _remove_empty_cgroups(tops: list[Path]) -> None:
+    """Best effort, bottom-up: a cgroup still in use (another host's container) is not empty and stays."""
+    for top in tops:
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda item: -len(item[0])):
+            with suppress(OSError):
+                Path(dirpath).rmdir()
