@@ -24,6 +24,9 @@ cgroup layout is hybrid: v1 controllers, name=systemd v1, cgroup2 at /sys/fs/cgr
 - Consequence for units inside: resource limits (MemoryMax=, TasksMax=, IPAddressDeny=) are
   accepted but not enforced; LimitNOFILE= above the host's hard limit is silently lowered to it
   (this sandbox lacks CAP_SYS_RESOURCE, so `--capability=all` cannot grant it).
+- `--system-call-filter=@keyring`: nspawn's default filter answers keyctl() with EPERM in the
+  container's units (not under nsenter), and runc joins a session keyring for every container, so
+  podman under the runtime service failed with "unable to join session keyring". A real host allows it.
 - `--console=read-only`: the container's console is a pty whose output nspawn copies to its stdout,
   so the boot log (systemd's status lines) lands in `workdir/nspawn.log` for failure messages.
   `pipe` and `passive` print nothing from the container. `TERM=dumb` keeps colour codes out.
@@ -226,7 +229,7 @@ def nspawn_argv(root: Path, machine: str) -> list[str]:
     """The systemd-nspawn command line that boots root with no network but loopback."""
     return [NSPAWN, "--quiet", "--register=no", "--keep-unit", f"--machine={machine}", f"--directory={root}",
             "--private-network", "--capability=all", "--console=read-only", "--resolv-conf=off",
-            "--timezone=off", "--link-journal=no", "--boot"]
+            "--timezone=off", "--link-journal=no", "--system-call-filter=@keyring", "--boot"]
 
 
 def nspawn_env() -> dict[str, str]:
