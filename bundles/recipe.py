@@ -39,6 +39,7 @@ class Recipe:
     providers_registry: tuple[Path, ...]
     signing_home: Path
     images: tuple[Path, ...]
+    base_image: str | None = None      # tag of the workspace base image built into images/<tag>
     appliance_provider: bool = False  # package appliance/provider into the mirror and the registry
 
     @property
@@ -120,5 +121,6 @@ def load_recipe(path: Path) -> Recipe:
         providers_registry=tuple(root / p for p in _get(data, path, "providers.registry", list, [])),
         signing_home=root / _get(data, path, "providers.signing_home", str, ".cache/bundle/mirror-signing"),
         images=tuple(root / p for p in _get(data, path, "images.layouts", list, [])),
+        base_image=_get(data, path, "images.base", str, None) or None,
         appliance_provider=_get(data, path, "providers.appliance", bool, False),
     )

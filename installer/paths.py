@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# In start order (uninstall stops them in reverse): the runtime service pulls from the registry,
+# and the provisioner hands the runtime's socket to terraform.
 UNITS = ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service", "nginx.service",
-         "appliance-pki-renew.timer", "appliance-provisioner.service")
+         "appliance-pki-renew.timer", "appliance-registry.service", "appliance-runtime.service",
+         "appliance-provisioner.service")
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,13 @@ class CertificateAuthority:
         self.refresh_crl()
         return renewed
 
+    def _key_owner(self, name: str) -> tuple[int, int] | None:
+        key = self.layout.live_key(name)
+        if not key.exists():
+            return None
+        info = key.stat()
+        return info.st_uid, info.st_gid
+
     def _issue_locked(self, index: Index, request: IssueRequest, replacing: CertRecord | None = None) -> CertRecord:
         dns = tuple(dict.fromkeys(certs.parse_dns_name(d) for d in request.dns_names))
         ips = tuple(dict.fromkeys(certs.parse_ip(i) for i in request.ip_addresses))
@@ -201,7 +208,9 @@ class CertificateAuthority:
             issuer_cert=issuer_cert, issuer_key=issuer_key, serial=serial)
         serial_hex = f"{serial:x}"
         folder = self.layout.version_dir(request.name, serial_hex)
-        write_atomically(folder / "key.pem", key_pem(key), mode=0o600, owner=self.owner)
+        # A renewal (the root-run timer names no owner) keeps the key with the service that reads it.
+        owner = self.owner or (self._key_owner(request.name) if replacing else None)
+        write_atomically(folder / "key.pem", key_pem(key), mode=0o600, owner=owner)
         write_atomically(folder / "cert.pem", certs.cert_pem(leaf))
         write_atomically(folder / "fullchain.pem", certs.cert_pem(leaf) + certs.cert_pem(issuer_cert))
         record = CertRecord(serial=serial_hex, name=request.name, common_name=dns[0] if dns else str(ips[0]),

@@ -9,6 +9,7 @@ same manifest digest (docs/adr/0016-reproducible-base-image.md).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bundles.build import oci_image
 from bundles.build.apt_sources import APT_DIR, DebianMirror, debian_mirror, sources_list
 from bundles.build.assemble import build_time
 from bundles.build.debs import require_tool, run_checked
@@ -169,3 +171,30 @@ def build_base_image(output: Path, cache: Path, *, tag: str = DEFAULT_TAG, apt_d
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BuiltImage(manifest, tag, created)
+
+
+def _cache_key(mirror: DebianMirror, tag: str, today: str) -> str:
+    """What fixes the image: the code that builds it, its packages, tag and date, the mirror and the day."""
+    code = b"".join(Path(module).read_bytes() for module in (__file__, oci_image.__file__))
+    inputs = f"{mirror} {tag} {' '.join(PACKAGES)} {os.environ.get('SOURCE_DATE_EPOCH', '')} {today}"
+    return hashlib.sha256(code + inputs.encode()).hexdigest()[:16]
+
+
+def cached_base_image(cache: Path, *, tag: str = DEFAULT_TAG, apt_dir: Path = APT_DIR) -> Path:
+    """The base image's layout, built once per set of inputs (per day: the mirror moves on) and kept in cache.
+
+    Building takes about two minutes, so every bundle built on one machine the same day (the CI
+    run's integration and e2e bundles among them) carries the one image built first.
+    """
+    mirror = preflight(apt_dir)
+    images = cache / "images"
+    key = _cache_key(mirror, tag, datetime.now(UTC).date().isoformat())
+    layout, done = images / f"{tag}-{key}", images / f"{tag}-{key}.complete"
+    if done.is_file() and (layout / "index.json").is_file():
+        return layout
+    build_base_image(layout, cache, tag=tag, apt_dir=apt_dir)
+    done.write_text(f"{layout.name}\n")
+    for stale in images.glob(f"{tag}-*"):   # older inputs' images: a layout is over 100 MB
+        if stale.name not in (layout.name, done.name):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    return layout

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bundles.build.appliance_provider import package_appliance_provider
+from bundles.build.base_image import cached_base_image
 from bundles.build.debs import baseline_rootfs, download_closure, write_repository_index
 from bundles.build.executable import build_executable
 from bundles.build.wheels import collect_wheels
@@ -84,6 +85,9 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, version: str, created: 
         step("provider mirror and registry")
         key = signing_key(recipe.signing_home) if registries else None
         build_mirror(stage / "providers", sources, registries, key)
+    if recipe.base_image:
+        step(f"image {recipe.base_image}: the workspace base image (cached by its inputs, about 2 minutes once)")
+        _copy_tree(cached_base_image(cache, tag=recipe.base_image), stage / "images" / recipe.base_image)
     for layout in recipe.images:
         step(f"image layout {layout.name}")
         _copy_tree(layout, stage / "images" / layout.name)

@@ -24,6 +24,7 @@ import pytest
 import semver
 
 from appliance import __version__ as checkout_version
+from appliance.sdk.runtime import LABEL_WORKSPACE
 from tests.support.bundles import ReleaseKey, make_key, staged_source
 from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
@@ -130,6 +131,7 @@ def _explain(host: OfflineHost, result: subprocess.CompletedProcess[str]) -> str
 @pytest.fixture(scope="module")
 def installed(release: Release, baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     with boot_offline_host(baseline, tmp_path_factory.mktemp("installed") / "host") as host:
+        host.delegate_cgroup_controllers()   # writable as on a real host: workspaces get CPU and memory limits
         _prepare(host, release)
         result, seconds = _install(host)
         assert result.returncode == 0, _explain(host, result)
@@ -176,9 +178,14 @@ def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None
 def test_every_appliance_unit_is_active_and_hardened(installed: Installed) -> None:
     host = installed.host
     for unit in ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service",
-                 "nginx.service", "appliance-pki-renew.timer", "appliance-provisioner.service"):
+                 "nginx.service", "appliance-pki-renew.timer", "appliance-registry.service",
+                 "appliance-runtime.service", "appliance-provisioner.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() == "active", host.journal(unit)
+    # Debian's own registry unit (anonymous, on :5000) never runs; podman's API socket neither.
+    for unit in ("docker-registry.service", "podman.socket"):
+        assert host.run("systemctl", "is-enabled", unit).stdout.strip() == "masked", unit
     for unit, user in (("appliance-console.service", "appliance"), ("appliance-gateway.service", "appliance"),
+                       ("appliance-registry.service", "appliance-registry"),
                        ("appliance-provisioner.service", "appliance-provisioner")):
         shown = host.run("systemctl", "show", unit, "-p", "User", "-p", "ProtectSystem", "-p", "NoNewPrivileges",
                          "-p", "CapabilityBoundingSet", "-p", "PrivateTmp", "-p", "ProtectHome").stdout
@@ -267,7 +274,7 @@ def test_status_reports_version_units_certificates_and_verification(installed: I
     report = json.loads(result.stdout)
     assert report["installed_version"] == VERSION
     assert set(report["units"].values()) == {"active"}
-    assert {c["name"] for c in report["certificates"]["certificates"]} == {"nginx"}
+    assert {c["name"] for c in report["certificates"]["certificates"]} == {"nginx", "registry", "registry-token"}
     assert report["last_verification"]["signers"][0]["user_id"].startswith("Release release")
 
 
@@ -353,6 +360,132 @@ def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_an
     # The one daemon is the external unit (the console runs none): it reported the job over HTTPS.
     assert f"/api/v2/provisionerd/jobs/{build['job']['id']}/build-complete" in host.read_text(
         "/var/log/nginx/access.log")
+
+
+REGISTRY = "127.0.0.1:3002"   # playbooks/site.yml's appliance_registry_address
+BASE_IMAGE = "base/debian:12"   # playbooks/roles/registry's registry_images; podman-debian's image
+# The runtime service's own containers.conf (runc, no ulimits): podman on the host reads its containers with it.
+CONTAINERS_CONF = "/run/appliance-runtime/containers.conf"
+REGISTRY_GET = """
+import json, ssl, sys, urllib.request
+url, token, accept = sys.argv[1:4]
+headers = {"Accept": accept}
+if token:
+    headers["Authorization"] = "Bearer " + token
+context = ssl.create_default_context(cafile="/var/lib/appliance/pki/ca-bundle.pem")
+try:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), context=context, timeout=30) as r:
+        print(json.dumps({"status": r.status, "headers": dict(r.headers), "body": r.read().decode()}))
+except urllib.error.HTTPError as err:
+    print(json.dumps({"status": err.code, "headers": dict(err.headers), "body": err.read().decode()}))
+"""
+
+
+def registry_get(host: OfflineHost, path: str, token: str = "",
+                 accept: str = "application/vnd.oci.image.manifest.v1+json") -> dict[str, Any]:
+    """A GET to the registry's own TLS port from inside the host, trusting only the internal CA."""
+    result = host.run("python3", "-c", REGISTRY_GET, f"https://{REGISTRY}{path}", token, accept)
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    answer["headers"] = {k.lower(): v for k, v in answer["headers"].items()}
+    return answer
+
+
+def _login(host: OfflineHost) -> str:
+    status, body = https(host, "POST", "/api/v2/users/login", {"username": "admin", "password": PASSWORD})
+    assert status == 201, body
+    return str(json.loads(body)["session_token"])
+
+
+def test_the_registry_answers_over_tls_with_token_auth_and_holds_the_base_image(installed: Installed) -> None:
+    started = time.monotonic()
+    host = installed.host
+    anonymous = registry_get(host, "/v2/")
+    assert anonymous["status"] == 401, anonymous
+    assert anonymous["headers"]["www-authenticate"].startswith(
+        'Bearer realm="https://appliance-host/api/v2/registry/token",service="appliance-registry"'), anonymous
+    repository, tag = BASE_IMAGE.split(":")
+    status, body = https(host, "GET", f"/api/v2/registry/token?service=appliance-registry"
+                                      f"&scope=repository:{repository}:pull", token=_login(host))
+    assert status == 200, body
+    token = json.loads(body)["token"]
+    index = json.loads(host.read_text("/opt/appliance/current/images/debian-12/index.json"))
+    manifest = registry_get(host, f"/v2/{repository}/manifests/{tag}", token, index["manifests"][0]["mediaType"])
+    assert manifest["status"] == 200, manifest
+    assert manifest["headers"]["docker-content-digest"] == index["manifests"][0]["digest"]
+    assert registry_get(host, f"/v2/{repository}/manifests/{tag}")["status"] == 401
+    # The registry's storage is its own; its process runs as its user and sees none of the database.
+    modes = host.sh("stat -c '%U %a' /var/lib/appliance/registry/storage /var/lib/appliance/registry/config.yml")
+    assert modes.stdout.split() == ["appliance-registry", "700", "root", "600"], modes.stdout
+    print(f"registry checks: {time.monotonic() - started:.1f}s")
+
+
+def _podman(host: OfflineHost, script: str) -> subprocess.CompletedProcess[str]:
+    """podman on the host, reading the runtime service's containers (the same storage, runc)."""
+    return host.sh(f"CONTAINERS_CONF={CONTAINERS_CONF} {script}", timeout=120)
+
+
+def _workspace_containers(host: OfflineHost, workspace_id: str) -> list[dict[str, Any]]:
+    listed = _podman(host, f"podman ps --all --format json --filter label={LABEL_WORKSPACE}={workspace_id}")
+    assert listed.returncode == 0, listed.stderr
+    return list(json.loads(listed.stdout or "[]"))
+
+
+def _build(host: OfflineHost, workspace_id: str, transition: str, token: str) -> dict[str, Any]:
+    status, body = https(host, "POST", f"/api/v2/workspaces/{workspace_id}/builds", {"transition": transition}, token)
+    assert status == 201, body
+    return _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
+
+
+def test_a_podman_debian_workspace_runs_from_the_internal_registry_and_keeps_its_home(
+        installed: Installed, tmp_path: Path) -> None:
+    from appliance.templates.archive import source_archive
+
+    phase = time.monotonic()
+    host = installed.host
+    token = _login(host)
+    archive = tmp_path / "podman-debian.tar"
+    archive.write_bytes(source_archive(REPO / "examples/templates/podman-debian"))
+    host.copy_in(archive, "/root/podman-debian.tar")
+    status, body = https(host, "POST", "/api/v2/files", token=token, upload="/root/podman-debian.tar",
+                         content_type="application/x-tar")
+    assert status == 201, body
+    assert https(host, "POST", "/api/v2/templates", {"name": "podman-debian"}, token)[0] == 201
+    status, body = https(host, "POST", "/api/v2/templates/podman-debian/versions",
+                         {"file_hash": json.loads(body)["hash"]}, token)
+    assert status == 201, body
+    version = _wait_job(host, f"/api/v2/templates/podman-debian/versions/{json.loads(body)['id']}", token)
+    assert version["job"]["status"] == "succeeded", _job_failure(host, version, token)
+    print(f"podman-debian import: {time.monotonic() - phase:.1f}s")
+
+    phase = time.monotonic()
+    status, body = https(host, "POST", "/api/v2/workspaces", {"template": "podman-debian", "name": "dev"}, token)
+    assert status == 201, body
+    workspace = json.loads(body)
+    build = _wait_job(host, f"/api/v2/workspacebuilds/{workspace['latest_build']['id']}", token, timeout=600)
+    assert build["status"] == "running", _job_failure(host, build, token) + host.journal("appliance-runtime.service")
+    print(f"podman-debian first start (pull from the registry, run): {time.monotonic() - phase:.1f}s")
+    [container] = _workspace_containers(host, workspace["id"])
+    assert container["State"] == "running", container
+    assert container["Image"].startswith(f"{REGISTRY}/"), container  # pulled from the internal registry only
+    inspected = json.loads(_podman(host, f"podman inspect {container['Id']}").stdout)[0]
+    [home] = [m for m in inspected["Mounts"] if m["Type"] == "volume"]
+    wrote = _podman(host, f"podman exec {container['Id']} sh -c 'echo kept-across-stop > {home['Destination']}/proof'")
+    assert wrote.returncode == 0, wrote.stderr
+
+    phase = time.monotonic()
+    stopped = _build(host, workspace["id"], "stop", token)
+    assert stopped["status"] == "stopped", _job_failure(host, stopped, token)
+    assert _workspace_containers(host, workspace["id"]) == []  # stop removes the container ...
+    volumes = _podman(host, "podman volume ls --format '{{.Name}}'").stdout.split()
+    assert home["Name"] in volumes  # ... and keeps the home volume
+    started = _build(host, workspace["id"], "start", token)
+    assert started["status"] == "running", _job_failure(host, started, token)
+    [again] = _workspace_containers(host, workspace["id"])
+    assert again["Id"] != container["Id"] and again["State"] == "running"
+    proof = _podman(host, f"podman exec {again['Id']} cat {home['Destination']}/proof")
+    assert proof.stdout.strip() == "kept-across-stop", proof.stdout + proof.stderr
+    print(f"podman-debian stop + start: {time.monotonic() - phase:.1f}s")
 
 
 HOSTILE = r"""resource "terraform_data" "probe" {

@@ -24,6 +24,9 @@ cgroup layout is hybrid: v1 controllers, name=systemd v1, cgroup2 at /sys/fs/cgr
 - Consequence for units inside: resource limits (MemoryMax=, TasksMax=, IPAddressDeny=) are
   accepted but not enforced; LimitNOFILE= above the host's hard limit is silently lowered to it
   (this sandbox lacks CAP_SYS_RESOURCE, so `--capability=all` cannot grant it).
+- `--system-call-filter=@keyring`: nspawn's default filter answers keyctl() with EPERM in the
+  container's units (not under nsenter), and runc joins a session keyring for every container, so
+  podman under the runtime service failed with "unable to join session keyring". A real host allows it.
 - `--console=read-only`: the container's console is a pty whose output nspawn copies to its stdout,
   so the boot log (systemd's status lines) lands in `workdir/nspawn.log` for failure messages.
   `pipe` and `passive` print nothing from the container. `TERM=dumb` keeps colour codes out.
@@ -71,6 +74,8 @@ class OfflineHost:
     copy_seconds: float = 0.0                 # copying the baseline rootfs
     boot_seconds: float = 0.0                 # from nspawn start until systemd is running
     stopped: bool = field(default=False, repr=False)
+    # v1 controller cgroups this host's workspace containers may have made (see delegate_cgroup_controllers).
+    delegated: list[Path] = field(default_factory=list)
 
     # -- running things inside -------------------------------------------------------------------
 
@@ -124,6 +129,26 @@ class OfflineHost:
         """The last lines of the journal inside, of one unit or of everything."""
         argv = ["journalctl", "--no-pager", "-n", str(lines), *(["-u", unit] if unit else [])]
         return self.run(*argv, timeout=60).stdout
+
+    def delegate_cgroup_controllers(self) -> None:
+        """Make the v1 controllers writable inside, as they are on a real host, for podman's limits.
+
+        nspawn mounts them read-only on this hybrid machine (see above), so runc could not give a
+        workspace container the CPU and memory limits the runtime service's policy requires.
+        Inside its cgroup namespace the host sees this process's cgroup of each controller as its
+        root; what podman makes there (machine.slice) is removed, when empty, after the host stops.
+        """
+        remount = ('for c in /sys/fs/cgroup/*/; do [ "$(stat -f -c %T "$c")" = cgroupfs ] || continue; '
+                   'mount -o remount,bind,rw "$c" && echo "$c"; done')
+        result = self.sh(remount, timeout=60)
+        if result.returncode != 0:
+            raise OfflineHostError(f"could not make the cgroup controllers writable: {result.stderr}")
+        own = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
+        for mount in result.stdout.split():
+            controller = Path(mount).name
+            where = next((path for names, path in own.items() if controller in names.split(",")), None)
+            if where is not None:
+                self.delegated.append(CGROUP_ROOT / controller / where.lstrip("/") / "machine.slice")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -204,7 +229,7 @@ def nspawn_argv(root: Path, machine: str) -> list[str]:
     """The systemd-nspawn command line that boots root with no network but loopback."""
     return [NSPAWN, "--quiet", "--register=no", "--keep-unit", f"--machine={machine}", f"--directory={root}",
             "--private-network", "--capability=all", "--console=read-only", "--resolv-conf=off",
-            "--timezone=off", "--link-journal=no", "--boot"]
+            "--timezone=off", "--link-journal=no", "--system-call-filter=@keyring", "--boot"]
 
 
 def nspawn_env() -> dict[str, str]:
@@ -283,6 +308,7 @@ def offline_host(baseline: Path, workdir: Path, *, hostname: str = "appliance-ho
             host.stop()
         finally:
             _remove_tree(root)
+            _remove_empty_cgroups(host.delegated)
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -373,3 +399,11 @@ def _remove_propagation_dir(machine: str) -> None:
 def _remove_tree(root: Path) -> None:
     if root.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False, capture_output=True)
+
+
+def _remove_empty_cgroups(tops: list[Path]) -> None:
+    """Best effort, bottom-up: a cgroup still in use (another host's container) is not empty and stays."""
+    for top in tops:
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda item: -len(item[0])):
+            with suppress(OSError):
+                Path(dirpath).rmdir()

@@ -149,3 +149,7 @@ def test_keys_can_be_owned_by_the_service_user(tmp_path: Path) -> None:
         assert (info.st_uid, info.st_mode & 0o777) == (service.pw_uid, 0o600)
     unknown = tool("issue", "api", "--dns", "api.test", "--owner", "no-such-user")
     assert unknown.returncode == 1 and "No such user 'no-such-user'" in unknown.stderr
+    # The daily renewal runs as root and names no owner: the new key stays the service's.
+    assert tool("renew", "web").returncode == 0
+    renewed = (tmp_path / "data" / "pki" / "live" / "web" / "key.pem").stat()
+    assert (renewed.st_uid, renewed.st_mode & 0o777) == (service.pw_uid, 0o600)

@@ -8,6 +8,7 @@ baseline is cached in .cache/bundle, so later runs in the same checkout reuse it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,13 +19,16 @@ from pathlib import Path
 import pytest
 
 from appliance import __version__ as appliance_version
+from bundles.build.base_image import cached_base_image
 from bundles.build.debs import baseline_rootfs
 from bundles.recipe import load_recipe
+from bundles.tarball import read_head
 from bundles.verify import TrustPolicy, verify_bundle
 from tests.support.bundles import make_key, sign_bundle
 
 REPO = Path(__file__).resolve().parents[4]
 CACHE = REPO / ".cache" / "bundle"
+EPOCH = "1780000000"   # SOURCE_DATE_EPOCH of the release built here
 
 
 def _in_chroot(root: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +46,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", recipe,
                              "--output", str(work / "dist"), "--cache-dir", str(CACHE)],
                             capture_output=True, text=True, timeout=1800, cwd=REPO, check=False,
-                            env={**os.environ, "SOURCE_DATE_EPOCH": "1780000000"})
+                            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})
     assert result.returncode == 0, result.stderr[-2000:]
     bundle = work / "dist" / f"appliance-{appliance_version}.bundle"
     key = make_key(work, "release")
@@ -102,3 +106,26 @@ def test_wheels_install_with_no_index_and_both_commands_run(extracted: Path, fre
     # The PyInstaller executable runs with no Python packages on the host, Ansible included.
     assert "Install the appliance on an offline Debian 12 host" in result.stdout
     assert "ansible-playbook [core 2.19" in result.stdout
+
+
+def test_the_bundle_carries_the_base_image_hashed_in_the_manifest_and_listed_in_the_sbom(
+        extracted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = extracted.parent / "dist" / f"appliance-{appliance_version}.bundle"
+    members = {m["path"]: m for m in json.loads(read_head(bundle)[0])["members"]}
+    layout = extracted / "images" / "debian-12"
+    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    for blob in (layout / "blobs" / "sha256").iterdir():   # content-addressed, and each one a hashed member
+        member = members[blob.relative_to(extracted).as_posix()]
+        assert (member["sha256"], member["role"]) == (blob.name, "image")
+    assert f"images/debian-12/blobs/sha256/{digest.removeprefix('sha256:')}" in members
+    sbom = json.loads((extracted / "sbom.cdx.json").read_text())
+    assert [c["name"] for c in sbom["components"] if c["type"] == "container"] == ["debian-12"]
+    inspected = subprocess.run(["skopeo", "inspect", f"oci:{layout}:debian-12"], capture_output=True, text=True,
+                               check=False)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["Digest"] == digest
+    # The build came from the cache, keyed by its inputs: asking again with the same ones builds nothing new.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    cached = cached_base_image(CACHE)
+    assert json.loads((cached / "index.json").read_text())["manifests"][0]["digest"] == digest
+    assert len(list((CACHE / "images").glob("debian-12-*.complete"))) == 1
