@@ -18,7 +18,6 @@ from uuid import UUID
 from appliance.auth.users import find_user
 from appliance.config import ServerConfig
 from appliance.db.database import Connection, Row
-from appliance.errors import OperatorError
 from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner import extract, jobs, redaction
 from appliance.registry import tokens
@@ -80,8 +79,9 @@ class JobSite:
             return None
         try:
             signer = tokens.load_signer(self.ca)
-        except OperatorError as err:
-            log.warning("runtime_credential_unavailable", extra={"reason": err.message, "hint": err.hint})
+        except tokens.RegistryUnavailable as err:
+            # Builds still run: only templates with podman resources need the credential, and they fail naming it.
+            log.warning("runtime_credential_unavailable", extra={"reason": err.message, "hint": err.detail})
             return None
         return credentials.issue(signer.key, signer.chain, build, datetime.now(UTC), lifetime)
 

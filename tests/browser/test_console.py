@@ -141,7 +141,8 @@ def test_first_user_setup_creates_the_owner(page: Page, base_url: str, db_connin
     expect(page.locator("dl.facts .tag")).to_have_text(["Owner"])
     expect(page.locator("header .who")).to_have_text("alice")
     expect(nav(page).get_by_role("link")).to_have_text(
-        ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Providers", "Certificates", "Account"])
+        ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Providers", "Images", "Certificates",
+         "Account"])
 
     # Setup is closed once a user exists.
     page.goto("/setup")

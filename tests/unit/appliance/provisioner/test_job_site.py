@@ -1,10 +1,13 @@
-"""What every job learns of the site (appliance/provisioner/coordinator.py JobSite), without a CA."""
+"""What every job learns of the site (appliance/provisioner/coordinator.py JobSite), with and without a CA."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+from appliance.pki.ca import CertificateAuthority
 from appliance.provisioner.coordinator import JobSite
+from appliance.registry.tokens import ensure_signing_certificate
 from appliance.runtime.credentials import BuildCredential
 
 
@@ -19,3 +22,13 @@ def test_without_a_ca_builds_get_no_runtime_credential_and_the_script_trusts_an_
 def test_the_init_script_stops_on_sigterm_even_while_it_waits_to_retry() -> None:
     script = JobSite("http://127.0.0.1:3000/", "127.0.0.1:3002").agent_script()
     assert "trap 'exit 143' TERM INT" in script and "sleep 30 & wait $!" in script
+
+
+def test_a_ca_without_its_token_key_gives_no_credential_and_no_error(tmp_path: Path) -> None:
+    """A site whose CA lacks the registry-token key (issued at server start) still runs builds."""
+    ca = CertificateAuthority(tmp_path / "pki")
+    ca.init(b"a passphrase for the root key")
+    site = JobSite("http://127.0.0.1:3000/", "127.0.0.1:3002", ca)
+    assert site.runtime_credential(BuildCredential("w", "o", "b"), timedelta(minutes=5)) is None
+    ensure_signing_certificate(ca)
+    assert site.runtime_credential(BuildCredential("w", "o", "b"), timedelta(minutes=5))
