@@ -1,7 +1,7 @@
 """The default workspace image for registry tests, and a TLS registry beside a live control plane.
 
-The image is built once into .cache/base-image (`appliance-bundle image build`, a minute or two, the
-.debs cached in .cache/bundle) and reused by later sessions.
+The image is the one the test bundles carry: built once per machine and day into .cache/bundle/images
+(bundles.build.base_image.cached_base_image, a minute or two) and reused by every test that needs it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,29 +23,51 @@ from appliance.pki.ca import CertificateAuthority
 from appliance.registry import site
 from appliance.registry.config import write_registry_config
 from appliance.registry.process import RegistryProcess
+from bundles.build.base_image import cached_base_image
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_IMAGE = REPO / ".cache" / "base-image"
 DEBS = REPO / ".cache" / "bundle"
 CONTAINERS_CONF = '[engine]\nruntime = "runc"\n\n[containers]\ndefault_ulimits = []\n'
 
 
+# The release date every bundle built by the tests carries (tests/e2e, test_offline_install): one image
+# build per machine and day serves them all, and the registry, runtime and workspace tests too.
+RELEASE_EPOCH = "1780000000"
+
+
 def base_image() -> Path:
-    """An OCI layout of the base image (ref debian-12), built now if the cache has none.
+    """An OCI layout of the base image (ref debian-12): the bundles' cached one, built now if cold.
 
     APPLIANCE_TEST_BASE_IMAGE may name a layout built already (`appliance-bundle image build`).
     """
     if prebuilt := os.environ.get("APPLIANCE_TEST_BASE_IMAGE"):
         return Path(prebuilt)
-    if (BASE_IMAGE / "index.json").is_file():
-        return BASE_IMAGE
-    partial = BASE_IMAGE.with_name("base-image.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    built = subprocess.run([sys.executable, "-m", "bundles", "image", "build", "--output", str(partial),
-                            "--cache-dir", str(DEBS)], capture_output=True, text=True, timeout=1200, check=False)
-    assert built.returncode == 0, built.stderr[-2000:]
-    partial.rename(BASE_IMAGE)
-    return BASE_IMAGE
+    return shared_base_image()
+
+
+def shared_base_image() -> Path:
+    """The cached layout the test bundles carry, whatever APPLIANCE_TEST_BASE_IMAGE says."""
+    previous = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = RELEASE_EPOCH  # part of the cache key, and the image's dates
+    try:
+        return cached_base_image(DEBS)
+    finally:
+        if previous is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = previous
+
+
+def seed_server_cache(provider_cache_dir: Path) -> Path:
+    """Point the embedded server's base image cache (beside its provider cache) at the tests' layout."""
+    target = provider_cache_dir.parent / "base-image"
+    if not (target / "index.json").is_file():
+        if target.is_symlink():
+            target.unlink()  # yesterday's layout, removed by the cache
+        elif target.exists():
+            shutil.rmtree(target)
+        target.symlink_to(base_image())
+    return target
 
 
 @contextmanager

@@ -16,8 +16,9 @@ import requests
 
 from appliance.sdk.runtime import LABEL_WORKSPACE
 from tests.support.api import Api
+from tests.support.appliance_provider import CACHE as PROVIDER_CACHE
 from tests.support.appliance_provider import provider_cache_env
-from tests.support.images import base_image
+from tests.support.images import seed_server_cache
 from tests.support.postgres import free_port, postgres_processes_for, traversable_temp_dir
 from tests.support.server import wait_for_health
 from tests.support.workspaces import wait_build, wait_version
@@ -198,7 +199,7 @@ def test_first_start_pushes_the_starter_templates_and_a_workspace_from_minimal_b
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     assert not (data_dir / "mirror").exists()
-    base_image()  # the layout the server finds in its cache (built once per machine), so it only imports it
+    seed_server_cache(PROVIDER_CACHE)  # the layout the server finds in its cache, so it only imports it
     process = _start(data_dir, port, APPLIANCE_BASE_IMAGE_AUTO="true")
     try:
         _wait_healthy(url, process)

@@ -1,7 +1,8 @@
 """The default workspace image: built twice from the same packages it has one digest, skopeo reads it, it works.
 
 The reproducibility check is honest: two debootstraps into two rootfs (only the downloaded .debs
-are shared, through the cache), two layer tars, two layouts. Each build takes a minute or two.
+are shared, through the cache), two layer tars, two layouts: the one the other tests share and a
+fresh one. Each build takes a minute or two.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from bundles.build.base_image import DEFAULT_TAG, PACKAGES, UID, USER, build_base_image, preflight
 from bundles.errors import BundleError
+from tests.support.images import RELEASE_EPOCH, shared_base_image
 
 REPO = Path(__file__).resolve().parents[4]
 CACHE = REPO / ".cache" / "bundle"
@@ -33,7 +35,8 @@ def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1200) -
 
 
 def _build(output: Path) -> Path:
-    result = _cli("image", "build", "--output", str(output), "--cache-dir", str(CACHE))
+    result = _cli("image", "build", "--output", str(output), "--cache-dir", str(CACHE),
+                  env={**os.environ, "SOURCE_DATE_EPOCH": RELEASE_EPOCH})
     assert result.returncode == 0, result.stderr[-2000:]
     return output
 
@@ -42,8 +45,10 @@ def _build(output: Path) -> Path:
 def layouts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.fail("the base image is built as root with debootstrap: apt-get install debootstrap, run as root")
+    # One side is the cached build the other tests share (built now if cold), the other a fresh build
+    # with the same inputs, the same release date among them.
     work = tmp_path_factory.mktemp("image")
-    return _build(work / "one"), _build(work / "two")
+    return shared_base_image(), _build(work / "fresh")
 
 
 def _manifest(layout: Path) -> tuple[str, dict[str, object]]:
