@@ -516,6 +516,11 @@ def _assert_reaches_the_appliance(host: OfflineHost, container_id: str) -> None:
                     f"{inside.stdout}{inside.stderr}\n--- host ---\n{outside.stdout}{outside.stderr}\n"
                     f"{host.journal('appliance-runtime.service')}")
     assert reached.stdout.strip() == "OK", reached.stdout
+    # The init script itself got there: its agent download, over TLS, from the container's own address.
+    inspected = json.loads(_podman(host, f"podman inspect {container_id}").stdout)[0]
+    address = inspected["NetworkSettings"]["IPAddress"]
+    log = host.read_text("/var/log/nginx/access.log")
+    assert re.search(re.escape(address) + r' \[.*"GET /bin/appliance-agent-linux-amd64 ', log), log[-3000:]
     # Only the front: the registry's port answers on the host's loopback, never at the podman gateway.
     registry = _podman(host, f"podman exec {container_id} curl -sS --max-time 10 -o /dev/null "
                              f"https://appliance-host:{REGISTRY.rsplit(':', 1)[1]}/v2/")
