@@ -60,6 +60,9 @@ class ServerConfig:
     # The runtime service that owns podman: its socket, and whether `appliance server` runs it itself.
     runtime_socket: Path
     runtime_embedded: bool
+    # Whether the runtime service forwards the access URL's port from the podman gateway (docs/adr/0019).
+    # False when a front already listens there on every address (the installed nginx): it would take the port.
+    runtime_forwarder: bool
     # Embedded only: build the workspace base image once per machine and import it into the registry at start.
     base_image_auto: bool
     config_file: Path | None
@@ -217,6 +220,7 @@ _KEYS: dict[str, _Key] = {
     "registry_embedded": _Key(lambda v: _parse_bool(v), True),
     "runtime_socket": _Key(lambda v: Path(v).expanduser(), None),
     "runtime_embedded": _Key(lambda v: _parse_bool(v), True),
+    "runtime_forwarder": _Key(lambda v: _parse_bool(v), True),
     "base_image_auto": _Key(lambda v: _parse_bool(v), True),
     "runtime_max_cpus": _Key(_parse_max_cpus, None),
     "runtime_max_memory_mb": _Key(_parse_max_memory_mb, None),

@@ -60,13 +60,15 @@ class RuntimeSettings:
     registry_is_tls: bool = True  # plain http only on loopback (tests against a bare registry)
     settle_seconds: float = 2.0
     policy_limits: dict[str, Any] = field(default_factory=dict)  # Policy's max_cpus, max_memory_mb, pids_limit
+    forwarder: bool = True   # False: the access URL's port already listens on every address (the installed nginx)
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> RuntimeSettings:
         limits = {key: value for key, value in (("max_cpus", config.runtime_max_cpus),
                                                  ("max_memory_mb", config.runtime_max_memory_mb)) if value is not None}
         return cls(config.runtime_socket, config.runtime_socket.parent, config.access_url,
-                   str(config.registry_address), PkiLayout(config.pki_dir).root_cert, policy_limits=limits)
+                   str(config.registry_address), PkiLayout(config.pki_dir).root_cert, policy_limits=limits,
+                   forwarder=config.runtime_forwarder)
 
     def policy(self) -> Policy:
         return Policy(self.registry_address, **self.policy_limits)
@@ -239,8 +241,9 @@ class RuntimeService:
         except (PodmanFailed, ValueError, LookupError) as err:
             raise OperatorError(f"Cannot find podman's bridge network: {err}.",
                                 "Check 'podman network inspect podman' works as root.") from err
-        self._forwarder = Forwarder(target)
-        await self._forwarder.start(gateway)
+        if settings.forwarder:
+            self._forwarder = Forwarder(target)
+            await self._forwarder.start(gateway)
         workspaces = Workspaces(podman, settings.policy(), registry, settings.settle_seconds,
                                 add_host_arguments(target, gateway))
         self._runner = web.AppRunner(make_app(workspaces, roots), access_log=None)

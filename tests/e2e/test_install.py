@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -472,6 +473,7 @@ def test_a_podman_debian_workspace_runs_from_the_internal_registry_and_keeps_its
     [home] = [m for m in inspected["Mounts"] if m["Type"] == "volume"]
     wrote = _podman(host, f"podman exec {container['Id']} sh -c 'echo kept-across-stop > {home['Destination']}/proof'")
     assert wrote.returncode == 0, wrote.stderr
+    _assert_reaches_the_appliance(host, container["Id"])
 
     phase = time.monotonic()
     stopped = _build(host, workspace["id"], "stop", token)
@@ -486,6 +488,43 @@ def test_a_podman_debian_workspace_runs_from_the_internal_registry_and_keeps_its
     proof = _podman(host, f"podman exec {again['Id']} cat {home['Destination']}/proof")
     assert proof.stdout.strip() == "kept-across-stop", proof.stdout + proof.stderr
     print(f"podman-debian stop + start: {time.monotonic() - phase:.1f}s")
+
+
+def test_the_front_comes_up_whichever_of_nginx_and_the_runtime_service_starts_first(installed: Installed) -> None:
+    # At boot the two units start in parallel: a runtime service that starts first must leave nginx its port.
+    host = installed.host
+    result = host.sh("systemctl stop nginx.service && systemctl restart appliance-runtime.service && "
+                     "timeout 60 sh -c 'until [ -S /run/appliance-runtime/runtime.sock ]; do sleep 0.2; done' && "
+                     "systemctl start nginx.service")
+    assert result.returncode == 0, result.stdout + result.stderr + host.journal("nginx.service")
+    assert https(host, "GET", "/healthz") == (200, "OK")
+
+
+# From inside the workspace, as its init script does: the access URL by name, trusting only the
+# CA bundle the script wrote (never the image's own trust store).
+REACH = 'curl -fsS --max-time 20 --cacert "${TMPDIR:-/tmp}/appliance-ca.pem" https://appliance-host/healthz'
+REACH_DIAGNOSTICS = "cat /etc/hosts /etc/resolv.conf; getent hosts appliance-host; curl -v --max-time 10 " \
+                    '--cacert "${TMPDIR:-/tmp}/appliance-ca.pem" https://appliance-host/healthz'
+
+
+def _assert_reaches_the_appliance(host: OfflineHost, container_id: str) -> None:
+    reached = _podman(host, f"podman exec {container_id} sh -c {shlex.quote(REACH)}")
+    if reached.returncode != 0:
+        inside = _podman(host, f"podman exec {container_id} sh -c {shlex.quote(REACH_DIAGNOSTICS)}")
+        outside = host.sh("ss -ltnp; ip -4 addr; iptables-save; cat /etc/hosts; grep access_url /etc/appliance/*.toml")
+        pytest.fail(f"the workspace cannot reach the appliance: {reached.stdout}{reached.stderr}\n--- inside ---\n"
+                    f"{inside.stdout}{inside.stderr}\n--- host ---\n{outside.stdout}{outside.stderr}\n"
+                    f"{host.journal('appliance-runtime.service')}")
+    assert reached.stdout.strip() == "OK", reached.stdout
+    # The init script itself got there: its agent download, over TLS, from the container's own address.
+    inspected = json.loads(_podman(host, f"podman inspect {container_id}").stdout)[0]
+    address = inspected["NetworkSettings"]["IPAddress"]
+    log = host.read_text("/var/log/nginx/access.log")
+    assert re.search(re.escape(address) + r' \[.*"GET /bin/appliance-agent-linux-amd64 ', log), log[-3000:]
+    # Only the front: the registry's port answers on the host's loopback, never at the podman gateway.
+    registry = _podman(host, f"podman exec {container_id} curl -sS --max-time 10 -o /dev/null "
+                             f"https://appliance-host:{REGISTRY.rsplit(':', 1)[1]}/v2/")
+    assert registry.returncode == 7, registry.stderr  # curl's "could not connect"
 
 
 HOSTILE = r"""resource "terraform_data" "probe" {

@@ -50,6 +50,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "registry_embedded": False,
         "runtime_socket": Path("/nonexistent/runtime.sock"),
         "runtime_embedded": False,
+        "runtime_forwarder": True,
         "base_image_auto": False,
         "config_file": None,
     }

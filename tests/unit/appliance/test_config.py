@@ -19,6 +19,13 @@ def test_defaults_serve_on_loopback_with_embedded_postgres(tmp_path: Path) -> No
     assert config.session_lifetime == timedelta(hours=24)
 
 
+def test_the_runtime_forwarder_is_on_unless_the_config_turns_it_off(tmp_path: Path) -> None:
+    environ = {"APPLIANCE_CONFIG": str(_write(tmp_path, ""))}
+    assert load_server_config({}, environ=environ).runtime_forwarder
+    environ = {"APPLIANCE_CONFIG": str(_write(tmp_path, "runtime_forwarder = false"))}
+    assert not load_server_config({}, environ=environ).runtime_forwarder
+
+
 def test_environment_overrides_file_and_flag_overrides_environment(tmp_path: Path) -> None:
     path = _write(tmp_path, 'http_address = "127.0.0.1:4000"\nlog_format = "json"\n')
     environ = {"APPLIANCE_CONFIG": str(path), "APPLIANCE_HTTP_ADDRESS": "127.0.0.1:5000"}
