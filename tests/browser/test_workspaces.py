@@ -27,6 +27,7 @@ from tests.support.postgres import create_database
 from tests.support.server import LiveServer, live_server
 
 MINIMAL = Path(__file__).resolve().parents[2] / "examples" / "templates" / "minimal"
+PODMAN_DEBIAN = MINIMAL.with_name("podman-debian")
 WORKSPACES_DB = "appliance_browser_workspaces"
 BUILD_MS = 120_000  # terraform init + apply with the real provider, on a busy CI machine
 
@@ -78,9 +79,9 @@ def log_in(page: Page, login: str) -> None:
     expect(page.locator("header .who")).to_have_text(login)
 
 
-def push_template(api: Api, name: str, message: str = "") -> dict[str, Any]:
+def push_template(api: Api, name: str, message: str = "", source: Path = MINIMAL) -> dict[str, Any]:
     """What `appliance templates push examples/templates/minimal --name NAME` does, then wait for the import."""
-    upload = api.post("/api/v2/files", data=source_archive(MINIMAL), headers={"Content-Type": "application/x-tar"})
+    upload = api.post("/api/v2/files", data=source_archive(source), headers={"Content-Type": "application/x-tar"})
     assert upload.status_code == 201, upload.text
     if api.get(f"/api/v2/templates/{name}").status_code == 404:
         created = api.post("/api/v2/templates", json={"name": name})
@@ -111,6 +112,19 @@ def actions(page: Page) -> Locator:
 
 
 # -- 1. a member's workspace, from the form to deleted ------------------------------------------------------
+
+
+def test_the_create_form_suggests_podman_debian_first_with_its_limits(page: Page, owner: Api) -> None:
+    owner.create_user(username="sasha")
+    push_template(owner, "minimal")
+    push_template(owner, "podman-debian", source=PODMAN_DEBIAN)
+    log_in(page, "sasha")
+    page.goto("/workspaces/new")
+    choices = page.get_by_label("Template").locator("option")
+    expect(choices.first).to_have_attribute("value", "podman-debian")
+    expect(page.get_by_label("Template")).to_have_value("podman-debian")
+    expect(page.get_by_label("CPUs")).to_have_value("2")
+    expect(page.get_by_label("Memory (MiB)")).to_have_value("2048")
 
 
 def test_a_member_creates_stops_starts_and_deletes_a_workspace(page: Page, owner: Api) -> None:
