@@ -116,7 +116,7 @@ def actions(page: Page) -> Locator:
 
 def test_the_create_form_suggests_podman_debian_first_with_its_limits(page: Page, owner: Api) -> None:
     owner.create_user(username="sasha")
-    push_template(owner, "minimal")
+    push_template(owner, "plain")  # pushed first, listed after the suggestion anyway
     push_template(owner, "podman-debian", source=PODMAN_DEBIAN)
     log_in(page, "sasha")
     page.goto("/workspaces/new")
