@@ -65,13 +65,15 @@ class PodmanSite:
                     self.podman(*removal, *names, check=False)
 
 
-def push_base_image(ca: CertificateAuthority, registry: RegistryProcess, layout: Path) -> None:
+def push_base_image(ca: CertificateAuthority, registry: RegistryProcess, layout: Path,
+                    repository: str = BASE_REPOSITORY, tag: str = BASE_TAG) -> None:
+    """The base image's layout into a plain-http test registry, with a push token signed for it."""
     subject = Subject.of(uuid.uuid4(), "image-pusher", ["owner"])
-    token = issue_token(load_signer(ca), subject, [Access(REPOSITORY, BASE_REPOSITORY, (PULL, PUSH))],
+    token = issue_token(load_signer(ca), subject, [Access(REPOSITORY, repository, (PULL, PUSH))],
                         datetime.now(UTC)).token
     copied = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-registry-token", token,
                              f"oci:{layout}:{LAYOUT_REF}",
-                             f"docker://{registry.host}:{registry.port}/{BASE_REPOSITORY}:{BASE_TAG}"],
+                             f"docker://{registry.host}:{registry.port}/{repository}:{tag}"],
                             capture_output=True, text=True, timeout=600, check=False)
     if copied.returncode != 0:
         raise RuntimeError(f"skopeo could not push the base image: {copied.stderr}")

@@ -22,17 +22,16 @@ from typing import Any
 
 import pytest
 
-from appliance.auth.rbac import Subject
 from appliance.pki.ca import CertificateAuthority
 from appliance.pki.layout import PkiLayout
 from appliance.registry.config import RegistrySettings, write_registry_config
 from appliance.registry.process import RegistryProcess
-from appliance.registry.scopes import PULL, PUSH, REPOSITORY, Access
-from appliance.registry.tokens import issue_token, load_signer
+from appliance.registry.tokens import load_signer
 from appliance.runtime.credentials import BuildCredential, issue
 from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
 from appliance.sdk.runtime import LABEL_WORKSPACE
 from tests.support.images import base_image
+from tests.support.podman_site import push_base_image
 from tests.support.postgres import create_database, drop_database, free_port
 from tests.support.server import LiveServer, live_server
 
@@ -105,17 +104,6 @@ class RuntimeSite:
         return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=300, check=check)
 
 
-def _push_base_image(ca: CertificateAuthority, registry: RegistryProcess) -> None:
-    subject = Subject.of(uuid.uuid4(), "test-pusher", ["owner"])
-    token = issue_token(load_signer(ca), subject, [Access(REPOSITORY, REPOSITORY_NAME, (PULL, PUSH))],
-                        datetime.now(UTC)).token
-    copied = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-registry-token", token,
-                             f"oci:{base_image()}:{TAG}",
-                             f"docker://{registry.host}:{registry.port}/{REPOSITORY_NAME}:{TAG}"],
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert copied.returncode == 0, copied.stderr
-
-
 @pytest.fixture(scope="module")
 def runtime_site(admin_conninfo: str, template_db: str, site_pki: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeSite]:
@@ -137,7 +125,7 @@ def runtime_site(admin_conninfo: str, template_db: str, site_pki: Path,
         service = EmbeddedRuntime(settings)
         site = RuntimeSite(control, registry, settings, ca)
         try:
-            _push_base_image(ca, registry)
+            push_base_image(ca, registry, base_image(), REPOSITORY_NAME, TAG)
             service.start()
             yield site
         finally:
