@@ -15,6 +15,7 @@ from rich.markup import escape
 from appliance import __version__
 from appliance.auth.users import has_any_user
 from appliance.config import ServerConfig, env_name, load_server_config
+from appliance.errors import OperatorError
 from appliance.logs import configure_logging
 from appliance.server.base_image import IMAGE_NAME
 from appliance.server.runtime import Runtime
@@ -70,6 +71,12 @@ def cli_command() -> str:
     return os.path.relpath(invoked) if not invoked.is_absolute() else str(invoked)
 
 
+def _print_problem(console: Console, label: str, problem: OperatorError) -> None:
+    """A component the server runs without, in yellow: what is wrong, then what to do."""
+    console.print(f"  [yellow]{label:<17}{escape(problem.message)}[/]")
+    console.print(f"  [yellow]{'':<17}{escape(problem.hint)}[/]")
+
+
 def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_users: bool) -> None:
     url = config.access_url
     command = cli_command()
@@ -87,19 +94,13 @@ def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_
             console.print("  [yellow]The CA's root key passphrase is stored beside it (quickstart). For production, "
                           f"run '{command} pki export-root FILE --remove'.[/]")
     if runtime.provider_problem is not None:
-        problem = runtime.provider_problem
-        console.print(f"  [yellow]Provider:        {escape(problem.message)}[/]")
-        console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
+        _print_problem(console, "Provider:", runtime.provider_problem)
     if runtime.registry is not None:
         console.print(f"  Registry:        {runtime.registry.url}  (storage {config.registry_dir / 'storage'})")
     elif runtime.registry_problem is not None:
-        problem = runtime.registry_problem
-        console.print(f"  [yellow]Registry:        {escape(problem.message)}[/]")
-        console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
+        _print_problem(console, "Registry:", runtime.registry_problem)
     if runtime.workspace_runtime_problem is not None:
-        problem = runtime.workspace_runtime_problem
-        console.print(f"  [yellow]Workspaces:      {escape(problem.message)}[/]")
-        console.print(f"  [yellow]                 {escape(problem.hint)}[/]")
+        _print_problem(console, "Workspaces:", runtime.workspace_runtime_problem)
     elif runtime.workspace_runtime is not None:
         console.print(f"  Workspaces:      podman, through {runtime.workspace_runtime.service.settings.socket}")
     if runtime.base_image is not None and runtime.base_image.needs_build:
