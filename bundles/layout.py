@@ -15,6 +15,7 @@ Member folders give each file its role:
     terraform/            the terraform binary
     providers/            the Terraform provider mirror tree
     images/               OCI image layouts
+    agent/                the workspace agent executable, served at /bin/appliance-agent-linux-amd64
     playbooks/            the Ansible playbooks
     docs/                 documentation
     sbom.cdx.json         the CycloneDX SBOM
@@ -45,6 +46,7 @@ ROLE_BY_FOLDER = {
     "terraform": "terraform",
     "providers": "provider",
     "images": "image",
+    "agent": "agent",
     "playbooks": "playbooks",
     "docs": "docs",
 }

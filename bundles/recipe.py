@@ -41,6 +41,7 @@ class Recipe:
     images: tuple[Path, ...]
     base_image: str | None = None      # tag of the workspace base image built into images/<tag>
     appliance_provider: bool = False  # package appliance/provider into the mirror and the registry
+    appliance_agent: bool = False     # package appliance/agent into agent/
 
     @property
     def root(self) -> Path:
@@ -123,4 +124,5 @@ def load_recipe(path: Path) -> Recipe:
         images=tuple(root / p for p in _get(data, path, "images.layouts", list, [])),
         base_image=_get(data, path, "images.base", str, None) or None,
         appliance_provider=_get(data, path, "providers.appliance", bool, False),
+        appliance_agent=_get(data, path, "agent.appliance", bool, False),
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 # In start order (uninstall stops them in reverse): the runtime service pulls from the registry,
 # and the provisioner hands the runtime's socket to terraform.
-UNITS = ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service", "nginx.service",
-         "appliance-pki-renew.timer", "appliance-registry.service", "appliance-runtime.service",
-         "appliance-provisioner.service")
+UNITS = ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service",
+         "appliance-relay.service", "nginx.service", "appliance-pki-renew.timer", "appliance-registry.service",
+         "appliance-runtime.service", "appliance-provisioner.service")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from installer.paths import UNITS, HostPaths
 
 OUR_UNIT_FILES = ("appliance-console.service", "appliance-gateway.service", "appliance-pki-renew.service",
                   "appliance-pki-renew.timer", "appliance-provisioner.service", "appliance-registry.service",
-                  "appliance-runtime.service")
+                  "appliance-relay.service", "appliance-runtime.service")
 OUR_FILES = ("etc/nginx/sites-enabled/appliance.conf", "etc/nginx/sites-available/appliance.conf",
-             "etc/nginx/conf.d/appliance-gateway.conf", "etc/postgresql/15/main/conf.d/appliance.conf")
+             "etc/nginx/conf.d/appliance-gateway.conf", "etc/nginx/conf.d/appliance-relay.conf",
+             "etc/postgresql/15/main/conf.d/appliance.conf")
 
 
 def _systemctl(*args: str) -> None:

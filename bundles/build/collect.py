@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from bundles.build.appliance_agent import package_appliance_agent
 from bundles.build.appliance_provider import package_appliance_provider
 from bundles.build.base_image import cached_base_image
 from bundles.build.debs import baseline_rootfs, download_closure, write_repository_index
@@ -85,6 +86,10 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, version: str, created: 
         step("provider mirror and registry")
         key = signing_key(recipe.signing_home) if registries else None
         build_mirror(stage / "providers", sources, registries, key)
+    if recipe.appliance_agent:
+        step("workspace agent with PyInstaller (cached after the first build)")
+        for binary in package_appliance_agent(cache, recipe.project, stage / "agent"):
+            versions[binary.relative_to(stage).as_posix()] = version
     if recipe.base_image:
         step(f"image {recipe.base_image}: the workspace base image (cached by its inputs, about 2 minutes once)")
         _copy_tree(cached_base_image(cache, tag=recipe.base_image), stage / "images" / recipe.base_image)

@@ -1,4 +1,4 @@
-"""A CycloneDX 1.5 JSON SBOM of what the stage holds: wheels, debs, binaries, providers, images.
+"""A CycloneDX 1.5 JSON SBOM of what the stage holds: wheels, debs, binaries (the agent's too), providers, images.
 
 Deterministic: the serial number is derived from the contents and the timestamp from the build
 time, so the same inputs give the same SBOM.
@@ -68,7 +68,8 @@ def components(stage: Path) -> list[dict[str, Any]]:
         package, version, arch = _deb_fields(deb)
         found.append(_component("deb", package, version, f"pkg:deb/debian/{package}@{version}?arch={arch}",
                                 deb, stage))
-    for binary in sorted([*(stage / "installer").glob("*"), *(stage / "terraform").glob("*")]):
+    binaries = [*(stage / "installer").glob("*"), *(stage / "terraform").glob("*"), *(stage / "agent").glob("*")]
+    for binary in sorted(binaries):
         if binary.is_file():
             found.append(_component("binary", binary.name, _binary_version(stage, binary), None, binary, stage,
                                     "application"))

@@ -51,7 +51,7 @@ def make_stage(folder: Path, *, deb_version: str = "1.0-1", wheel_version: str =
                appliance_version: str = appliance_version) -> Path:
     """A stage with one member of every role, each small; its appliance wheel has the package's version."""
     stage = folder / "stage"
-    for sub in ("installer", "wheels", "debs", "terraform", "playbooks/roles/base", "docs", "images/base",
+    for sub in ("installer", "wheels", "debs", "terraform", "agent", "playbooks/roles/base", "docs", "images/base",
                 "providers/registry.terraform.io/hashicorp/random"):
         (stage / sub).mkdir(parents=True, exist_ok=True)
     installer = stage / "installer" / "appliance-installer"
@@ -60,6 +60,9 @@ def make_stage(folder: Path, *, deb_version: str = "1.0-1", wheel_version: str =
     terraform = stage / "terraform" / "terraform"
     terraform.write_bytes(b"\x7fELF fake terraform" * 100)
     terraform.chmod(0o755)
+    agent = stage / "agent" / "appliance-agent-linux-amd64"
+    agent.write_bytes(b"\x7fELF fake agent" * 100)
+    agent.chmod(0o755)
     (stage / "wheels" / f"flask-{wheel_version}-py3-none-any.whl").write_bytes(b"PK wheel " * 500)
     (stage / "wheels" / f"appliance-{appliance_version}-py3-none-any.whl").write_bytes(b"PK appliance " * 500)
     tiny_deb(stage / "debs", "nginx", deb_version)

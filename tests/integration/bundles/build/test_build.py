@@ -115,6 +115,7 @@ def test_the_sbom_is_valid_cyclonedx_and_lists_every_artifact(tmp_path: Path) ->
     assert ("deb", "nginx", "1.0-1") in kinds
     assert ("wheel", "flask", "2.0.0") in kinds
     assert ("provider", "registry.terraform.io/hashicorp/random", "3.6.0") in kinds
+    assert ("binary", "appliance-agent-linux-amd64", "unknown") in kinds  # no .versions.json in this stage
     assert {k for k, _, _ in kinds} == {"binary", "deb", "image", "provider", "wheel"}
     for component in sbom["components"]:
         path = stage / component["properties"][1]["value"]
@@ -130,8 +131,8 @@ def test_inspect_reports_signers_sizes_and_sbom_counts(tmp_path: Path) -> None:
     assert summary["version"] == "1.2.0" and summary["verified"]
     assert summary["signers"][0]["fingerprint"] == key.fingerprint
     assert set(summary["size_by_role"]) == {"installer", "wheel", "deb", "terraform", "provider", "image",
-                                            "playbooks", "docs", "sbom"}
-    assert summary["sbom_counts"] == {"binary": 2, "deb": 1, "image": 1, "provider": 1, "wheel": 2}
+                                            "agent", "playbooks", "docs", "sbom"}
+    assert summary["sbom_counts"] == {"binary": 3, "deb": 1, "image": 1, "provider": 1, "wheel": 2}
     unverified = inspect_bundle(bundle, None).to_json()
     assert not unverified["verified"] and unverified["signature_count"] == 1
 
