@@ -179,14 +179,14 @@ def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None
 def test_every_appliance_unit_is_active_and_hardened(installed: Installed) -> None:
     host = installed.host
     for unit in ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service",
-                 "nginx.service", "appliance-pki-renew.timer", "appliance-registry.service",
+                 "appliance-relay.service", "nginx.service", "appliance-pki-renew.timer", "appliance-registry.service",
                  "appliance-runtime.service", "appliance-provisioner.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() == "active", host.journal(unit)
     # Debian's own registry unit (anonymous, on :5000) never runs; podman's API socket neither.
     for unit in ("docker-registry.service", "podman.socket"):
         assert host.run("systemctl", "is-enabled", unit).stdout.strip() == "masked", unit
     for unit, user in (("appliance-console.service", "appliance"), ("appliance-gateway.service", "appliance"),
-                       ("appliance-registry.service", "appliance-registry"),
+                       ("appliance-relay.service", "appliance"), ("appliance-registry.service", "appliance-registry"),
                        ("appliance-provisioner.service", "appliance-provisioner")):
         shown = host.run("systemctl", "show", unit, "-p", "User", "-p", "ProtectSystem", "-p", "NoNewPrivileges",
                          "-p", "CapabilityBoundingSet", "-p", "PrivateTmp", "-p", "ProtectHome").stdout
@@ -490,6 +490,97 @@ def test_a_podman_debian_workspace_runs_from_the_internal_registry_and_keeps_its
     print(f"podman-debian stop + start: {time.monotonic() - phase:.1f}s")
 
 
+APPLIANCE = "/opt/appliance/current/venv/bin/appliance"
+CA_BUNDLE = "/var/lib/appliance/pki/ca-bundle.pem"
+# `appliance ping` held open while the workspace stops, as a transient unit (its end is visible to systemctl).
+PING_UNIT = "appliance-ping-probe.service"
+
+
+def _workspace_agent(host: OfflineHost, name: str, token: str) -> tuple[dict[str, Any], str]:
+    """The workspace called `name` and the id of the one agent its latest build made."""
+    status, body = https(host, "GET", f"/api/v2/workspaces?name={name}", token=token)
+    assert status == 200, body
+    [workspace] = json.loads(body)["workspaces"]
+    [agent] = [a for r in workspace["latest_build"]["resources"] for a in r["agents"]]
+    return workspace, str(agent["id"])
+
+
+def _wait_agent_ready(host: OfflineHost, workspace_id: str, agent_id: str, token: str,
+                      timeout: float = 240) -> dict[str, Any]:
+    """GET the agent until the relay saw it connect and its startup finished (status connected, lifecycle ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = https(host, "GET", f"/api/v2/workspaceagents/{agent_id}", token=token)
+        assert status == 200, body
+        agent: dict[str, Any] = json.loads(body)
+        if (agent["status"], agent["lifecycle_state"]) == ("connected", "ready"):
+            return agent
+        if time.monotonic() > deadline:
+            containers = _workspace_containers(host, workspace_id)
+            inside = _podman(host, f"podman logs --tail 40 {containers[0]['Id']}") if containers else None
+            pytest.fail(f"the agent is not connected and ready: {body}\n--- workspace ---\n"
+                        f"{inside.stdout + inside.stderr if inside else 'no container'}\n--- relay ---\n"
+                        f"{host.journal('appliance-relay.service')}")
+        time.sleep(1)
+
+
+def _relay_kinds(host: OfflineHost, workspace_id: str) -> list[str]:
+    """The kinds of the relay keys the control plane admits for one workspace (the relay's admission table)."""
+    result = host.run("runuser", "-u", "postgres", "--", "psql", "-d", "appliance", "-tA", "-v", f"ws={workspace_id}",
+                      input="SELECT kind FROM relay_peers WHERE workspace_id = :'ws' ORDER BY kind;")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_only_through_it(
+        installed: Installed) -> None:
+    phase = time.monotonic()
+    host = installed.host
+    token = _login(host)
+    workspace, agent_id = _workspace_agent(host, "dev", token)
+    agent = _wait_agent_ready(host, workspace["id"], agent_id, token)
+    assert agent["first_connected_at"] and agent["troubleshooting_hint"] == "", agent
+    assert _relay_kinds(host, workspace["id"]) == ["agent"]
+    print(f"agent connected and ready: {time.monotonic() - phase:.1f}s after the workspace started")
+
+    login = host.run(APPLIANCE, "login", "https://appliance-host", "--username", "admin", "--password", PASSWORD,
+                     "--ca-file", CA_BUNDLE)
+    assert login.returncode == 0, login.stdout + login.stderr
+    ping = host.run(APPLIANCE, "ping", "dev", timeout=120)
+    assert ping.returncode == 0, ping.stdout + ping.stderr + host.journal("appliance-relay.service")
+    assert "via DERP relay, never direct" in ping.stdout, ping.stdout
+    # The CLI dialled the relay at the access URL: nginx upgraded its /derp request (logged when it closed).
+    log = host.read_text("/var/log/nginx/access.log")
+    assert re.search(r'^127\.0\.0\.1 \[.*"GET /derp HTTP/1\.1" 101 ', log, re.MULTILINE), log[-3000:]
+
+    # A stop closes the session at once: a ping still running ends within seconds of the stop being queued.
+    held = host.run("systemd-run", f"--unit={PING_UNIT}", "--setenv=HOME=/root", APPLIANCE, "ping", "dev",
+                    "--count", "100000")
+    assert held.returncode == 0, held.stderr
+    time.sleep(3)
+    assert host.run("systemctl", "is-active", PING_UNIT).stdout.strip() == "active", host.journal(PING_UNIT)
+    [container] = _workspace_containers(host, workspace["id"])
+    address = json.loads(_podman(host, f"podman inspect {container['Id']}").stdout)[0]["NetworkSettings"]["IPAddress"]
+    status, body = https(host, "POST", f"/api/v2/workspaces/{workspace['id']}/builds", {"transition": "stop"}, token)
+    assert status == 201, body
+    queued = time.monotonic()
+    assert _relay_kinds(host, workspace["id"]) == []  # the agent's key (and the ping's) is gone with the stop
+    while host.run("systemctl", "is-active", PING_UNIT).stdout.strip() == "active":
+        assert time.monotonic() - queued < 15, host.journal(PING_UNIT)
+        time.sleep(0.2)
+    print(f"a running ping ended {time.monotonic() - queued:.1f}s after the stop was queued")
+    ended = host.journal(PING_UNIT)
+    stopped = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
+    assert stopped["status"] == "stopped", _job_failure(host, stopped, token)
+    # The agent had dialled /derp from inside its container, through nginx (logged once its connection closed).
+    log = host.read_text("/var/log/nginx/access.log")
+    assert re.search(re.escape(address) + r' \[.*"GET /derp HTTP/1\.1" 101 ', log), log[-3000:]
+    assert _relay_kinds(host, workspace["id"]) == [], ended
+    status, body = https(host, "GET", f"/api/v2/workspaceagents/{agent_id}", token=token)
+    assert status == 200 and json.loads(body)["status"] != "connected", body
+    print(f"relay checks: {time.monotonic() - phase:.1f}s")
+
+
 def test_the_front_comes_up_whichever_of_nginx_and_the_runtime_service_starts_first(installed: Installed) -> None:
     # At boot the two units start in parallel: a runtime service that starts first must leave nginx its port.
     host = installed.host
@@ -600,7 +691,7 @@ def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> 
     result = host.run("/root/installer/appliance-installer", "uninstall", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     for unit in ("appliance-provisioner.service", "appliance-console.service", "appliance-gateway.service",
-                 "nginx.service", "postgresql@15-main.service"):
+                 "appliance-relay.service", "nginx.service", "postgresql@15-main.service"):
         assert host.run("systemctl", "is-active", unit).stdout.strip() != "active"
     assert host.sh("test -d /var/lib/appliance/pki && test -d /var/lib/postgresql/15/main && "
                    "test -f /etc/appliance/appliance.toml && ! test -e /opt/appliance").returncode == 0
