@@ -23,9 +23,10 @@ from typing import Any
 
 import asyncssh
 
+from appliance.relay.dial import ECHO, SINK, SOURCE
+
 log = logging.getLogger(__name__)
 
-ECHO, SOURCE, SINK = "appliance-echo", "appliance-source", "appliance-sink"
 CHUNK = 64 << 10
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # direct-tcpip reaches ports inside the workspace only
 LOGIN_TIMEOUT = 30.0  # seconds from the stream opening to a completed login
