@@ -40,6 +40,9 @@ COMMANDS: dict[str, str] = {
     "stop": "appliance.cli.workspaces:stop",
     "update": "appliance.cli.workspaces:update",
     "delete": "appliance.cli.workspaces:delete",
+    # Reaching a workspace's agent: every byte through the relay.
+    "ping": "appliance.cli.ping:ping",
+    "speedtest": "appliance.cli.ping:speedtest",
 }
 
 
