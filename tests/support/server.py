@@ -52,6 +52,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "runtime_embedded": False,
         "runtime_forwarder": True,
         "base_image_auto": False,
+        "agent_binary_dir": Path("/nonexistent/agent"),
         "config_file": None,
     }
     values.update(overrides)
