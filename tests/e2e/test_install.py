@@ -543,6 +543,12 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     assert _relay_kinds(host, workspace["id"]) == ["agent"]
     print(f"agent connected and ready: {time.monotonic() - phase:.1f}s after the workspace started")
 
+    # The relay's own view: appliance.toml and its key, none of the CA's files or the secrets.
+    view = host.sh("pid=$(systemctl show -p MainPID --value appliance-relay.service); "
+                   "nsenter -t $pid -m find /var/lib/appliance /etc/appliance | sort")
+    assert view.stdout.split() == ["/etc/appliance", "/etc/appliance/appliance.toml", "/var/lib/appliance",
+                                   "/var/lib/appliance/relay", "/var/lib/appliance/relay/relay-node.key"], view
+
     login = host.run(APPLIANCE, "login", "https://appliance-host", "--username", "admin", "--password", PASSWORD,
                      "--ca-file", CA_BUNDLE)
     assert login.returncode == 0, login.stdout + login.stderr
