@@ -532,6 +532,14 @@ def _relay_kinds(host: OfflineHost, workspace_id: str) -> list[str]:
     return result.stdout.split()
 
 
+def _wait_logged(host: OfflineHost, pattern: str, timeout: float = 10) -> None:
+    """Wait for nginx's access log to show `pattern` (an upgraded request is logged when its connection closes)."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, log := host.read_text("/var/log/nginx/access.log")):
+        assert time.monotonic() < deadline, f"nginx never logged {pattern}:\n{log[-3000:]}"
+        time.sleep(0.5)
+
+
 def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_only_through_it(
         installed: Installed) -> None:
     phase = time.monotonic()
@@ -556,8 +564,7 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     assert ping.returncode == 0, ping.stdout + ping.stderr + host.journal("appliance-relay.service")
     assert "via DERP relay, never direct" in ping.stdout, ping.stdout
     # The CLI dialled the relay at the access URL: nginx upgraded its /derp request (logged when it closed).
-    log = host.read_text("/var/log/nginx/access.log")
-    assert re.search(r'^127\.0\.0\.1 \[.*"GET /derp HTTP/1\.1" 101 ', log, re.MULTILINE), log[-3000:]
+    _wait_logged(host, r'(^|\n)127\.0\.0\.1 \[[^\n]*"GET /derp HTTP/1\.1" 101 ')
 
     # A stop closes the session at once: a ping still running ends within seconds of the stop being queued.
     held = host.run("systemd-run", f"--unit={PING_UNIT}", "--setenv=HOME=/root", APPLIANCE, "ping", "dev",
@@ -579,8 +586,7 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     stopped = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
     assert stopped["status"] == "stopped", _job_failure(host, stopped, token)
     # The agent had dialled /derp from inside its container, through nginx (logged once its connection closed).
-    log = host.read_text("/var/log/nginx/access.log")
-    assert re.search(re.escape(address) + r' \[.*"GET /derp HTTP/1\.1" 101 ', log), log[-3000:]
+    _wait_logged(host, re.escape(address) + r' \[[^\n]*"GET /derp HTTP/1\.1" 101 ')
     assert _relay_kinds(host, workspace["id"]) == [], ended
     status, body = https(host, "GET", f"/api/v2/workspaceagents/{agent_id}", token=token)
     assert status == 200 and json.loads(body)["status"] != "connected", body
