@@ -211,7 +211,8 @@ def settings(config: ServerConfig) -> RelaySettings:
 def init_app(app: web.Application, config: ServerConfig, db: Database) -> None:
     """Mount the relay's routes on `app`; the relay starts and stops with it."""
     counters = stats.RelayStats()
-    relay = Relay(load_key(config.pki_dir / KEY_FILE), Admission(), settings(config), counters)
+    admission = Admission(fetch=admission_module.fetcher(db))
+    relay = Relay(load_key(config.pki_dir / KEY_FILE), admission, settings(config), counters)
     app[RELAY] = RelayService(relay, accept_limiter(config.relay_accept_per_second, config.relay_accept_burst),
                               counters)
     app.router.add_get(RELAY_PATH, derp, allow_head=False)

@@ -212,7 +212,7 @@ class Relay:
             raise Refused("bad_client_info", f"ClientInfo is not JSON: {err}") from err
         if not isinstance(info, dict):
             raise Refused("bad_client_info", "ClientInfo is not a JSON object")
-        if (reason := self.admission.refusal(key)) is not None:
+        if (reason := await self.admission.admit(key)) is not None:
             raise Refused("not_admitted", reason)
         row = self.admission.lookup(key)
         assert row is not None  # refusal() said it is admitted
