@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
+import pytest
 from aiohttp import web
 from nacl.public import Box, PrivateKey, PublicKey
 
@@ -23,9 +24,10 @@ from appliance.app import create_app
 from appliance.config import Address
 from appliance.db.database import Database
 from appliance.gateway.front import EmbeddedFront
-from appliance.relay.client import Packet, RelayClosed, Restarting, connect
+from appliance.relay.client import Packet, RelayClosed, RelayRefused, Restarting, connect
 from appliance.relay.http import RELAY, create_relay_app
 from appliance.relay.keys import NodeKey
+from appliance.relay.limits import accept_limiter
 from appliance.relay.server import RelaySettings
 from appliance.server.runtime import bind
 from tests.integration.appliance.relay.test_relay import MAGIC, derp_url, run
@@ -211,3 +213,76 @@ def test_appliance_relay_serve_speaks_derp_on_its_socket_and_says_restarting_on_
     key_file = tmp_path / "pki" / "relay-node.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert PrivateKey(bytes.fromhex(key_file.read_text().strip())).public_key == server
+
+
+def test_past_the_accept_limit_new_connections_are_refused_with_a_reason(relay_db: str, tmp_path: Path) -> None:
+    key = vouch(relay_db, make_agent(relay_db), "agent")
+
+    async def scenario() -> str:
+        async with _relay_only(relay_db, tmp_path, RelaySettings()) as (url, app):
+            app[RELAY].accept = accept_limiter(0.1, 2)
+            first, second = await connect(url, key), await connect(url, NodeKey.generate(), timeout=5)
+            await first.close()
+            await second.close()
+            raise AssertionError("the second connection should not have been admitted")
+
+    with pytest.raises(RelayRefused) as refused:
+        run(scenario())
+    assert "not admitted" in refused.value.reason  # the second of the burst of 2 got in, unvouched
+
+    async def burst() -> str:
+        async with _relay_only(relay_db, tmp_path, RelaySettings()) as (url, app):
+            app[RELAY].accept = accept_limiter(0.1, 1)
+            first = await connect(url, key)
+            try:
+                await connect(url, key)
+            except RelayRefused as err:
+                return err.reason
+            finally:
+                await first.close()
+            return ""
+
+    assert "429" in run(burst())
+
+
+def test_the_receive_rate_limit_is_advertised_and_holds(relay_db: str, tmp_path: Path) -> None:
+    agent = make_agent(relay_db)
+    agent_key, client_key = vouch(relay_db, agent, "agent"), vouch(relay_db, agent, "client")
+    rate = 100_000
+
+    async def scenario() -> float:
+        async with _relay_only(relay_db, tmp_path, RelaySettings(rate_bytes_per_second=rate)) as (url, _):
+            agent_conn, client_conn = await connect(url, agent_key), await connect(url, client_key)
+            started = time.monotonic()
+            for _ in range(5):  # 300 KB: the 65,568-byte burst, then 100 KB/s
+                await client_conn.send(agent_key.public, b"x" * PACKET)
+            for _ in range(5):
+                await agent_conn.recv()
+            elapsed = time.monotonic() - started
+            await agent_conn.close()
+            await client_conn.close()
+            return elapsed
+
+    assert run(scenario()) > (5 * PACKET - 65568) / rate * 0.9
+
+
+def test_a_newer_connection_with_the_same_key_replaces_the_older(relay_server: LiveServer, relay_db: str) -> None:
+    agent = make_agent(relay_db)
+    agent_key, client_key = vouch(relay_db, agent, "agent"), vouch(relay_db, agent, "client")
+
+    async def scenario() -> str:
+        old = await connect(derp_url(relay_server), agent_key)
+        new = await connect(derp_url(relay_server), agent_key)
+        client = await connect(derp_url(relay_server), client_key)
+        try:
+            await client.send(agent_key.public, b"to the newest")
+            assert await new.recv() == Packet(client_key.public, b"to the newest")
+            while True:
+                await asyncio.wait_for(old.recv(), 3)
+        except RelayClosed as closed:
+            return closed.reason
+        finally:
+            for conn in (old, new, client):
+                await conn.close()
+
+    assert run(scenario()).startswith("replaced")
