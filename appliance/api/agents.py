@@ -91,7 +91,7 @@ def agent_report_lifecycle(body: LifecycleRequest) -> Response:
 
 
 @endpoint(v2, "PATCH", ME + "/logs", summary="Append startup script output, in order", tag=TAG,
-          body=AgentLogsRequest, status=204)
+          body=AgentLogsRequest, status=204, errors=(413,))
 def agent_append_logs(body: AgentLogsRequest) -> Response:
     with database().transaction() as conn:
         agents.append_logs(conn, _live_agent(conn), body.logs)

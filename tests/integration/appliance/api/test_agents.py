@@ -192,6 +192,15 @@ def test_a_nul_byte_in_a_log_line_is_refused_and_nothing_of_the_batch_is_kept(me
     assert member.get(f"/api/v2/workspaceagents/{agent.agent_id}/logs").json()["logs"] == []
 
 
+def test_a_startup_log_past_its_cap_is_refused_with_a_413(member: Api, agent: SeededAgent) -> None:
+    batch = {"logs": [{"created_at": _now(), "output": "x" * 3000} for _ in range(200)]}
+    assert member.request("PATCH", ME + "/logs", token=agent.token, json=batch).status_code == 204
+    refused = member.request("PATCH", ME + "/logs", token=agent.token, json=batch)
+    assert refused.status_code == 413
+    assert "1 MiB" in refused.json()["message"] and refused.json()["detail"]
+    assert len(member.get(f"/api/v2/workspaceagents/{agent.agent_id}/logs").json()["logs"]) == 200
+
+
 def test_metadata_results_are_upserted_and_shown_with_their_description(member: Api, agent: SeededAgent) -> None:
     for value in ("0.10 0.20 0.30", "1.00 0.50 0.25"):
         sent = member.post(ME + "/metadata", token=agent.token,
