@@ -122,11 +122,11 @@ class Agent:
 
 def working_directory(wanted: str) -> str:
     """The manifest's directory (~ expanded), made when missing; the home directory when it cannot be."""
-    path = Path(os.path.expanduser(wanted or "~"))
+    path = Path(wanted or "~").expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        fallback = os.path.expanduser("~")
+        fallback = str(Path.home())
         log.warning("directory_unusable", extra={"directory": str(path), "reason": err.strerror,
                                                  "using": fallback})
         return fallback
@@ -137,7 +137,7 @@ def session_env(manifest: AgentManifest, directory: str) -> dict[str, str]:
     """The environment of the startup script, metadata scripts and sessions: ours, the template's, never the token."""
     env = {**os.environ, **manifest.env}
     env.pop(AGENT_TOKEN_ENV, None)
-    env.setdefault("HOME", os.path.expanduser("~"))
+    env.setdefault("HOME", str(Path.home()))
     env["APPLIANCE_WORKSPACE_NAME"] = manifest.workspace_name
     env["APPLIANCE_WORKSPACE_AGENT_NAME"] = manifest.agent_name
     return env

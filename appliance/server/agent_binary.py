@@ -25,8 +25,8 @@ from pathlib import Path
 
 import appliance
 from appliance import __version__
-from appliance.children import die_with_parent
 from appliance.api.agent_binary import BINARY_NAME, binary_path, building_marker
+from appliance.children import die_with_parent
 from appliance.config import ServerConfig
 from appliance.errors import OperatorError
 from appliance.provider.packaging import distribution_version

@@ -1,4 +1,4 @@
-"""GET /bin/appliance-agent-linux-amd64: the executable, 503 while the server builds it, 404 with a hint when missing."""
+"""GET /bin/appliance-agent-linux-amd64: the executable; 503 while the server builds it; 404 with a hint."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def binary_dir(binary_server: LiveServer) -> Iterator[Path]:
         leftover.unlink()
 
 
-def test_a_missing_executable_is_a_404_that_says_where_it_should_be(binary_server: LiveServer, binary_dir: Path) -> None:
+def test_a_missing_executable_is_a_404_that_says_where_it_should_be(binary_server: LiveServer,
+                                                                     binary_dir: Path) -> None:
     answer = requests.get(binary_server.url + AGENT_BINARY_PATH, timeout=10)
     assert answer.status_code == 404
     body = answer.json()

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.agent.output import LineSplitter, clean
-from appliance.sdk.agents import AgentLogLine, MAX_LOG_LINE_CHARS
+from appliance.sdk.agents import MAX_LOG_LINE_CHARS, AgentLogLine
 from appliance.sdk.base import unsafe_character
 
 
