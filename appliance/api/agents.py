@@ -92,7 +92,7 @@ def report_lifecycle(body: LifecycleRequest) -> Response:
 
 @endpoint(v2, "PATCH", ME + "/logs", summary="Append startup script output, in order", tag=TAG,
           body=AgentLogsRequest, status=204)
-def append_logs(body: AgentLogsRequest) -> Response:
+def append_agent_logs(body: AgentLogsRequest) -> Response:
     with database().transaction() as conn:
         agents.append_logs(conn, _live_agent(conn), body.logs)
     return Response(status=204)
