@@ -1,0 +1,102 @@
+"""The workspace agent as its own process against a real control plane and relay: lifecycle, startup log,
+metadata, reconnecting after the relay restarts, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support.agents import agent_events, agent_log, agent_process, agent_workspace, wait_agent
+from tests.support.api import Api
+from tests.support.postgres import create_database, drop_database
+from tests.support.server import LiveServer, live_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def agent_db(admin_conninfo: str, template_db: str) -> Iterator[str]:
+    yield create_database(admin_conninfo, "agent_module", template=template_db)
+    drop_database(admin_conninfo, "agent_module")
+
+
+@pytest.fixture(scope="module")
+def site(agent_db: str, appliance_mirror: Path, site_pki: Path,
+         tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return {"mirror_dir": appliance_mirror, "pki_dir": site_pki, "provisioner_daemons": 1,
+            "provisioner_dir": tmp_path_factory.mktemp("provisioner"),
+            "provisioner_heartbeat_timeout": timedelta(seconds=10)}
+
+
+@pytest.fixture(scope="module")
+def agent_server(agent_db: str, site: dict[str, object]) -> Iterator[LiveServer]:
+    with live_server(agent_db, **site) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def owner(agent_server: LiveServer) -> Api:
+    """The module's one user; every test makes a workspace of its own name."""
+    api = Api(agent_server.url)
+    api.create_first_user("owner")
+    return api.as_user(api.login("owner"))
+
+
+def test_the_agent_reaches_ready_and_its_startup_log_shows_in_order_while_it_runs(
+        owner: Api, agent_server: LiveServer, tmp_path: Path) -> None:
+    script = "for i in $(seq 1 250); do echo line $i; done; printf '\\033[32mgreen\\033[0m\\n'; sleep 3; echo done"
+    ws = agent_workspace(owner, "ready", script=script)
+    assert wait_agent(owner, ws.agent_id, lambda a: True)["lifecycle_state"] == "created"
+    with agent_process(agent_server.url, ws.token, tmp_path):
+        # While the script sleeps, what it printed so far is already there: streamed, not sent at the end.
+        starting = wait_agent(owner, ws.agent_id, lambda a: "green" in agent_log(owner, ws.agent_id), home=tmp_path)
+        assert starting["lifecycle_state"] == "starting"
+        assert "done" not in agent_log(owner, ws.agent_id)
+        ready = wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "ready", home=tmp_path)
+        assert ready["started_at"] and ready["ready_at"]
+        assert agent_log(owner, ws.agent_id) == [*(f"line {i}" for i in range(1, 251)), "green", "done"]
+
+
+def test_a_failing_startup_script_gives_start_error_and_says_its_status(
+        owner: Api, agent_server: LiveServer, tmp_path: Path) -> None:
+    ws = agent_workspace(owner, "failing", script="echo about to fail >&2; exit 3")
+    with agent_process(agent_server.url, ws.token, tmp_path):
+        wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "start_error", home=tmp_path)
+    assert agent_log(owner, ws.agent_id) == ["about to fail", "The startup script exited with status 3."]
+
+
+def test_a_script_past_its_timeout_shows_start_timeout_then_ready_when_it_ends(
+        owner: Api, agent_server: LiveServer, tmp_path: Path) -> None:
+    ws = agent_workspace(owner, "slow", script="sleep 4; echo finally", timeout="1")
+    with agent_process(agent_server.url, ws.token, tmp_path):
+        wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "start_timeout", home=tmp_path)
+        wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "ready", home=tmp_path)
+    assert agent_log(owner, ws.agent_id) == ["finally"]
+
+
+def test_metadata_is_reported_and_kept_fresh(owner: Api, agent_server: LiveServer, tmp_path: Path) -> None:
+    ws = agent_workspace(owner, "meta")
+    with agent_process(agent_server.url, ws.token, tmp_path):
+        first = wait_agent(owner, ws.agent_id, lambda a: any(m["value"] for m in a["metadata"]), home=tmp_path)
+        [greeting] = first["metadata"]
+        assert greeting["description"]["key"] == "greeting" and greeting["value"] == "hi from meta"
+        assert greeting["error"] == ""
+        # Interval 1 s: a later read shows a later collection.
+        wait_agent(owner, ws.agent_id, lambda a: a["metadata"][0]["collected_at"] > greeting["collected_at"],
+                   home=tmp_path)
+
+
+def test_sigterm_reports_shutting_down_then_off_and_exits(owner: Api, agent_server: LiveServer,
+                                                          tmp_path: Path) -> None:
+    ws = agent_workspace(owner, "stopping")
+    with agent_process(agent_server.url, ws.token, tmp_path) as agent:
+        wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "ready", home=tmp_path)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(20) == 0
+    assert wait_agent(owner, ws.agent_id, lambda a: True)["lifecycle_state"] == "off"
+    states = [e["state"] for e in agent_events(tmp_path) if e["event"] == "lifecycle_changed"]
+    assert states == ["starting", "ready", "shutting_down", "off"]
