@@ -4,7 +4,9 @@ metadata, reconnecting after the relay restarts, and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from tests.support.agents import agent_events, agent_log, agent_process, agent_workspace, wait_agent
 from tests.support.api import Api
-from tests.support.postgres import create_database, drop_database
+from tests.support.postgres import create_database, drop_database, free_port
 from tests.support.server import LiveServer, live_server
 
 pytestmark = pytest.mark.integration
@@ -100,3 +102,34 @@ def test_sigterm_reports_shutting_down_then_off_and_exits(owner: Api, agent_serv
     assert wait_agent(owner, ws.agent_id, lambda a: True)["lifecycle_state"] == "off"
     states = [e["state"] for e in agent_events(tmp_path) if e["event"] == "lifecycle_changed"]
     assert states == ["starting", "ready", "shutting_down", "off"]
+
+
+def test_the_agent_reconnects_on_its_own_after_the_relay_restarts(
+        owner: Api, agent_db: str, site: dict[str, object], tmp_path: Path) -> None:
+    """The relay's server (gateway and all) stops and starts again on the same port; the agent comes back."""
+    ws = agent_workspace(owner, "reconnect")
+    port = free_port()
+    relay_site = {**site, "provisioner_daemons": 0}
+    with ExitStack() as stack:
+        first = ExitStack()
+        relay = first.enter_context(live_server(agent_db, port=port, **relay_site))
+        agent = stack.enter_context(agent_process(relay.url, ws.token, tmp_path))
+        wait_agent(owner, ws.agent_id, lambda a: a["status"] == "connected", home=tmp_path)
+        assert _events(tmp_path, "relay_connected") == 1
+        first.close()
+        wait_for(lambda: _events(tmp_path, "relay_disconnected") >= 1, tmp_path)
+        stack.enter_context(live_server(agent_db, port=port, **relay_site))
+        wait_for(lambda: _events(tmp_path, "relay_connected") == 2, tmp_path, timeout=90)
+        wait_agent(owner, ws.agent_id, lambda a: a["status"] == "connected", home=tmp_path)
+        assert agent.poll() is None, "the agent kept running across the restart"
+
+
+def _events(home: Path, name: str) -> int:
+    return sum(1 for event in agent_events(home) if event["event"] == name)
+
+
+def wait_for(condition: Callable[[], bool], home: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, (home / "agent.log").read_text()[-4000:]
+        time.sleep(0.2)
