@@ -81,3 +81,6 @@ def wait_agent(api: Api, agent_id: str, until: Callable[[dict[str, Any]], bool],
 
 def agent_log(api: Api, agent_id: str) -> list[str]:
     return [line["output"] for line in api.get(f"/api/v2/workspaceagents/{agent_id}/logs").json()["logs"]]
+
+
+AGENT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "agent"  # beside the provider's .cache/provider
