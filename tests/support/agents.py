@@ -54,9 +54,14 @@ def agent_process(url: str, token: str, home: Path, *, command: Sequence[str] | 
     try:
         yield process
     finally:
+        # SIGTERM first: the executable's bootloader passes it on to the agent; SIGKILL would orphan the agent.
         if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
             process.kill()
-        process.wait(10)
+            process.wait(10)
 
 
 def agent_events(home: Path) -> list[dict[str, Any]]:

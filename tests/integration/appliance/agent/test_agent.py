@@ -104,3 +104,21 @@ def wait_for(condition: Callable[[], bool], home: Path, timeout: float = 60.0) -
     while not condition():
         assert time.monotonic() < deadline, (home / "agent.log").read_text()[-4000:]
         time.sleep(0.2)
+
+
+def test_sigterm_stops_the_agent_within_seconds_when_the_control_plane_is_gone(
+        owner: Api, agent_db: str, site: dict[str, object], tmp_path: Path) -> None:
+    """podman stops a container 10 s after SIGTERM: an agent retrying its last reports must not be killed."""
+    ws = agent_workspace(owner, "orphan")
+    with ExitStack() as stack:
+        server = ExitStack()
+        control = server.enter_context(live_server(agent_db, **{**site, "provisioner_daemons": 0}))
+        agent = stack.enter_context(agent_process(control.url, ws.token, tmp_path))
+        wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "ready", home=tmp_path)
+        server.close()
+        started = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(15) == 0
+        assert time.monotonic() - started < 8, (tmp_path / "agent.log").read_text()[-3000:]
+    assert [e["state"] for e in agent_events(tmp_path) if e["event"] == "lifecycle_not_reported"] == \
+        ["shutting_down", "off"]
