@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import __version__
 from appliance.server.agent_binary import cache_path
 from tests.support.agents import AGENT_CACHE, agent_log, agent_process, agent_workspace, wait_agent
 from tests.support.api import Api
@@ -40,6 +41,7 @@ def test_the_packaged_executable_runs_the_agent_to_ready(owner: Api, agent_serve
     # No PYTHONPATH, no venv: what runs is the one file.
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "", "HOME": str(tmp_path / "home")}
     with agent_process(agent_server.url, ws.token, tmp_path / "home", command=[str(binary)], env=env):
-        wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "ready" and a["status"] == "connected",
-                   home=tmp_path / "home")
+        agent = wait_agent(owner, ws.agent_id, lambda a: a["lifecycle_state"] == "ready" and a["status"] == "connected",
+                           home=tmp_path / "home")
+    assert agent["version"] == __version__
     assert agent_log(owner, ws.agent_id) == ["from the executable"]
