@@ -21,7 +21,7 @@ from appliance.errors import OperatorError
 from appliance.relay.client import DerpClient, RelayClosed, RelayRefused, connect
 from appliance.relay.keys import NodeKey, parse_hex_key
 from appliance.relay.stream import PeerStreams
-from appliance.sdk.agents import RELAY_PATH, PairRequest, PairResponse, WorkspaceAgentResponse
+from appliance.sdk.agents import RELAY_PATH, PairRequest, PairResponse
 from appliance.sdk.client import Client
 from appliance.sdk.workspaces import WorkspaceResponse
 
@@ -65,12 +65,11 @@ def _ssl_context(url: str, ca_file: str | None) -> ssl.SSLContext | None:
 
 
 def pair(client: Client, agent_id: str, node: NodeKey, ssh_key: asyncssh.SSHKey) -> PairResponse:
-    """Have the control plane vouch for our relay key and certify our SSH key for this agent."""
-    agent = client.call("GET", f"/api/v2/workspaceagents/{agent_id}", WorkspaceAgentResponse)
-    if agent.status != "connected":
-        raise OperatorError(f"The workspace's agent is {agent.status}, not connected to the relay yet.",
-                            agent.troubleshooting_hint or "Wait for it to connect ('appliance show WORKSPACE' "
-                            "shows its status), or restart the workspace.")
+    """Have the control plane vouch for our relay key and certify our SSH key for this agent.
+
+    Its refusals say what to do: 409 when the agent has not connected yet or its build stopped,
+    403/404 for someone else's workspace.
+    """
     body = PairRequest(node_key=node.public_hex, ssh_public_key=ssh_key.export_public_key().decode().strip())
     return client.call("POST", f"/api/v2/workspaceagents/{agent_id}/pair", PairResponse, body=body)
 
