@@ -69,6 +69,11 @@ class ServerConfig:
     # The runtime policy's maxima for one container (rule limits-required); None: the host's CPUs and memory.
     runtime_max_cpus: float | None = None
     runtime_max_memory_mb: int | None = None
+    # The relay's limits (docs/adr/0023): each client's receive token bucket (0: unlimited) and the accept rate.
+    relay_rate_bytes_per_second: int = 0
+    relay_rate_burst_bytes: int = 0
+    relay_accept_per_second: float = 200.0
+    relay_accept_burst: int = 1000
 
     @property
     def is_embedded_postgres(self) -> bool:
@@ -174,6 +179,20 @@ def _parse_max_memory_mb(value: str | int) -> int:
     return memory
 
 
+def _parse_nonnegative_int(value: str | int) -> int:
+    number = int(value)
+    if not 0 <= number <= 1 << 40:
+        raise ValueError(f"expected a whole number from 0 to 2^40, got {value!r}")
+    return number
+
+
+def _parse_rate(value: str | float) -> float:
+    rate = float(value)
+    if not 0 < rate <= 1_000_000:
+        raise ValueError(f"expected connections per second above 0 and at most 1000000, got {value!r}")
+    return rate
+
+
 def default_provider_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appliance" / "provider"
 
@@ -224,6 +243,11 @@ _KEYS: dict[str, _Key] = {
     "base_image_auto": _Key(lambda v: _parse_bool(v), True),
     "runtime_max_cpus": _Key(_parse_max_cpus, None),
     "runtime_max_memory_mb": _Key(_parse_max_memory_mb, None),
+    # 0: no per-client limit; the relay carries only paired, vouched peers and backpressure protects it.
+    "relay_rate_bytes_per_second": _Key(_parse_nonnegative_int, 0),
+    "relay_rate_burst_bytes": _Key(_parse_nonnegative_int, 0),  # raised to 65568 (one frame) when lower
+    "relay_accept_per_second": _Key(_parse_rate, 200.0),
+    "relay_accept_burst": _Key(_parse_nonnegative_int, 1000),  # 1,000 agents reconnecting after a restart
 }
 
 

@@ -13,6 +13,7 @@ from operator_errors.cli import Group, debug_option
 COMMANDS: dict[str, str] = {
     "server": "appliance.cli.server:server",
     "gateway": "appliance.cli.gateway:gateway",
+    "relay": "appliance.cli.relay:relay",
     "migrate": "appliance.cli.admin:migrate",
     "setup-link": "appliance.cli.admin:setup_link",
     "login": "appliance.cli.session:login",

@@ -1,9 +1,10 @@
 """The gateway's aiohttp application: shared state, error middleware, and one module per route family.
 
-Route families: logs.py (build and import log follows, server-sent events). Next, each in its
-own module and registered here the same way: derp.py (/derp, Upgrade: DERP or WebSocket) and
-terminal.py (terminal WebSockets). Database work runs in a small thread pool beside the event
-loop, through the services and the authentication the API uses, so authorization is the API's own.
+Route families: logs.py (build and import log follows, server-sent events) and the relay
+(appliance/relay/http.py: /derp with Upgrade: DERP or WebSocket, /derp/latency-check). Next, each
+in its own module and registered here the same way: terminal.py (terminal WebSockets). Database
+work runs in a small thread pool beside the event loop, through the services and the authentication
+the API uses, so authorization is the API's own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from appliance.db.database import Database
 from appliance.gateway import logs
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
+from appliance.relay import http as relay_http
 
 DB_THREADS = 8  # database calls in flight at once; followers of one job share its reads
 
@@ -29,8 +31,12 @@ async def not_routed_here(request: web.Request) -> web.StreamResponse:
                           "compare /etc/nginx/appliance.d/gateway.conf with the gateway role's template.")
 
 
-def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_routed_here) -> web.Application:
-    """The gateway; `fallback` answers what it does not serve (the embedded front proxies to the WSGI app)."""
+def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_routed_here, *,
+                   relay: bool = True) -> web.Application:
+    """The gateway; `fallback` answers what it does not serve (the embedded front proxies to the WSGI app).
+
+    `relay`: serve the DERP relay on /derp too (embedded: one port); installed, the relay is its own unit.
+    """
     app = web.Application(middlewares=[json_errors])
     app[CONFIG] = config
     app[DATABASE] = db
@@ -38,6 +44,8 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
     app[FALLBACK] = fallback
     app.cleanup_ctx.append(_executor_lifetime)
     logs.init_app(app)
+    if relay:
+        relay_http.init_app(app, config, db)
     return app
 
 

@@ -1,10 +1,11 @@
-"""`appliance gateway`: the gateway as its own process on a unix socket, behind nginx (installed)."""
+"""`appliance gateway` and `appliance relay serve`: an aiohttp app as its own process on a unix socket, behind nginx."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -20,23 +21,30 @@ log = logging.getLogger("appliance.gateway")
 SOCKET_MODE = 0o660  # owner and the appliance group, which nginx's workers are in
 
 
-def check_config(config: ServerConfig) -> str:
+AppFactory = Callable[[ServerConfig, Database], web.Application]
+
+
+def check_config(config: ServerConfig, what: str = "the gateway") -> str:
     """The database URL, once the schema is known to be current (the same rule as appliance.wsgi)."""
-    return require_current_schema(config.postgres_url, "the gateway")
+    return require_current_schema(config.postgres_url, what)
 
 
-def serve(config: ServerConfig, socket_path: Path) -> None:
-    """Serve on `socket_path` until SIGTERM or SIGINT."""
-    db = Database(check_config(config))
+def gateway_app(config: ServerConfig, db: Database) -> web.Application:
+    return create_gateway(config, db, relay=False)  # installed, the relay is its own unit
+
+
+def serve(config: ServerConfig, socket_path: Path, factory: AppFactory = gateway_app, name: str = "gateway") -> None:
+    """Serve `factory`'s app on `socket_path` until SIGTERM or SIGINT."""
+    db = Database(check_config(config, f"the {name}"))
     socket_path.unlink(missing_ok=True)  # left behind by a process that was killed
     try:
-        asyncio.run(_serve(create_gateway(config, db), socket_path))
+        asyncio.run(_serve(factory(config, db), socket_path, name))
     finally:
         db.close()
         socket_path.unlink(missing_ok=True)
 
 
-async def _serve(app: web.Application, socket_path: Path) -> None:
+async def _serve(app: web.Application, socket_path: Path, name: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -49,9 +57,9 @@ async def _serve(app: web.Application, socket_path: Path) -> None:
         raise ConfigError(f"Cannot listen on {socket_path}: {err.strerror}.",
                           "Check that its folder exists and this user may write to it (--socket).") from err
     await asyncio.to_thread(socket_path.chmod, SOCKET_MODE)
-    log.info("gateway_listening", extra={"socket": str(socket_path)})
+    log.info(f"{name}_listening", extra={"socket": str(socket_path)})
     try:
         await stop.wait()
     finally:
-        log.info("gateway_stopping")
+        log.info(f"{name}_stopping")
         await runner.cleanup()

@@ -34,6 +34,8 @@ HEADER_LEN = HEADER.size  # 5
 DISCO_MAGIC = "TS💬".encode()  # 54 53 F0 9F 92 AC: a disco packet (the only kind that earns a PeerGone)
 PING_LEN = 8
 MAX_PING_LEN = 1000  # the server accepts 8..1000 bytes and echoes the first 8
+MAX_UNKNOWN_PAYLOAD = 64 << 10  # a frame type we do not know is skipped up to this length, refused beyond
+SKIP_CHUNK = 16 << 10
 
 
 class FrameType(IntEnum):
@@ -123,6 +125,41 @@ async def read_frame(read_exactly: ReadExactly) -> Frame:
     """The next frame from a byte source; the length is checked before the payload is read."""
     kind, length = parse_header(await read_exactly(HEADER_LEN))
     return Frame(kind, await read_exactly(length) if length else b"")
+
+
+def parse_any_header(header: bytes) -> tuple[FrameType | None, int]:
+    """(type, payload length); None for a type this version does not know, whose payload the reader skips.
+
+    A later protocol version may add frame types (derper's clients skip what they do not know), so an
+    unknown type is not an error as long as its length stays within MAX_UNKNOWN_PAYLOAD.
+    """
+    raw, length = HEADER.unpack(header)
+    try:
+        kind = FrameType(raw)
+    except ValueError:
+        if length > MAX_UNKNOWN_PAYLOAD:
+            raise FrameError(f"unknown frame type 0x{raw:02x} of {length} bytes "
+                             f"exceeds {MAX_UNKNOWN_PAYLOAD}") from None
+        return None, length
+    check_length(kind, length)
+    return kind, length
+
+
+async def skip(read_exactly: ReadExactly, length: int) -> None:
+    """Read and forget `length` bytes, a bounded chunk at a time."""
+    while length:
+        step = min(length, SKIP_CHUNK)
+        await read_exactly(step)
+        length -= step
+
+
+async def read_known_frame(read_exactly: ReadExactly) -> Frame:
+    """The next frame of a known type; frames of unknown types (within their bound) are skipped."""
+    while True:
+        kind, length = parse_any_header(await read_exactly(HEADER_LEN))
+        if kind is not None:
+            return Frame(kind, await read_exactly(length) if length else b"")
+        await skip(read_exactly, length)
 
 
 def _key(raw: bytes, what: str) -> bytes:

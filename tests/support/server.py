@@ -52,6 +52,10 @@ def make_config(**overrides: Any) -> ServerConfig:
         "runtime_embedded": False,
         "runtime_forwarder": True,
         "base_image_auto": False,
+        "relay_rate_bytes_per_second": 0,
+        "relay_rate_burst_bytes": 0,
+        "relay_accept_per_second": 200.0,
+        "relay_accept_burst": 1000,
         "config_file": None,
     }
     values.update(overrides)
