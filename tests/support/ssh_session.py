@@ -26,7 +26,8 @@ class SessionKeys:
     def user_ca(self) -> str:
         return self.ca.export_public_key().decode()
 
-    def certificate(self, principal: str | None = None, signer: asyncssh.SSHKey | None = None) -> asyncssh.SSHCertificate:
+    def certificate(self, principal: str | None = None,
+                    signer: asyncssh.SSHKey | None = None) -> asyncssh.SSHCertificate:
         return (signer or self.ca).generate_user_certificate(
             self.user, "test-session", principals=[principal or self.agent_id], valid_before="+1h")
 
@@ -44,7 +45,7 @@ async def login(sock: socket.socket, keys: SessionKeys, client_keys: object = No
     return await asyncssh.connect(
         keys.agent_id, sock=sock, username="dev", known_hosts=([keys.host.export_public_key()], [], []),
         client_keys=client_keys if client_keys is not None else [(keys.user, keys.certificate())],
-        encoding=None, config=None, agent_path=None, connect_timeout=10, **options)  # type: ignore[arg-type]
+        encoding=None, config=None, agent_path=None, connect_timeout=10, **options)
 
 
 @contextlib.asynccontextmanager

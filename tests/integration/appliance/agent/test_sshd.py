@@ -50,7 +50,8 @@ def test_a_password_is_never_asked_for(tmp_path: Path) -> None:
         agent_end, client_end = socket.socketpair()
         serve(agent_end, KEYS, str(tmp_path))
         with pytest.raises(asyncssh.PermissionDenied):
-            await login(client_end, KEYS, client_keys=[], password="guess", preferred_auth="password,keyboard-interactive")
+            await login(client_end, KEYS, client_keys=[], password="guess",
+                        preferred_auth="password,keyboard-interactive")
     run(attempt())
 
 
@@ -69,6 +70,7 @@ def test_a_shell_with_a_pty_sees_the_terminal_and_its_term(tmp_path: Path) -> No
     async def check() -> None:
         async with session_over_socketpair(KEYS, str(tmp_path)) as conn:
             result = await conn.run("tty; echo $TERM; stty size", term_type="xterm-256color", term_size=(100, 40))
+            assert isinstance(result.stdout, bytes)
             lines = result.stdout.decode().split()
             assert lines[0].startswith("/dev/pts/")
             assert lines[1:] == ["xterm-256color", "40", "100"]
