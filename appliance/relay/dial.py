@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
+import tenacity
 
 from appliance.errors import OperatorError
 from appliance.relay.client import DerpClient, RelayClosed, RelayRefused, connect
@@ -28,6 +29,7 @@ from appliance.sdk.workspaces import WorkspaceResponse
 # Subsystems the agent serves beside shells (appliance/agent/sshd.py), for ping and speedtest.
 ECHO, SOURCE, SINK = "appliance-echo", "appliance-source", "appliance-sink"
 CONNECT_TIMEOUT = 15.0  # seconds for the relay handshake and then the SSH login
+ADMISSION_GRACE = 3.0  # seconds a fresh key may be refused while the relay hears of it
 
 
 @dataclass
@@ -96,9 +98,22 @@ async def open_session(client: Client, agent_id: str, *, websocket: bool = False
         await relay.close()
 
 
+async def connect_admitted(url: str, node: NodeKey, *, ssl: ssl.SSLContext | None = None,
+                           websocket: bool = False) -> DerpClient:
+    """connect(), retrying a refusal for a moment: the relay learns a just-vouched key through NOTIFY."""
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(RelayRefused), reraise=True,
+        stop=tenacity.stop_after_delay(ADMISSION_GRACE),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05))
+    async for attempt in retrying:
+        with attempt:
+            return await connect(url, node, ssl=ssl, websocket=websocket, timeout=CONNECT_TIMEOUT)
+    raise AssertionError("unreachable: tenacity reraises the last refusal")
+
+
 async def _dial_relay(url: str, node: NodeKey, context: ssl.SSLContext | None, websocket: bool) -> DerpClient:
     try:
-        return await connect(url, node, ssl=context, websocket=websocket, timeout=CONNECT_TIMEOUT)
+        return await connect_admitted(url, node, ssl=context, websocket=websocket)
     except RelayRefused as err:
         raise OperatorError(f"The relay at {url} refused this client: {err.reason}.",
                             "Your session may have expired or the workspace stopped; log in again or start "

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from appliance.agent.sshd import serve_session
-from appliance.relay.client import DerpClient, connect
-from appliance.relay.dial import relay_url
+from appliance.relay.client import DerpClient
+from appliance.relay.dial import connect_admitted, relay_url
 from appliance.relay.keys import NodeKey
 from appliance.relay.stream import PeerStreams
 from appliance.sdk.agents import AgentManifest, AgentRelayRequest, AgentRelayResponse
@@ -43,7 +43,7 @@ class StandInAgent:
 
     async def serve(self, manifest: AgentManifest, connected: asyncio.Event | None = None) -> None:
         """Accept streams until the relay connection ends."""
-        relay: DerpClient = await connect(relay_url(self.url), self.node)
+        relay: DerpClient = await connect_admitted(relay_url(self.url), self.node)
         streams = PeerStreams(relay)
         pump = asyncio.create_task(streams.run())
         if connected is not None:
@@ -69,18 +69,24 @@ def agent_in_thread(agent: StandInAgent) -> Iterator[StandInAgent]:
     manifest = agent.register()
     loop = asyncio.new_event_loop()
     connected = threading.Event()
+    failed: list[BaseException] = []
 
     async def main() -> None:
         ready = asyncio.Event()
         serving = asyncio.create_task(agent.serve(manifest, ready))
-        await ready.wait()
-        connected.set()
-        await serving
+        try:
+            await asyncio.wait([serving, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+            connected.set()
+            await serving
+        except Exception as err:
+            failed.append(err)
+            connected.set()
+            raise
 
     runner = threading.Thread(target=lambda: loop.run_until_complete(_quietly(main())), daemon=True)
     runner.start()
-    if not connected.wait(30):
-        raise RuntimeError("the stand-in agent did not connect to the relay within 30 s")
+    if not connected.wait(30) or failed:
+        raise RuntimeError(f"the stand-in agent did not connect to the relay: {failed}")
     try:
         yield agent
     finally:

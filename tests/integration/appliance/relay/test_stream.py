@@ -16,8 +16,8 @@ import asyncssh
 import pytest
 
 from appliance.errors import OperatorError
-from appliance.relay.client import Packet, connect
-from appliance.relay.dial import ECHO, open_session, pair, relay_url
+from appliance.relay.client import Packet
+from appliance.relay.dial import ECHO, connect_admitted, open_session, pair, relay_url
 from appliance.relay.keys import NodeKey, parse_hex_key
 from appliance.relay.stream import HEADER, Kind, PeerStreams, encode
 from appliance.sdk.client import Client
@@ -132,7 +132,7 @@ def test_a_user_cannot_reach_another_users_agent(
         # Paired with their own agent, they address dev's agent's key directly: the relay delivers nothing.
         node, ssh_key = NodeKey.generate(), asyncssh.generate_private_key("ssh-ed25519")
         await asyncio.to_thread(pair, as_other, theirs.agent_id, node, ssh_key)
-        relay = await connect(relay_url(server.url), node)
+        relay = await connect_admitted(relay_url(server.url), node)
         streams = PeerStreams(relay)
         pump = asyncio.create_task(streams.run())
         sock = await streams.connect(agent.node.public)
@@ -166,7 +166,7 @@ def test_a_packet_out_of_sequence_resets_the_stream_instead_of_corrupting_it(
         node, ssh_key = NodeKey.generate(), asyncssh.generate_private_key("ssh-ed25519")
         pairing = await asyncio.to_thread(pair, Client(server.url, member.token), seeded.agent_id, node, ssh_key)
         agent_key = parse_hex_key(pairing.agent_node_key)
-        relay = await connect(relay_url(server.url), node)
+        relay = await connect_admitted(relay_url(server.url), node)
         await relay.send(agent_key, encode(Kind.OPEN, 0))
         await relay.send(agent_key, encode(Kind.DATA, 0, b"SSH-2.0-probe\r\n"))
         await relay.send(agent_key, encode(Kind.DATA, 2, b"skipped one"))
