@@ -82,7 +82,7 @@ async def open_session(client: Client, agent_id: str, *, websocket: bool = False
     node, ssh_key = NodeKey.generate(), asyncssh.generate_private_key("ssh-ed25519")
     pairing = await asyncio.to_thread(pair, client, agent_id, node, ssh_key)
     url = relay_url(client.url)
-    relay = await _dial_relay(url, node, _ssl_context(url, client.ca_file), websocket)
+    relay = await dial_relay(url, node, _ssl_context(url, client.ca_file), websocket)
     streams = PeerStreams(relay)
     pump = asyncio.create_task(streams.run())
     try:
@@ -111,7 +111,7 @@ async def connect_admitted(url: str, node: NodeKey, *, ssl: ssl.SSLContext | Non
     raise AssertionError("unreachable: tenacity reraises the last refusal")
 
 
-async def _dial_relay(url: str, node: NodeKey, context: ssl.SSLContext | None, websocket: bool) -> DerpClient:
+async def dial_relay(url: str, node: NodeKey, context: ssl.SSLContext | None, websocket: bool) -> DerpClient:
     try:
         return await connect_admitted(url, node, ssl=context, websocket=websocket)
     except RelayRefused as err:

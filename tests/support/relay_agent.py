@@ -32,6 +32,7 @@ class StandInAgent:
     node: NodeKey = field(default_factory=NodeKey.generate)
     host_key: asyncssh.SSHKey = field(default_factory=lambda: asyncssh.generate_private_key("ssh-ed25519"))
     sessions: int = 0
+    answer_with: asyncssh.SSHKey | None = None  # a host key other than the reported one: an impostor
 
     def register(self) -> AgentManifest:
         """What the agent does first: read its manifest, vouch for its relay key, report its host key."""
@@ -54,8 +55,8 @@ class StandInAgent:
                 _, sock = await streams.accept()
                 self.sessions += 1
                 task = asyncio.create_task(serve_session(
-                    sock, host_key=self.host_key, user_ca=manifest.ssh_user_ca, agent_id=manifest.agent_id,
-                    directory=self.directory, env=manifest.env))
+                    sock, host_key=self.answer_with or self.host_key, user_ca=manifest.ssh_user_ca,
+                    agent_id=manifest.agent_id, directory=self.directory, env=manifest.env))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
