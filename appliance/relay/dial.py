@@ -77,25 +77,26 @@ def pair(client: Client, agent_id: str, node: NodeKey, ssh_key: asyncssh.SSHKey)
 
 
 @contextlib.asynccontextmanager
-async def open_session(client: Client, agent_id: str, *, websocket: bool = False) -> AsyncIterator[Session]:
-    """Pair, dial the relay, and log in over SSH; closes all of it on the way out."""
+async def open_session(client: Client, agent_id: str, *, websocket: bool = False,
+                       relay: str = "") -> AsyncIterator[Session]:
+    """Pair, dial the relay (at <API URL>/derp unless `relay` names another base URL), log in over SSH."""
     node, ssh_key = NodeKey.generate(), asyncssh.generate_private_key("ssh-ed25519")
     pairing = await asyncio.to_thread(pair, client, agent_id, node, ssh_key)
-    url = relay_url(client.url)
-    relay = await dial_relay(url, node, _ssl_context(url, client.ca_file), websocket)
-    streams = PeerStreams(relay)
+    url = relay_url(relay or client.url)
+    derp = await dial_relay(url, node, _ssl_context(url, client.ca_file), websocket)
+    streams = PeerStreams(derp)
     pump = asyncio.create_task(streams.run())
     try:
         sock = await streams.connect(parse_hex_key(pairing.agent_node_key))
         ssh = await _login(sock, pairing, ssh_key)
         try:
-            yield Session(ssh, pairing, relay)
+            yield Session(ssh, pairing, derp)
         finally:
             ssh.close()
             await ssh.wait_closed()
     finally:
         pump.cancel()
-        await relay.close()
+        await derp.close()
 
 
 async def connect_admitted(url: str, node: NodeKey, *, ssl: ssl.SSLContext | None = None,

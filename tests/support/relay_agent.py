@@ -33,6 +33,7 @@ class StandInAgent:
     host_key: asyncssh.SSHKey = field(default_factory=lambda: asyncssh.generate_private_key("ssh-ed25519"))
     sessions: int = 0
     answer_with: asyncssh.SSHKey | None = None  # a host key other than the reported one: an impostor
+    relay: str = ""  # the relay's base URL when it is not the API's (a relay process of its own)
 
     def register(self) -> AgentManifest:
         """What the agent does first: read its manifest, vouch for its relay key, report its host key."""
@@ -44,7 +45,7 @@ class StandInAgent:
 
     async def serve(self, manifest: AgentManifest, connected: asyncio.Event | None = None) -> None:
         """Accept streams until the relay connection ends."""
-        relay: DerpClient = await connect_admitted(relay_url(self.url), self.node)
+        relay: DerpClient = await connect_admitted(relay_url(self.relay or self.url), self.node)
         streams = PeerStreams(relay)
         pump = asyncio.create_task(streams.run())
         if connected is not None:
