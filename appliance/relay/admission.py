@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,14 +43,28 @@ class PeerRow:
 
 
 Revoke = Callable[[bytes, str], None]
+Fetch = Callable[[bytes], Awaitable["PeerRow | None"]]
 
 
 class Admission:
     """The vouched keys by node key, and by agent; `on_revoke(key, reason)` is told of every key that left."""
 
-    def __init__(self, on_revoke: Revoke | None = None) -> None:
+    def __init__(self, on_revoke: Revoke | None = None, fetch: Fetch | None = None) -> None:
         self.rows: dict[bytes, PeerRow] = {}
         self.on_revoke: Revoke = on_revoke or (lambda key, reason: None)
+        self.fetch = fetch
+
+    async def admit(self, key: bytes) -> str | None:
+        """At a handshake: why `key` may not connect, or None when it may.
+
+        A key not known yet is read from the database once: a client that dials right after pairing
+        may be faster than the NOTIFY that announces its row. Packets never take this path.
+        """
+        if key not in self.rows and self.fetch is not None:
+            row = await self.fetch(key)
+            if row is not None and key not in self.rows:
+                self.put(row)
+        return self.refusal(key)
 
     def lookup(self, key: bytes) -> PeerRow | None:
         """The key's row if it is admitted now (present and not expired)."""
@@ -102,6 +116,21 @@ class Admission:
 def load_rows(conn: Connection) -> list[PeerRow]:
     rows = conn.execute("SELECT node_key, kind, agent_id, expires_at FROM relay_peers").fetchall()
     return [PeerRow(bytes(r["node_key"]), r["kind"], str(r["agent_id"]), r["expires_at"]) for r in rows]
+
+
+def fetcher(db: Database) -> Fetch:
+    """Admission's one read for a key it does not know yet."""
+    def read(key: bytes) -> PeerRow | None:
+        with db.reading() as conn:
+            row = conn.execute("SELECT node_key, kind, agent_id, expires_at FROM relay_peers WHERE node_key = %s",
+                               (key,)).fetchone()
+        return None if row is None else PeerRow(bytes(row["node_key"]), row["kind"], str(row["agent_id"]),
+                                                row["expires_at"])
+
+    async def fetch(key: bytes) -> PeerRow | None:
+        return await asyncio.to_thread(read, key)
+
+    return fetch
 
 
 async def reload(db: Database, admission: Admission) -> None:
