@@ -48,7 +48,7 @@ from appliance.agent.sshd import serve_session  # noqa: E402
 from appliance.db.migrate import apply_migrations  # noqa: E402
 from appliance.pki.ssh_ca import ssh_user_ca  # noqa: E402
 from appliance.relay.client import DerpClient  # noqa: E402
-from appliance.relay.dial import ECHO, SINK, connect_admitted, open_session, pair  # noqa: E402
+from appliance.relay.dial import CIPHERS, ECHO, SINK, connect_admitted, open_session, pair  # noqa: E402
 from appliance.relay.keys import NodeKey  # noqa: E402
 from appliance.relay.stream import PeerStreams  # noqa: E402
 from appliance.sdk.client import Client  # noqa: E402
@@ -295,7 +295,8 @@ async def ssh_over_socketpair(agent: StandInAgent, agent_id: str) -> Any:
     pinned = agent.host_key.export_public_key()
     conn = await asyncssh.connect(agent_id, sock=near, username="bench", known_hosts=([pinned], [], []),
                                   client_keys=[(user, ca.generate_user_certificate(user, "b", principals=[agent_id]))],
-                                  encoding=None, config=None, agent_path=None, compression_algs=["none"])
+                                  encoding=None, config=None, agent_path=None, compression_algs=["none"],
+                                  encryption_algs=CIPHERS)
     try:
         yield conn
     finally:

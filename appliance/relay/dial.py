@@ -29,6 +29,8 @@ from appliance.sdk.workspaces import WorkspaceResponse
 # Subsystems the agent serves beside shells (appliance/agent/sshd.py), for ping and speedtest.
 ECHO, SOURCE, SINK = "appliance-echo", "appliance-source", "appliance-sink"
 CONNECT_TIMEOUT = 15.0  # seconds for the relay handshake and then the SSH login
+# AEAD ciphers only, AES-GCM first: with AES-NI it moves about 1.5x chacha20's bytes per CPU second here.
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 ADMISSION_GRACE = 3.0  # seconds a fresh key may be refused while the relay hears of it
 
 
@@ -131,7 +133,7 @@ async def _login(sock: Any, pairing: PairResponse, ssh_key: asyncssh.SSHKey) -> 
         return await asyncssh.connect(
             pairing.agent_id, sock=sock, username=pairing.ssh_username,
             client_keys=[(ssh_key, asyncssh.import_certificate(pairing.ssh_certificate))],
-            known_hosts=([pinned], [], []), encoding=None, compression_algs=["none"],
+            known_hosts=([pinned], [], []), encoding=None, compression_algs=["none"], encryption_algs=CIPHERS,
             connect_timeout=CONNECT_TIMEOUT, config=None, agent_path=None)
     except asyncssh.HostKeyNotVerifiable as err:
         raise OperatorError(
