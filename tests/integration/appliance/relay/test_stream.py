@@ -94,6 +94,26 @@ def test_100_mb_arrive_whole_and_in_order_while_a_slow_channel_on_the_same_conne
     run(check())
 
 
+def test_a_slow_reader_in_one_session_does_not_hold_up_another_session_to_the_same_agent(
+        server: LiveServer, member: Api, seeded: SeededAgent, agent: StandInAgent, tmp_path: Path) -> None:
+    big, slow = tmp_path / "big", tmp_path / "slow"
+    big_hash, slow_hash = random_file(big, 20 * MB), random_file(slow, 8 * MB)
+    client = Client(server.url, member.token)
+
+    async def check() -> None:
+        async with open_session(client, seeded.agent_id) as sleepy, open_session(client, seeded.agent_id) as busy:
+            trickle = await sleepy.ssh.create_process(f"cat {slow}", encoding=None)
+            first = await trickle.stdout.readexactly(4096)  # then nobody reads this session for a while
+            result = await busy.ssh.run(f"cat {big}")
+            assert isinstance(result.stdout, bytes)
+            assert hashlib.sha256(result.stdout).hexdigest() == big_hash
+            rest = await trickle.stdout.read()
+            assert hashlib.sha256(first + rest).hexdigest() == slow_hash
+
+    run(check())
+    assert agent.sessions == 2
+
+
 def test_a_marker_sent_through_a_session_never_reaches_the_relay_in_clear(
         server: LiveServer, member: Api, seeded: SeededAgent, tmp_path: Path) -> None:
     marker = b"MARKER-" + os.urandom(8).hex().encode()
