@@ -93,12 +93,23 @@ async def open_session(client: Client, agent_id: str, *, websocket: bool = False
         ssh = await _login(sock, pairing, ssh_key)
         try:
             yield Session(ssh, pairing, derp)
+        except (asyncssh.Error, RelayClosed, OSError, asyncio.IncompleteReadError) as err:
+            raise OperatorError(f"The session to the workspace's agent ended: {_why_ended(pump, err)}.",
+                                "The workspace may have stopped, your token been revoked, or the relay or the "
+                                "agent restarted; check 'appliance show WORKSPACE' and run the command again.") from err
         finally:
             ssh.close()
             await ssh.wait_closed()
     finally:
         pump.cancel()
         await derp.close()
+
+
+def _why_ended(pump: asyncio.Task[None], err: BaseException) -> str:
+    """The relay's reason when it closed the connection (it says why), else what SSH noticed."""
+    if pump.done() and not pump.cancelled() and isinstance(pump.exception(), RelayClosed):
+        return str(pump.exception()) or "the relay closed the connection"
+    return str(err) or type(err).__name__
 
 
 async def connect_admitted(url: str, node: NodeKey, *, ssl: ssl.SSLContext | None = None,

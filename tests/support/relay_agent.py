@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from appliance.agent.sshd import serve_session
-from appliance.relay.client import DerpClient
+from appliance.relay.client import DerpClient, RelayClosed
 from appliance.relay.dial import connect_admitted, relay_url
 from appliance.relay.keys import NodeKey
 from appliance.relay.stream import PeerStreams
@@ -53,7 +53,10 @@ class StandInAgent:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                _, sock = await streams.accept()
+                try:
+                    _, sock = await streams.accept()
+                except RelayClosed:  # revoked (the workspace stopped) or the relay went away: this agent is done
+                    return
                 self.sessions += 1
                 task = asyncio.create_task(serve_session(
                     sock, host_key=self.answer_with or self.host_key, user_ca=manifest.ssh_user_ca,

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,22 @@ def test_ping_of_a_stopped_workspace_says_to_start_it(server: LiveServer, member
     result = appliance(server, member, "ping", "box", "-n", "1")
     assert result.returncode != 0
     assert "Workspace box is stopped" in result.stderr and "appliance start box" in result.stderr
+
+
+def test_stopping_the_workspace_ends_a_running_ping_with_the_relays_reason(
+        server: LiveServer, member: Api, seeded: SeededAgent, agent: StandInAgent) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env |= {"APPLIANCE_URL": server.url, "APPLIANCE_SESSION_TOKEN": member.token or ""}
+    with subprocess.Popen([sys.executable, "-m", "appliance", "ping", "box", "-n", "600", "--interval", "0.1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as pinging:
+        assert pinging.stdout is not None and pinging.stderr is not None
+        assert pinging.stdout.readline().startswith("pong 1 from box via DERP relay")
+        stopped = member.post(f"/api/v2/workspaces/{seeded.workspace_id}/builds", json={"transition": "stop"})
+        assert stopped.status_code == 201, stopped.text
+        started = time.monotonic()
+        code = pinging.wait(30)
+        errors = pinging.stderr.read()
+    assert time.monotonic() - started < 5  # the relay closes the session within a second or so, not at the end
+    assert code != 0
+    assert "The session to the workspace's agent ended: access revoked" in errors, errors
+    assert "Traceback" not in errors
