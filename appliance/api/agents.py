@@ -64,7 +64,7 @@ def _live_agent(conn: Connection) -> agents.Agent:
 
 @endpoint(v2, "GET", ME + "/manifest", summary="What the calling agent runs: script, env, metadata, relay, SSH CA",
           tag=TAG, response=AgentManifest)
-def manifest() -> Response:
+def agent_manifest() -> Response:
     with database().reading() as conn:
         agent = _live_agent(conn)
     return json_response(agents.manifest(agent, _site_derp_map(), _ca().public_line))
@@ -72,7 +72,7 @@ def manifest() -> Response:
 
 @endpoint(v2, "POST", ME + "/relay", summary="Vouch for the agent's relay key; report its SSH host key", tag=TAG,
           body=AgentRelayRequest, response=AgentRelayResponse, errors=(409,))
-def register_relay(body: AgentRelayRequest) -> Response:
+def agent_register_relay(body: AgentRelayRequest) -> Response:
     with database().transaction() as conn:
         agent = _live_agent(conn)
         expires_at = agents.register_relay(conn, agent, agents.node_key_bytes(body.node_key), body.ssh_host_key,
@@ -84,15 +84,15 @@ def register_relay(body: AgentRelayRequest) -> Response:
 
 @endpoint(v2, "POST", ME + "/report-lifecycle", summary="Report a lifecycle state (Coder's)", tag=TAG,
           body=LifecycleRequest, status=204)
-def report_lifecycle(body: LifecycleRequest) -> Response:
+def agent_report_lifecycle(body: LifecycleRequest) -> Response:
     with database().transaction() as conn:
         agents.report_lifecycle(conn, _live_agent(conn), body.state, body.changed_at)
     return Response(status=204)
 
 
 @endpoint(v2, "PATCH", ME + "/logs", summary="Append startup script output, in order", tag=TAG,
-          body=AgentLogsRequest, status=204)
-def append_agent_logs(body: AgentLogsRequest) -> Response:
+          body=AgentLogsRequest, status=204, errors=(413,))
+def agent_append_logs(body: AgentLogsRequest) -> Response:
     with database().transaction() as conn:
         agents.append_logs(conn, _live_agent(conn), body.logs)
     return Response(status=204)
@@ -100,7 +100,7 @@ def append_agent_logs(body: AgentLogsRequest) -> Response:
 
 @endpoint(v2, "POST", ME + "/metadata", summary="Report the latest results of metadata blocks", tag=TAG,
           body=MetadataRequest, status=204)
-def report_metadata(body: MetadataRequest) -> Response:
+def agent_report_metadata(body: MetadataRequest) -> Response:
     with database().transaction() as conn:
         agents.save_metadata(conn, _live_agent(conn), body.results)
     return Response(status=204)
@@ -111,7 +111,7 @@ def report_metadata(body: MetadataRequest) -> Response:
 @endpoint(v2, "POST", "/workspaceagents/<agent>/pair",
           summary="Pair a client key with an agent; get its relay key, host key and an SSH certificate", tag=TAG,
           body=PairRequest, response=PairResponse, errors=(404, 409))
-def pair(agent: str, body: PairRequest) -> Response:
+def agent_pair(agent: str, body: PairRequest) -> Response:
     with authenticated() as (conn, subject):
         paired = pairing.pair(conn, subject, request_info(), agent, node_key=agents.node_key_bytes(body.node_key),
                               ssh_public_key=body.ssh_public_key, ca=_ca(), derp=_site_derp_map())

@@ -154,8 +154,6 @@ class DerpClient:
 
     async def recv(self) -> Event:
         """The next event; raises RelayClosed once the connection ended and every event was read."""
-        if self._closed is not None and self._events.empty():
-            raise self._closed
         event = await self._events.get()
         if isinstance(event, RelayClosed):
             self._closed = event
@@ -197,23 +195,21 @@ class DerpClient:
             while True:
                 await self._handle(await frames.read_known_frame(self._transport.read_exactly))
         except asyncio.CancelledError:
-            await self._finish(RelayClosed("closed by this client"))
+            self._finish(RelayClosed("closed by this client"))
+            with contextlib.suppress(asyncio.QueueFull):  # whoever still calls recv() learns it closed
+                self._events.put_nowait(self._closed or RelayClosed("closed"))
             raise
         except FrameError as err:
-            await self._finish(RelayClosed(f"the relay sent a bad frame: {err}"))
+            self._finish(RelayClosed(f"the relay sent a bad frame: {err}"))
         except (OSError, aiohttp.ClientError, RuntimeError) as err:
-            await self._finish(RelayClosed(self._problem or f"the relay closed the connection ({err})"))
+            self._finish(RelayClosed(self._problem or f"the relay closed the connection ({err})"))
+        await self._events.put(self._closed or RelayClosed("closed"))  # after every event already read
 
-    async def _finish(self, closed: RelayClosed) -> None:
+    def _finish(self, closed: RelayClosed) -> None:
         self._closed = closed
         for waiter in self._pings.values():
             if not waiter.done():
                 waiter.set_exception(closed)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._events.put_nowait(closed)
-        if self._events.full():  # the reader of events is behind: it still sees the close after them
-            self._events.get_nowait()
-            self._events.put_nowait(closed)
 
     async def _handle(self, frame: Frame) -> None:
         event: Event | None = None

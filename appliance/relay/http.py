@@ -39,6 +39,7 @@ READ_LOW_WATER = 256 << 10
 ADMISSION_WAIT_SECONDS = 10.0  # how long start waits for the first read of relay_peers
 SWEEP_SECONDS = 1.0
 DRAIN_SECONDS = 2.0  # at shutdown, for the agents' disconnect times to reach the database
+WS_CLOSE_SECONDS = 2.0
 PROBE_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
 
 
@@ -104,7 +105,11 @@ class RawConn:
 
     async def close(self) -> None:
         if self._transport is not None:
-            self._transport.close()
+            # Bytes still waiting mean the peer is not reading: a close would wait on it forever.
+            if self._transport.get_write_buffer_size():
+                self._transport.abort()
+            else:
+                self._transport.close()
         self.feed_eof()
 
 
@@ -114,6 +119,7 @@ class WebSocketConn:
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         self.remote = request.remote or ""
         self._ws = ws
+        self._transport = request.transport
         self._buffer = bytearray()
 
     async def read_exactly(self, n: int) -> bytes:
@@ -130,7 +136,12 @@ class WebSocketConn:
         await self._ws.send_bytes(data)
 
     async def close(self) -> None:
-        await self._ws.close()
+        try:
+            async with asyncio.timeout(WS_CLOSE_SECONDS):
+                await self._ws.close()
+        except TimeoutError:  # a peer that does not read cannot take our close frame either
+            if self._transport is not None:
+                self._transport.abort()
 
 
 # --- handlers ---

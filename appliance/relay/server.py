@@ -37,6 +37,7 @@ STALL_SECONDS = 30.0  # a destination whose socket took nothing for this long is
 CONTROL_QUEUE = 64  # pongs and notices waiting; past it a pong is dropped (derper's rule)
 WRITE_BATCH = 256 << 10  # queued frames joined into one write
 CLOSE_FLUSH_SECONDS = 1.0  # how long a closing connection's last Health may take to leave
+ENQUEUE_CHECK_SECONDS = 1.0
 FLOOD_WINDOW_SECONDS = 10.0
 FLOOD_FRAMES = 2000  # frames that deliver nothing (drops, pings, unknown types) per window before a close
 DISCO_GONE_RATE, DISCO_GONE_BURST = 1.0, 3.0  # PeerGone(not here) answers per second (derper's)
@@ -304,7 +305,7 @@ class Relay:
         if target is None or target.closing:
             self._drop(source, destination, packet, "not_here")
             return
-        if not await self._enqueue(target, frames.recv_packet(source.key, packet)):
+        if not await self._enqueue(source, target, frames.recv_packet(source.key, packet)):
             self.counters.drop("destination_closed")
 
     def _drop(self, source: Peer, destination: bytes, packet: bytes, reason: str) -> None:
@@ -314,12 +315,13 @@ class Relay:
             source.push_control(frames.peer_gone(destination, PeerGoneReason.NOT_HERE))
             self.counters.add("peer_gone_not_here_frames")
 
-    async def _enqueue(self, target: Peer, frame: bytes) -> bool:
-        """Queue for `target`, waiting while its queue is full; False when it closed meanwhile."""
-        while len(target.data) >= self.settings.queue_frames and not target.closing:
+    async def _enqueue(self, source: Peer, target: Peer, frame: bytes) -> bool:
+        """Queue for `target`, waiting while its queue is full; False when either closed meanwhile."""
+        while len(target.data) >= self.settings.queue_frames and not target.closing and not source.closing:
             target.space.clear()
-            await target.space.wait()
-        if target.closing:
+            with contextlib.suppress(TimeoutError):  # wake now and then: the sender itself may be closed
+                await asyncio.wait_for(target.space.wait(), ENQUEUE_CHECK_SECONDS)
+        if target.closing or source.closing:
             return False
         target.data.append(frame)
         target.wake.set()

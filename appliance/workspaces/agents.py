@@ -15,7 +15,7 @@ from uuid import UUID
 
 from appliance.auth.rbac import Resource, ResourceType
 from appliance.db.database import Connection, Row
-from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from appliance.errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthorized
 from appliance.pki.ssh_ca import InvalidSshKey, parse_public_key, public_key_line
 from appliance.sdk.agents import (
     AGENT_TOKEN_ENV,
@@ -30,6 +30,9 @@ from appliance.workspaces.agent_status import ConnectionTimes
 
 LOGS_CHANNEL = "workspace_agent_logs"  # NOTIFY payload: the id of an agent with new startup log lines
 AGENT_KEY_LIFETIME = timedelta(hours=24)  # an agent registers again at half-life
+# Coder's cap: a startup script that prints without end cannot fill the database (whoever holds the
+# workspace holds its agent token).
+MAX_LOG_CHARS = 1 << 20
 _ENDED_STARTUP = ("ready", "start_timeout", "start_error")  # Coder stamps ready_at for each of these
 
 _AGENT_SELECT = (
@@ -183,6 +186,13 @@ def append_logs(conn: Connection, agent: Agent, lines: list[AgentLogLine]) -> No
     """Store a batch of startup log lines in the order sent; followers are woken by NOTIFY."""
     if not lines:
         return
+    row = conn.execute("SELECT coalesce(sum(length(output)), 0) AS stored FROM workspace_agent_logs"
+                       " WHERE agent_id = %s", (agent.id,)).fetchone()
+    if row is not None and row["stored"] + sum(len(line.output) for line in lines) > MAX_LOG_CHARS:
+        raise TooLarge(f"The startup log of agent {agent.name} in {agent.target} would pass "
+                       f"{MAX_LOG_CHARS >> 20} MiB; these lines were not stored.",
+                       "Make the startup script print less (redirect verbose output to a file in the workspace); "
+                       "the agent stops sending its log until the next start.")
     conn.execute(
         "INSERT INTO workspace_agent_logs (agent_id, created_at, level, output)"
         " SELECT %s, t.created_at, t.level, t.output FROM unnest(%s::timestamptz[], %s::text[], %s::text[])"

@@ -15,7 +15,6 @@ import pytest
 import requests
 from nacl.public import Box, PrivateKey, PublicKey
 
-from appliance.relay import frames
 from appliance.relay.client import DerpClient, Health, Packet, PeerGone, RelayClosed, RelayRefused, connect
 from appliance.relay.frames import PeerGoneReason
 from appliance.relay.keys import NodeKey
@@ -26,7 +25,7 @@ MAGIC = bytes.fromhex("44455250F09F9491")  # "DERP🔑", as the reference writes
 
 
 def run(coroutine: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coroutine, 120))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coroutine, 120))
 
 
 def derp_url(server: LiveServer) -> str:
@@ -139,7 +138,7 @@ def test_a_client_written_from_the_reference_is_admitted_and_relays_to_its_agent
 def test_an_unvouched_key_is_closed_with_a_reason(relay_server: LiveServer) -> None:
     scripted = ScriptedClient(relay_server)
     scripted.upgrade()
-    kind, payload = scripted.frame()
+    _, payload = scripted.frame()
     server = payload[8:40]
     private = PrivateKey.generate()
     scripted.send(0x02, bytes(private.public_key) + bytes(Box(private, PublicKey(server)).encrypt(b"{}")))
@@ -205,6 +204,7 @@ def _revocation(relay_server: LiveServer, relay_db: str, revoke: Callable[[Agent
         assert await agent_conn.recv() == Packet(client_key.public, b"before")
         await asyncio.to_thread(revoke, agent)
         closed = await _closed_within(client_conn, 1.0)
+        after: Any
         try:
             after = await asyncio.wait_for(agent_conn.recv(), 1.0)
         except RelayClosed as agent_closed:
