@@ -19,7 +19,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Seconds to wait before the next attempt: first * 2^n capped, then a random half to all of it."""
-        ceiling = min(self.cap, self.first * 2 ** self._attempts)
+        ceiling: float = min(self.cap, self.first * 2.0 ** self._attempts)
         self._attempts = min(self._attempts + 1, 32)
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
 

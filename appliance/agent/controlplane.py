@@ -21,15 +21,15 @@ from appliance.sdk.agents import (
     MetadataRequest,
     MetadataResult,
 )
-from appliance.sdk.client import Client
+from appliance.sdk.client import Client, retry_policy
 
 ME = "/api/v2/workspaceagents/me"
 
 
 class ControlPlane:
-    def __init__(self, settings: AgentSettings, timeout: float = 30.0) -> None:
+    def __init__(self, settings: AgentSettings, timeout: float = 30.0, *, attempts: int = 6) -> None:
         self.client = Client(settings.url, settings.token, ca_file=settings.ca_file, timeout=timeout,
-                             user_agent=f"appliance-agent/{__version__}")
+                             user_agent=f"appliance-agent/{__version__}", retries=retry_policy(attempts))
 
     def manifest(self) -> AgentManifest:
         return self.client.call("GET", f"{ME}/manifest", AgentManifest)

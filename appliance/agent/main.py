@@ -30,7 +30,7 @@ from appliance.sdk.client import ApiError
 
 log = logging.getLogger("appliance.agent")
 
-STOP_SECONDS = 10.0  # for the last lifecycle reports once SIGTERM came
+STOP_SECONDS = 5.0  # for each step of stopping: podman's default stop timeout is 10 s
 
 
 def main() -> int:
@@ -41,13 +41,20 @@ def main() -> int:
         log.error("agent_misconfigured", extra={"reason": err.message, "hint": err.hint})
         return 2
     log.info("agent_starting", extra={"version": __version__, "url": settings.url, "pid": os.getpid()})
-    return asyncio.run(Agent(settings).run())
+    loop = asyncio.new_event_loop()
+    code = loop.run_until_complete(Agent(settings).run())
+    logging.shutdown()
+    # Not asyncio.run's or the interpreter's clean exit: both wait for threads still retrying a call to a
+    # control plane that is away, and podman kills a container that does not stop within 10 s.
+    os._exit(code)
 
 
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.api = ControlPlane(settings)
+        # Once SIGTERM came, a control plane that is away gets one quick try, not a minute of retries.
+        self.last_words = ControlPlane(settings, timeout=STOP_SECONDS / 2, attempts=1)
         self.stopping = asyncio.Event()
 
     async def run(self) -> int:
@@ -67,12 +74,12 @@ class Agent:
                                           name="metadata")]
         startup = asyncio.create_task(self._start(manifest, directory, env), name="startup")
         await self.stopping.wait()
-        await self._report("shutting_down")
+        await self._report("shutting_down", self.last_words)
         for task in [startup, *background]:
             task.cancel()
         # A startup log batch still waiting for an unreachable control plane must not hold the container up.
         await asyncio.wait([startup, *background], timeout=STOP_SECONDS)
-        await self._report("off")
+        await self._report("off", self.last_words)
         log.info("agent_stopped")
         return 0
 
@@ -105,10 +112,10 @@ class Agent:
             await shipper.close()
         await self._report(state)
 
-    async def _report(self, state: LifecycleState) -> None:
+    async def _report(self, state: LifecycleState, api: ControlPlane | None = None) -> None:
         try:
-            await asyncio.wait_for(asyncio.to_thread(self.api.report_lifecycle, state), STOP_SECONDS * 3)
-        except (OperatorError, TimeoutError) as err:
+            await asyncio.to_thread((api or self.api).report_lifecycle, state)
+        except OperatorError as err:
             log.error("lifecycle_not_reported", extra={"state": state, "reason": str(err)})
             return
         log.info("lifecycle_changed", extra={"state": state})
@@ -122,11 +129,11 @@ class Agent:
 
 def working_directory(wanted: str) -> str:
     """The manifest's directory (~ expanded), made when missing; the home directory when it cannot be."""
-    path = Path(os.path.expanduser(wanted or "~"))
+    path = Path(wanted or "~").expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        fallback = os.path.expanduser("~")
+        fallback = str(Path.home())
         log.warning("directory_unusable", extra={"directory": str(path), "reason": err.strerror,
                                                  "using": fallback})
         return fallback
@@ -137,7 +144,7 @@ def session_env(manifest: AgentManifest, directory: str) -> dict[str, str]:
     """The environment of the startup script, metadata scripts and sessions: ours, the template's, never the token."""
     env = {**os.environ, **manifest.env}
     env.pop(AGENT_TOKEN_ENV, None)
-    env.setdefault("HOME", os.path.expanduser("~"))
+    env.setdefault("HOME", str(Path.home()))
     env["APPLIANCE_WORKSPACE_NAME"] = manifest.workspace_name
     env["APPLIANCE_WORKSPACE_AGENT_NAME"] = manifest.agent_name
     return env

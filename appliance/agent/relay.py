@@ -15,7 +15,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
 
 import asyncssh
 
@@ -45,23 +44,6 @@ class SessionSpec:
     agent_id: str
     directory: str
     env: dict[str, str]
-
-
-class _Watched:
-    """The relay connection as PeerStreams sees it, noting a Restarting announcement on the way through."""
-
-    def __init__(self, client: DerpClient) -> None:
-        self._client = client
-        self.restarting: Restarting | None = None
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._client, name)
-
-    async def recv(self) -> Event:
-        event = await self._client.recv()
-        if isinstance(event, Restarting):
-            self.restarting = event
-        return event
 
 
 @dataclass
@@ -111,8 +93,8 @@ class RelayLink:
 
     async def _serve(self, client: DerpClient) -> tuple[str, float | None]:
         """Serve until the connection ends: why it ended, and the delay the relay asked for, if it did."""
-        watched = _Watched(client)
-        streams = PeerStreams(cast(DerpClient, watched))  # a proxy: every attribute is the client's
+        announced: list[Restarting] = []
+        streams = PeerStreams(client, on_event=lambda event: _note(event, announced))
         sessions: set[asyncio.Task[None]] = set()
         tasks = [asyncio.create_task(streams.run(), name="relay-pump"),
                  asyncio.create_task(self._accept(streams, sessions), name="relay-accept"),
@@ -125,8 +107,8 @@ class RelayLink:
                 task.cancel()
             await asyncio.gather(*tasks, *sessions, return_exceptions=True)
         reason = _ended(done)
-        if watched.restarting is not None:
-            return f"relay restarting ({reason})", watched.restarting.reconnect_in
+        if announced:
+            return f"the relay is restarting ({reason})", announced[-1].reconnect_in
         return reason, None
 
     async def _accept(self, streams: PeerStreams, sessions: set[asyncio.Task[None]]) -> None:
@@ -167,6 +149,13 @@ class RelayLink:
             except OperatorError as err:
                 log.warning("relay_renewal_failed", extra={"reason": err.message, "retry_in": RENEW_RETRY_SECONDS})
                 await asyncio.sleep(RENEW_RETRY_SECONDS)
+
+
+def _note(event: Event, announced: list[Restarting]) -> None:
+    if isinstance(event, Restarting):
+        announced.append(event)
+    else:
+        log.info("relay_event", extra={"event": repr(event)})
 
 
 def _ended(done: set[asyncio.Task[None]]) -> str:

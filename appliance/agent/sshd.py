@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncssh
 
-from appliance.relay.dial import ECHO, SINK, SOURCE
+from appliance.relay.dial import CIPHERS, ECHO, SINK, SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ async def serve_session(sock: socket.socket, *, host_key: asyncssh.SSHKey, user_
             password_auth=False, kbdint_auth=False, gss_host=None, encoding=None,
             process_factory=handle, sftp_factory=lambda chan: _Sftp(chan, workdir),
             compression_algs=["none"],  # the payload is mostly already compressed or random; spare the CPU
+            encryption_algs=CIPHERS,
             login_timeout=LOGIN_TIMEOUT, keepalive_interval=30)
     except (TimeoutError, asyncssh.Error, OSError) as err:
         log.info("ssh_login_refused agent_id=%s reason=%s", agent_id, err)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import appliance
 from appliance import __version__
-from appliance.children import die_with_parent
 from appliance.api.agent_binary import BINARY_NAME, binary_path, building_marker
+from appliance.children import die_with_parent
 from appliance.config import ServerConfig
 from appliance.errors import OperatorError
 from appliance.provider.packaging import distribution_version
@@ -46,7 +46,7 @@ def inputs_digest() -> str:
     """Changes whenever the built agent could: our sources, the Python and libraries it bundles, PyInstaller."""
     libraries = " ".join(f"{name} {distribution_version(name)}" for name in LIBRARIES)
     hasher = hashlib.sha256(f"agent {__version__} python {platform.python_version()} {libraries}".encode())
-    for source in SOURCES:
+    for source in (*SOURCES, Path(__file__).relative_to(SOURCE_ROOT).as_posix()):  # this file: the build's flags
         path = SOURCE_ROOT / source
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             hasher.update(file.relative_to(SOURCE_ROOT).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
@@ -87,7 +87,7 @@ def _pyinstaller(scratch: Path) -> Path:
             "--name", BINARY_NAME, "--distpath", str(scratch / "dist"), "--workpath", str(scratch / "build"),
             "--specpath", str(scratch), "--paths", str(SOURCE_ROOT),
             # asyncssh loads its ciphers, key types and compressors by name at run time.
-            "--collect-submodules", "asyncssh", str(ENTRY)]
+            "--collect-submodules", "asyncssh", *_version_source(), str(ENTRY)]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=_BUILD_TIMEOUT,
                                 preexec_fn=die_with_parent(signal.SIGTERM))
@@ -100,6 +100,14 @@ def _pyinstaller(scratch: Path) -> Path:
                 "again." if "No module named PyInstaller" in result.stderr else "See PyInstaller's message above.")
         raise OperatorError(f"PyInstaller failed to build the workspace agent: {tail}", hint)
     return scratch / "dist" / BINARY_NAME
+
+
+def _version_source() -> list[str]:
+    """Where the frozen agent finds the release version it reports (appliance/__init__.py reads either)."""
+    pyproject = SOURCE_ROOT / "pyproject.toml"
+    if pyproject.is_file():  # a source checkout: an editable install's metadata may name an older version
+        return ["--add-data", f"{pyproject}:."]
+    return ["--copy-metadata", "appliance"]
 
 
 def package_agent(out_dir: Path, cache_dir: Path) -> Path:
