@@ -147,8 +147,6 @@ class PeerStreams:
         raw_kind, sequence = HEADER.unpack_from(packet)
         stream = self._streams.get(peer)
         if raw_kind == Kind.OPEN:
-            if stream is not None:
-                self._forget(stream)
             self._accepted.put_nowait((peer, self._start(peer).outer))
         elif stream is None:
             if raw_kind in (Kind.DATA, Kind.EOF):
@@ -170,6 +168,8 @@ class PeerStreams:
             stream.push(None)
 
     def _start(self, peer: bytes) -> _Stream:
+        if (old := self._streams.get(peer)) is not None:
+            self._forget(old)  # a peer has one stream; a new one replaces it
         stream = _Stream(peer)
         self._streams[peer] = stream
         stream.tasks = [asyncio.create_task(self._pump_out(stream)), asyncio.create_task(self._pump_in(stream))]

@@ -44,3 +44,18 @@ def test_a_key_nobody_vouched_for_is_refused_by_the_relay_with_its_reason(server
         asyncio.run(dial_relay(relay_url(server.url), NodeKey.generate(), None, False))
     assert f"The relay at {server.url}/derp refused this client" in refused.value.message
     assert "log in again or start the workspace" in refused.value.hint
+
+
+def test_a_session_works_over_the_websocket_fallback(server: LiveServer, owner_api: Api, shared_conninfo: str,
+                                                     tmp_path: Path) -> None:
+    seed_template(shared_conninfo)
+    seeded = seed_agent(owner_api, shared_conninfo)
+
+    async def session() -> bytes:
+        async with open_session(Client(server.url, owner_api.token), seeded.agent_id, websocket=True) as opened:
+            result = await opened.ssh.run("echo over websocket")
+            assert isinstance(result.stdout, bytes)
+            return result.stdout
+
+    with agent_in_thread(StandInAgent(server.url, seeded.token, str(tmp_path))):
+        assert asyncio.run(session()) == b"over websocket\n"
