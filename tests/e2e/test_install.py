@@ -126,7 +126,10 @@ def _install(host: OfflineHost, extra: str = "") -> tuple[subprocess.CompletedPr
 
 def _explain(host: OfflineHost, result: subprocess.CompletedProcess[str]) -> str:
     log = host.sh("tail -60 /var/log/appliance/installer.log").stdout
-    return f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}\n--- installer.log ---\n{log}"
+    # A unit that starts and then fails (a worker that cannot boot) shows up only in the journal.
+    journal = host.sh("journalctl -p err -n 40 --no-pager -o cat").stdout
+    return (f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}\n--- installer.log ---\n{log}\n"
+            f"--- journal (errors) ---\n{journal[-4000:]}")
 
 
 @pytest.fixture(scope="module")
