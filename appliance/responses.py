@@ -6,13 +6,16 @@ about what a user, a template or a workspace looks like.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from appliance.audit.search import AuditEntry
 from appliance.auth.apikeys import ApiKey
 from appliance.auth.rbac import ROLES
 from appliance.auth.users import User
+from appliance.db.database import Row
 from appliance.provisioner.jobs import Job
+from appliance.sdk.agents import AgentLogResponse, MetadataResponse, RelayCounters, WorkspaceAgentResponse
 from appliance.sdk.audit import AuditLogResponse
 from appliance.sdk.jobs import JobResponse
 from appliance.sdk.templates import ParameterResponse, TemplateResponse, VersionAgentResponse, VersionResponse
@@ -20,6 +23,8 @@ from appliance.sdk.tokens import TokenResponse
 from appliance.sdk.users import RoleResponse, UserResponse
 from appliance.sdk.workspaces import BuildResponse, ResourceResponse, WorkspaceResponse
 from appliance.templates.service import Template, Version
+from appliance.workspaces.agent_status import connection_status, troubleshooting_hint
+from appliance.workspaces.agents import Agent
 from appliance.workspaces.service import Build, Workspace
 
 
@@ -89,3 +94,32 @@ def workspace_response(workspace: Workspace, resources: list[dict[str, Any]] | N
         outdated=workspace.outdated, status=workspace.status, parameters=build.parameters,
         latest_build=build_response(build, resources), created_at=workspace.created_at,
         updated_at=workspace.updated_at)
+
+
+def agent_response(agent: Agent, results: dict[str, Row], now: datetime) -> WorkspaceAgentResponse:
+    """An agent with its status as of `now` and its metadata blocks' latest results (`results` by key)."""
+    status = connection_status(agent.times, now)
+    metadata = []
+    for description in agent.descriptions:
+        result = results.get(description.key)
+        metadata.append(MetadataResponse(description=description, value=result["value"] if result else "",
+                                         error=result["error"] if result else "",
+                                         collected_at=result["collected_at"] if result else None))
+    return WorkspaceAgentResponse(
+        id=str(agent.id), name=agent.name, workspace_id=str(agent.workspace_id), status=status,
+        lifecycle_state=agent.lifecycle_state,
+        troubleshooting_hint=troubleshooting_hint(status, agent.troubleshooting_url),
+        connection_timeout_seconds=agent.times.connection_timeout_seconds,
+        first_connected_at=agent.times.first_connected_at, last_connected_at=agent.times.last_connected_at,
+        disconnected_at=agent.times.disconnected_at, started_at=agent.started_at, ready_at=agent.ready_at,
+        version=agent.version, metadata=metadata)
+
+
+def agent_log_response(row: Row) -> AgentLogResponse:
+    return AgentLogResponse(id=row["id"], created_at=row["created_at"], output=row["output"], level=row["level"])
+
+
+def relay_counters(row: Row) -> RelayCounters:
+    return RelayCounters(relay_name=row["relay_name"], region_id=row["region_id"], started_at=row["started_at"],
+                         updated_at=row["updated_at"],
+                         counters={k: int(v) for k, v in dict(row["counters"]).items() if isinstance(v, int | float)})

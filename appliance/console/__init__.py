@@ -4,6 +4,7 @@ from flask import Flask
 
 from appliance.console import (  # noqa: F401 -- importing registers the pages
     account,
+    agents,
     audit,
     images,
     pki,

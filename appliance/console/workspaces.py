@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from appliance.auth.rbac import Subject
 from appliance.auth.web import request_info, server_config
+from appliance.console.agents import agent_panels
 from appliance.console.blueprint import bp
 from appliance.console.builds import allowed_actions, by_stage, is_live, job_logs
 from appliance.console.pages import can, page, render
@@ -143,6 +144,7 @@ def workspace_detail(conn: Connection, subject: Subject, workspace_id: str) -> A
     builds = [build_response(b) for b in workspaces.list_builds(conn, subject, workspace_id)]
     return render("workspace_detail.html", workspace=workspace, builds=builds, latest=workspace.latest_build,
                   logs=by_stage(job_logs(conn, latest.job.id)),
+                  agents=agent_panels(conn, workspace.latest_build.resources),
                   actions=allowed_actions(found.status, is_outdated=found.outdated),
                   is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2")
 

@@ -11,6 +11,8 @@
     certs/NAME/SERIAL/           key.pem (0600), cert.pem, fullchain.pem (leaf + intermediate)
     live/NAME -> ../certs/NAME/SERIAL   switched atomically when a certificate is renewed
     .lock                        flock held by every change, so two processes never collide
+    ssh/user_ca.key              the SSH user CA (OpenSSH ed25519 private key, 0600): certifies the
+                                 keys clients use to reach workspace agents (docs/adr/0024)
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class PkiLayout:
     @property
     def index(self) -> Path:
         return self.root / "index.json"
+
+    @property
+    def ssh_user_ca_key(self) -> Path:
+        return self.root / "ssh" / "user_ca.key"
 
     @property
     def lock(self) -> Path:

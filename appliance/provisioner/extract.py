@@ -20,6 +20,9 @@ APP = "appliance_app"
 METADATA = "appliance_metadata"
 CONTAINER = "appliance_podman_container"  # its `image` must be in the internal registry (issue 13)
 _META_TYPES = (AGENT, APP, METADATA)
+# The provider's defaults (appliance/provider/agent.py), for states written before it had the attributes.
+CONNECTION_TIMEOUT = 120
+STARTUP_SCRIPT_TIMEOUT = 300
 
 
 def _module_resources(module: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
@@ -121,6 +124,10 @@ class Agent:
     env: dict[str, str]
     hashed_token: bytes
     apps: list[dict[str, Any]] = field(default_factory=list)
+    connection_timeout_seconds: int = CONNECTION_TIMEOUT
+    startup_script_timeout_seconds: int = STARTUP_SCRIPT_TIMEOUT
+    troubleshooting_url: str = ""
+    metadata: list[dict[str, Any]] = field(default_factory=list)  # {key, display_name, script, interval, timeout}
 
 
 @dataclass
@@ -144,11 +151,27 @@ def _instances(state: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dic
             yield f"{prefix}{resource['type']}.{resource['name']}{suffix}", resource, instance.get("attributes") or {}
 
 
+def _seconds(value: Any, default: int) -> int:
+    return default if value is None else max(0, int(value))
+
+
+def _agent_metadata(block: dict[str, Any]) -> dict[str, Any]:
+    interval = max(1, int(block.get("interval") or 1))
+    key = str(block.get("key") or "")
+    return {"key": key, "display_name": str(block.get("display_name") or key),
+            "script": str(block.get("script") or ""), "interval": interval,
+            "timeout": _seconds(block.get("timeout"), interval)}
+
+
 def _agent(resource: dict[str, Any], attrs: dict[str, Any]) -> Agent:
     token = str(attrs.get("token") or "")
     return Agent(str(attrs.get("id") or ""), resource["name"], attrs.get("os") or "", attrs.get("arch") or "",
                  attrs.get("dir") or "", attrs.get("startup_script") or "", dict(attrs.get("env") or {}),
-                 hashlib.sha256(token.encode()).digest())
+                 hashlib.sha256(token.encode()).digest(),
+                 connection_timeout_seconds=_seconds(attrs.get("connection_timeout"), CONNECTION_TIMEOUT),
+                 startup_script_timeout_seconds=_seconds(attrs.get("startup_script_timeout"), STARTUP_SCRIPT_TIMEOUT),
+                 troubleshooting_url=str(attrs.get("troubleshooting_url") or ""),
+                 metadata=[_agent_metadata(m) for m in attrs.get("metadata") or [] if isinstance(m, dict)])
 
 
 def _owner_of(agent: Agent, token: str, resources: list[tuple[StateResource, str]]) -> StateResource | None:

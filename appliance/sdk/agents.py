@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.base import Body, Line, Text, Timestamp
+from appliance.sdk.base import BigCount, Body, Line, Query, Text, Timestamp
 
 # Coder's lifecycle states, in the order an agent normally passes them.
 LifecycleState = Literal["created", "starting", "start_timeout", "start_error", "ready", "shutting_down", "off"]
@@ -160,6 +160,12 @@ class AgentLogResponse(BaseModel):
     created_at: Timestamp
     output: str
     level: str
+
+
+class AgentLogsQuery(Query):
+    """GET /api/v2/workspaceagents/{id}/logs: the lines after this id (0: from the start), oldest first."""
+
+    after: BigCount = Field(default=0, description="Only lines with a larger id.")
 
 
 class AgentLogListResponse(BaseModel):

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from appliance.sdk.agents import ConnectionStatus, LifecycleState
 from appliance.sdk.base import Body, Line, Query, Timestamp
 from appliance.sdk.jobs import JobResponse
 from appliance.sdk.templates import AppResponse
@@ -40,6 +41,8 @@ class AgentResponse(BaseModel):
     name: str
     os: str
     arch: str
+    status: ConnectionStatus  # as Coder computes it; GET /api/v2/workspaceagents/{id} adds the details
+    lifecycle_state: LifecycleState
     apps: list[AppResponse]
 
 

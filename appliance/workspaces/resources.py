@@ -13,9 +13,11 @@ from appliance.provisioner.extract import Agent, StateResource
 def _store_agent(conn: Connection, resource_id: UUID, agent: Agent) -> None:
     row = conn.execute(
         "INSERT INTO workspace_agents (terraform_id, resource_id, name, os, arch, directory, startup_script,"
-        " env, hashed_token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        " env, hashed_token, connection_timeout_seconds, startup_script_timeout_seconds, troubleshooting_url,"
+        " metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (agent.terraform_id, resource_id, agent.name, agent.os, agent.arch, agent.directory,
-         agent.startup_script, Jsonb(agent.env), agent.hashed_token)).fetchone()
+         agent.startup_script, Jsonb(agent.env), agent.hashed_token, agent.connection_timeout_seconds,
+         agent.startup_script_timeout_seconds, agent.troubleshooting_url, Jsonb(agent.metadata))).fetchone()
     assert row is not None
     for app in agent.apps:
         conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, healthcheck)"

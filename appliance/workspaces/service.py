@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from appliance.provisioner import jobs
 from appliance.templates import parameters as params
 from appliance.templates import service as templates
+from appliance.workspaces.agent_status import ConnectionTimes, connection_status
 from appliance.workspaces.status import TRANSITIONS, build_status
 
 NAME_RULE = templates.NAME_RULE
@@ -356,6 +357,7 @@ def resources(conn: Connection, build: Build) -> list[dict[str, Any]]:
                         " JOIN workspace_resources r ON r.id = a.resource_id WHERE r.job_id = %s ORDER BY p.slug",
                         (build.job.id,)).fetchall()
     found = []
+    now = datetime.now(UTC)
     for row in rows:
         mine = [a for a in agents if a["resource_id"] == row["id"]]
         found.append({
@@ -363,6 +365,8 @@ def resources(conn: Connection, build: Build) -> list[dict[str, Any]]:
             "metadata": [{**m, "value": "********" if m.get("sensitive") else m.get("value", "")}
                          for m in row["metadata"]],
             "agents": [{"id": str(a["id"]), "name": a["name"], "os": a["os"], "arch": a["arch"],
+                        "status": connection_status(ConnectionTimes.from_row(a), now),
+                        "lifecycle_state": a["lifecycle_state"],
                         "apps": [{"slug": p["slug"], "display_name": p["display_name"], "url": p["url"],
                                   "command": p["command"]} for p in apps if p["agent_id"] == a["id"]]}
                        for a in mine]})

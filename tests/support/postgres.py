@@ -87,7 +87,7 @@ def postgres_processes_for(data_dir: Path) -> list[int]:
 
 
 APP_TABLES = ("users, api_keys, login_failures, audit_logs, setup_tokens, files, templates, template_versions,"
-              " provisioner_jobs, provisioner_job_logs, provisioner_daemons, workspaces, workspace_builds")
+              " provisioner_jobs, provisioner_job_logs, provisioner_daemons, workspaces, workspace_builds, relay_stats")
 
 
 def truncate_all(conninfo: str) -> None:

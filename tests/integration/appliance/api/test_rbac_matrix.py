@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 import requests
 
@@ -105,6 +106,10 @@ class World:
     def fresh_session(self) -> str | None:
         return self.api.login(self.caller["username"]) if self.role != ANONYMOUS else None
 
+    @cached_property
+    def client_ssh_key(self) -> str:
+        return str(asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode().strip())
+
     @property
     def own_workspace(self) -> str:
         return self.cast.own_workspaces.get(self.role, (self.cast.workspace_id, ""))[0]
@@ -132,7 +137,7 @@ class Route:
     params: Params = _none         # path parameters
     send: Send = _none             # requests keyword arguments: json, data, headers, params, token
     shows: Shows | None = None     # when set, "allowed" means the 200 answer shows the object
-    daemons_only: bool = False     # the provisioner key, never a user's session, opens it
+    daemons_only: bool = False     # a daemon's key or an agent's token, never a user's session, opens it
     finding: int | None = None
 
 
@@ -182,6 +187,11 @@ def _build(w: World) -> dict[str, str]:
     return {"build": w.cast.build_id}
 
 
+def _agent(w: World) -> dict[str, str]:
+    build = w.owner.get(f"/api/v2/workspacebuilds/{w.cast.build_id}").json()
+    return {"agent": next(a["id"] for r in build["resources"] for a in r["agents"])}
+
+
 def _listed(key: str, wanted: Callable[[World], str]) -> Shows:
     return lambda response, w: wanted(w) in {item["id"] for item in response.json()[key]}
 
@@ -192,6 +202,8 @@ T = "/api/v2/templates/{template}"
 V = T + "/versions/{version}"
 W = "/api/v2/workspaces/{workspace}"
 B = "/api/v2/workspacebuilds/{build}"
+A = "/api/v2/workspaceagents/{agent}"
+A_ME = "/api/v2/workspaceagents/me"
 LOGIN = {"json": {"username": "logs-in", "password": DEFAULT_PASSWORD}}
 SAME_PASSWORD = {"json": {"old_password": DEFAULT_PASSWORD, "password": DEFAULT_PASSWORD}}
 
@@ -312,6 +324,23 @@ ROUTES: list[Route] = [
     Route("GET", B + "/logs", "read a member's build logs", WORKSPACE_READERS, _build),
     Route("GET", B + "/logs", "follow a member's finished build logs", WORKSPACE_READERS, _build,
           lambda w: {"params": {"follow": "true"}}),
+    # Workspace agents: their own routes take the agent's token, never a user's session.
+    Route("GET", A_ME + "/manifest", "read an agent's manifest", NOBODY, daemons_only=True),
+    Route("POST", A_ME + "/relay", "register an agent's relay key", NOBODY, daemons_only=True,
+          send=lambda w: {"json": {"node_key": "ab" * 32, "ssh_host_key": "ssh-ed25519 AAAA"}}),
+    Route("POST", A_ME + "/report-lifecycle", "report an agent's lifecycle", NOBODY, daemons_only=True,
+          send=lambda w: {"json": {"state": "ready", "changed_at": "2026-01-01T00:00:00+00:00"}}),
+    Route("PATCH", A_ME + "/logs", "append an agent's startup log", NOBODY, daemons_only=True,
+          send=lambda w: {"json": {"logs": []}}),
+    Route("POST", A_ME + "/metadata", "report an agent's metadata", NOBODY, daemons_only=True,
+          send=lambda w: {"json": {"results": []}}),
+    # A member's agent: readers see it; only owners connect (409 here: the agent never connected).
+    Route("GET", A, "read a member's agent", WORKSPACE_READERS, _agent),
+    Route("GET", A + "/logs", "read a member's agent's startup log", WORKSPACE_READERS, _agent),
+    Route("POST", A + "/pair", "pair with a member's agent", OWNERS, _agent,
+          lambda w: {"json": {"node_key": "cd" * 32, "ssh_public_key": w.client_ssh_key}}),
+    Route("GET", "/api/v2/derp-map", "read the DERP map", EVERYONE),
+    Route("GET", "/api/v2/relay", "read the relay's counters", OWNERS),
 ]
 
 

@@ -157,6 +157,45 @@ def test_the_agent_token_is_in_state_but_never_in_terraform_output(minimal: Terr
         assert token not in result.stdout + result.stderr
 
 
+WATCHED_AGENT = """
+resource "appliance_agent" "watched" {
+  os                     = "linux"
+  arch                   = "amd64"
+  connection_timeout     = 45
+  startup_script_timeout = 600
+  troubleshooting_url    = "https://wiki.example/agents"
+  metadata {
+    key          = "load"
+    display_name = "Load average"
+    script       = "cat /proc/loadavg"
+    interval     = 10
+    timeout      = 3
+  }
+  metadata {
+    key      = "disk"
+    script   = "df -h /"
+    interval = 60
+  }
+}
+"""
+
+
+def test_an_agents_timeouts_and_metadata_blocks_reach_what_the_appliance_stores(
+        tmp_path: Path, appliance_mirror: Path) -> None:
+    from appliance.provisioner.extract import build_resources
+
+    terraform = _template(tmp_path / "watched", appliance_mirror, WATCHED_AGENT)
+    terraform.ok("apply", "-auto-approve", "-input=false", env=build_env())
+    found = [a for r in build_resources((terraform.workdir / "terraform.tfstate").read_bytes()) for a in r.agents]
+    watched, main = sorted(found, key=lambda agent: agent.name != "watched")
+    assert (watched.connection_timeout_seconds, watched.startup_script_timeout_seconds) == (45, 600)
+    assert watched.troubleshooting_url == "https://wiki.example/agents"
+    assert watched.metadata == [
+        {"key": "load", "display_name": "Load average", "script": "cat /proc/loadavg", "interval": 10, "timeout": 3},
+        {"key": "disk", "display_name": "disk", "script": "df -h /", "interval": 60, "timeout": 60}]
+    assert (main.connection_timeout_seconds, main.startup_script_timeout_seconds, main.metadata) == (120, 300, [])
+
+
 def test_stop_destroys_the_agent_and_the_app_and_keeps_the_home(minimal: Terraform) -> None:
     minimal.ok("apply", "-auto-approve", "-input=false", env=build_env())
     started = minimal.state()
@@ -245,8 +284,13 @@ def test_the_plan_json_of_an_import_carries_every_parameter_definition(planning:
                  'Invalid definition of parameter "twice" with data.appliance_parameter.bad, on mistake.tf line 1, '
                  'in data "appliance_parameter" "bad": 1: data "appliance_parameter" "bad" { Validation regex '
                  "^(\\w+)-\\1$ does not compile in RE2", marks=pytest.mark.security(finding=7)),
+    ('resource "appliance_agent" "bad" {\n  os = "linux"\n  arch = "amd64"\n'
+     '  metadata {\n    key = "load"\n    script = "uptime"\n    interval = 5\n  }\n'
+     '  metadata {\n    key = "load"\n    script = "uptime"\n    interval = 0\n  }\n}\n',
+     "Invalid agent metadata: interval of 'load' must be at least 1 second, got 0"),
 ], ids=["a parameter of an unknown type", "a default outside its own range", "an agent for an unknown os",
-        "an app slug with spaces", "a regex with a backreference, which RE2 cannot run"])
+        "an app slug with spaces", "a regex with a backreference, which RE2 cannot run",
+        "agent metadata with an interval of 0"])
 def test_terraform_validate_catches_template_mistakes(planning: Terraform, block: str, problem: str) -> None:
     mistake = planning.workdir / "mistake.tf"
     mistake.write_text(block)
