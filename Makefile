@@ -55,6 +55,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/sandbox_overhead.py
 	$(BIN)/python benchmarks/image_import.py
 	$(BIN)/python benchmarks/workspace_start.py
+	$(BIN)/python benchmarks/relay.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

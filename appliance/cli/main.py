@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "images": "appliance.cli.images:images",
     "mirror": "appliance.cli.mirror:mirror",
     "provider": "appliance.cli.provider:provider",
+    "agent": "appliance.cli.agent:agent",
     "provisionerd": "appliance.cli.provisionerd:provisionerd",
     "doctor": "appliance.cli.doctor:doctor",
     "runtime": "appliance.cli.runtime:runtime",
@@ -40,6 +41,9 @@ COMMANDS: dict[str, str] = {
     "stop": "appliance.cli.workspaces:stop",
     "update": "appliance.cli.workspaces:update",
     "delete": "appliance.cli.workspaces:delete",
+    # Reaching a workspace's agent: every byte through the relay.
+    "ping": "appliance.cli.ping:ping",
+    "speedtest": "appliance.cli.ping:speedtest",
 }
 
 

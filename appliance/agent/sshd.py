@@ -1,0 +1,206 @@
+"""The agent's SSH server on one relayed stream: certificate-only login, shells, exec, SFTP, forwarding.
+
+A client logs in only with an OpenSSH certificate the control plane's user CA signed for principal
+= this agent's id (ADR 0026); there are no passwords and no plain keys. Beside sessions it serves
+three subsystems `appliance ping` and `appliance speedtest` use: echo (bytes back as they come),
+source (bytes until the client closes) and sink (counts bytes until EOF, then answers the count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import pwd
+import socket
+import struct
+import subprocess
+import termios
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from appliance.relay.dial import CIPHERS, ECHO, SINK, SOURCE
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 << 10
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # direct-tcpip reaches ports inside the workspace only
+LOGIN_TIMEOUT = 30.0  # seconds from the stream opening to a completed login
+
+
+class _Server(asyncssh.SSHServer):
+    """Public-key (certificate) authentication only; forwarding to the workspace's own ports only."""
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        return dest_host in LOOPBACK
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        return False
+
+
+class _Sftp(asyncssh.SFTPServer):
+    """SFTP whose relative paths start in the agent's directory, as a shell's do."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], directory: str) -> None:
+        super().__init__(chan)
+        self._directory = os.fsencode(directory).rstrip(b"/") + b"/"
+
+    def map_path(self, path: bytes) -> bytes:
+        return super().map_path(path if path.startswith(b"/") else self._directory + path)
+
+
+def authorized_line(user_ca: str, agent_id: str) -> str:
+    """The only client key this server trusts: certificates from the CA that name this agent."""
+    return f'cert-authority,principals="{agent_id}" {user_ca.strip()}'
+
+
+async def serve_session(sock: socket.socket, *, host_key: asyncssh.SSHKey, user_ca: str, agent_id: str,
+                        directory: str, env: dict[str, str]) -> None:
+    """Serve one SSH connection on a connected socket until it closes; a refused login just returns."""
+    workdir = directory if Path(directory).is_dir() else pwd.getpwuid(os.getuid()).pw_dir  # noqa: ASYNC240 (one stat)
+
+    async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        await _handle(process, workdir, env)
+
+    try:
+        conn = await asyncssh.run_server(
+            sock, server_factory=_Server, server_host_keys=[host_key],
+            authorized_client_keys=asyncssh.import_authorized_keys(authorized_line(user_ca, agent_id)),
+            password_auth=False, kbdint_auth=False, gss_host=None, encoding=None,
+            process_factory=handle, sftp_factory=lambda chan: _Sftp(chan, workdir),
+            compression_algs=["none"],  # the payload is mostly already compressed or random; spare the CPU
+            encryption_algs=CIPHERS,
+            login_timeout=LOGIN_TIMEOUT, keepalive_interval=30)
+    except (TimeoutError, asyncssh.Error, OSError) as err:
+        log.info("ssh_login_refused agent_id=%s reason=%s", agent_id, err)
+        sock.close()
+        return
+    log.info("ssh_session_opened agent_id=%s user=%s", agent_id, conn.get_extra_info("username"))
+    await conn.wait_closed()
+    log.info("ssh_session_closed agent_id=%s", agent_id)
+
+
+async def _handle(process: asyncssh.SSHServerProcess[bytes], workdir: str, env: dict[str, str]) -> None:
+    try:
+        if process.subsystem in (ECHO, SOURCE, SINK):
+            process.exit(await _measure(process, process.subsystem))
+        elif process.subsystem:
+            process.stderr.write(f"unknown subsystem {process.subsystem}\n".encode())
+            process.exit(1)
+        else:
+            process.exit(await _run(process, workdir, env))
+    except (asyncssh.BreakReceived, asyncssh.ConnectionLost, BrokenPipeError):
+        process.close()
+
+
+async def _measure(process: asyncssh.SSHServerProcess[bytes], kind: str) -> int:
+    """The subsystems behind ping and speedtest."""
+    if kind == SOURCE:
+        block = os.urandom(CHUNK)  # random, so no layer below could shrink it
+        while not process.channel.is_closing():
+            process.stdout.write(block)
+            await process.stdout.drain()
+        return 0
+    received = 0
+    while data := await process.stdin.read(CHUNK):
+        received += len(data)
+        if kind == ECHO:
+            process.stdout.write(data)
+            await process.stdout.drain()
+    if kind == SINK:
+        process.stdout.write(f"{received}\n".encode())
+    return 0
+
+
+def _command_line(process: asyncssh.SSHServerProcess[bytes]) -> list[str]:
+    shell = os.environ.get("SHELL") or pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh"
+    return [shell, "-c", process.command] if process.command else [shell, "-l"]
+
+
+def _environment(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str]) -> dict[str, str]:
+    merged = {**os.environ, **env}
+    if process.term_type:
+        merged["TERM"] = process.term_type
+    merged["SSH_CONNECTION"] = "relay"  # tools that look for it should know they are remote
+    return merged
+
+
+async def _run(process: asyncssh.SSHServerProcess[bytes], workdir: str, env: dict[str, str]) -> int:
+    """A shell or a command, with a PTY when the client asked for one."""
+    if process.term_type:
+        return await _run_with_pty(process, workdir, env)
+    child = await asyncio.create_subprocess_exec(
+        *_command_line(process), cwd=workdir, env=_environment(process, env), start_new_session=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdin and child.stdout and child.stderr
+    feed = asyncio.create_task(_feed(process, child.stdin))
+    await asyncio.gather(_drain_into(child.stdout, process.stdout), _drain_into(child.stderr, process.stderr))
+    code = await child.wait()
+    feed.cancel()
+    return code
+
+
+async def _feed(process: asyncssh.SSHServerProcess[bytes], stdin: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, asyncssh.Error):
+        while data := await process.stdin.read(CHUNK):
+            stdin.write(data)
+            await stdin.drain()
+        stdin.close()
+
+
+async def _drain_into(source: asyncio.StreamReader, target: asyncssh.SSHWriter[bytes]) -> None:
+    while data := await source.read(CHUNK):
+        target.write(data)
+        await target.drain()
+
+
+async def _run_with_pty(process: asyncssh.SSHServerProcess[bytes], workdir: str, env: dict[str, str]) -> int:
+    master, slave = os.openpty()
+    _resize(master, process.term_size)
+    child = subprocess.Popen(  # noqa: ASYNC220 (returns at once; the wait happens in a thread below)
+        _command_line(process), cwd=workdir, env=_environment(process, env), stdin=slave, stdout=slave,
+        stderr=slave, start_new_session=True, preexec_fn=_take_terminal)
+    os.close(slave)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", 0))
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
+                                                        os.fdopen(os.dup(master), "wb", 0))
+    feed = asyncio.create_task(_feed_pty(process, asyncio.StreamWriter(transport, protocol, None, loop), master))
+    with contextlib.suppress(OSError):  # EIO once the last process holding the terminal exits
+        await _drain_into(reader, process.stdout)
+    code = await asyncio.to_thread(child.wait)
+    feed.cancel()
+    return code
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make stdin (the PTY) the controlling terminal, as sshd does."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def _feed_pty(process: asyncssh.SSHServerProcess[bytes], terminal: asyncio.StreamWriter, master: int) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            try:
+                data = await process.stdin.read(CHUNK)
+            except asyncssh.TerminalSizeChanged as change:
+                _resize(master, (change.width, change.height, change.pixwidth, change.pixheight))
+                continue
+            if not data:
+                return
+            terminal.write(data)
+            await terminal.drain()
+
+
+def _resize(fd: int, size: tuple[int, int, int, int] | Any) -> None:
+    width, height, pixwidth, pixheight = size
+    if width and height:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))
