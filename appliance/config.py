@@ -65,6 +65,8 @@ class ServerConfig:
     runtime_forwarder: bool
     # Embedded only: build the workspace base image once per machine and import it into the registry at start.
     base_image_auto: bool
+    # Where GET /bin/appliance-agent-linux-amd64 serves the agent executable from (embedded: built there at start).
+    agent_binary_dir: Path
     config_file: Path | None
     # The runtime policy's maxima for one container (rule limits-required); None: the host's CPUs and memory.
     runtime_max_cpus: float | None = None
@@ -241,6 +243,7 @@ _KEYS: dict[str, _Key] = {
     "runtime_embedded": _Key(lambda v: _parse_bool(v), True),
     "runtime_forwarder": _Key(lambda v: _parse_bool(v), True),
     "base_image_auto": _Key(lambda v: _parse_bool(v), True),
+    "agent_binary_dir": _Key(lambda v: Path(v).expanduser(), None),
     "runtime_max_cpus": _Key(_parse_max_cpus, None),
     "runtime_max_memory_mb": _Key(_parse_max_memory_mb, None),
     # 0: no per-client limit; the relay carries only paired, vouched peers and backpressure protects it.
@@ -338,6 +341,8 @@ def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
         values["runtime_socket"] = values["data_dir"] / "runtime" / "runtime.sock"
     if values["provider_cache_dir"] is None:
         values["provider_cache_dir"] = default_provider_cache_dir()
+    if values["agent_binary_dir"] is None:
+        values["agent_binary_dir"] = values["data_dir"] / "agent"
     if values["max_token_lifetime"] < timedelta(hours=1):
         raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
                           "Set max_token_lifetime to 1h or more.")

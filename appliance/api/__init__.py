@@ -3,6 +3,7 @@
 from flask import Flask
 
 from appliance.api import (  # noqa: F401 -- importing registers the routes
+    agent_binary,
     agents,
     audit,
     images,

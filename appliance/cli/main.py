@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "images": "appliance.cli.images:images",
     "mirror": "appliance.cli.mirror:mirror",
     "provider": "appliance.cli.provider:provider",
+    "agent": "appliance.cli.agent:agent",
     "provisionerd": "appliance.cli.provisionerd:provisionerd",
     "doctor": "appliance.cli.doctor:doctor",
     "runtime": "appliance.cli.runtime:runtime",

@@ -1,4 +1,5 @@
-"""`appliance pki`: the internal CA (init, issue, renew, revoke, list, status, trust-bundle, export-root)."""
+"""`appliance pki`: the internal CA (init, issue, renew, revoke, list, status, trust-bundle, export-root)
+and the SSH user CA (ssh-user-ca)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from appliance.pki import certs
 from appliance.pki.ca import CaSettings, CertificateAuthority, IssueRequest
 from appliance.pki.keys import KEY_TYPES
 from appliance.pki.passphrase import read_passphrase
+from appliance.pki.ssh_ca import ensure_ssh_user_ca
 from appliance.pki.status import pki_status
 
 CERT_COLUMNS: list[Column] = [
@@ -200,3 +202,12 @@ def export_root(ctx: click.Context, destination: Path, remove: bool, passphrase_
     if remove:
         click.echo("The root key is no longer on this host; issuing continues through the intermediate.")
 
+
+
+@pki.command("ssh-user-ca")
+@click.option("--owner", default=None, help="User owning the key (the service user), when run as root.")
+@click.pass_context
+def ssh_user_ca(ctx: click.Context, owner: str | None) -> None:
+    """Create the SSH user CA if missing (the server also makes it on first use) and print its public key."""
+    config = load_server_config(ctx.obj)
+    click.echo(ensure_ssh_user_ca(config.pki_dir, _owner(owner)).public_line)

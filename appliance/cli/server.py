@@ -17,6 +17,7 @@ from appliance.auth.users import has_any_user
 from appliance.config import ServerConfig, env_name, load_server_config
 from appliance.errors import OperatorError
 from appliance.logs import configure_logging
+from appliance.sdk.agents import AGENT_BINARY_PATH
 from appliance.server.base_image import IMAGE_NAME
 from appliance.server.runtime import Runtime
 
@@ -106,6 +107,9 @@ def _print_banner(console: Console, config: ServerConfig, runtime: Runtime, has_
     if runtime.base_image is not None and runtime.base_image.needs_build:
         console.print(f"  Workspace image: building {IMAGE_NAME} in the background (a minute or two, once per "
                       "machine)")
+    if runtime.agent_binary is not None:
+        building = "building it in the background (about a minute), then " if runtime.agent_binary.needs_build else ""
+        console.print(f"  Workspace agent: {building}{url}{AGENT_BINARY_PATH}")
     if has_users:
         console.print(f"  Log in:          {url}/login   or   {command} login {url}")
     else:

@@ -21,7 +21,8 @@ from appliance.workspaces import agents
 from appliance.workspaces.relay import derp_map, relay_stats
 
 # Shown first on the relay page, in this order; any other counter the relay writes follows.
-MAIN_COUNTERS = ("peers", "agents", "clients", "bytes_in", "bytes_out", "packets", "drops", "refusals")
+MAIN_COUNTERS = ("peers", "agents", "clients", "connections", "bytes_in", "bytes_out", "packets_in", "packets_out",
+                 "drops", "refusals")
 
 
 def agent_panels(conn: Connection, resources: list[ResourceResponse]) -> list[tuple[WorkspaceAgentResponse,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncssh
 
+from appliance.errors import OperatorError
 from appliance.pki.files import write_atomically
 from appliance.pki.layout import PkiLayout
 
@@ -26,6 +27,10 @@ _COMMENT = "appliance ssh user ca"
 
 class InvalidSshKey(ValueError):
     """A string that is no OpenSSH public key line."""
+
+
+class SshCaUnavailable(OperatorError):
+    """The SSH user CA's key cannot be read or made by this process."""
 
 
 def parse_public_key(line: str) -> asyncssh.SSHKey:
@@ -60,11 +65,11 @@ class SshUserCa:
         return cert.export_certificate("openssh").decode().strip()
 
 
-def _create_once(path: Path) -> None:
+def _create_once(path: Path, owner: tuple[int, int] | None) -> None:
     """Write a new key unless one exists; two processes racing keep whichever linked first."""
     key = asyncssh.generate_private_key(_KEY_TYPE, comment=_COMMENT)
     temp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    write_atomically(temp, key.export_private_key("openssh"), mode=0o600)
+    write_atomically(temp, key.export_private_key("openssh"), mode=0o600, owner=owner)
     try:
         os.link(temp, path)  # fails if another process made the key meanwhile: theirs wins
     except FileExistsError:
@@ -73,11 +78,23 @@ def _create_once(path: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
+def ensure_ssh_user_ca(pki_dir: Path, owner: tuple[int, int] | None = None) -> SshUserCa:
+    """The site's SSH user CA, made if missing (owned by `owner` when run as root for a service user)."""
+    path = PkiLayout(pki_dir).ssh_user_ca_key
+    try:
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if owner is not None:
+                os.chown(path.parent, *owner)
+            _create_once(path, owner)
+        return SshUserCa(asyncssh.import_private_key(path.read_bytes()))
+    except PermissionError as err:
+        raise SshCaUnavailable(f"Cannot read or create the SSH user CA key {path}: {err.strerror}.",
+                               "Create it as root for the service user: "
+                               "'appliance pki ssh-user-ca --owner appliance'.") from err
+
+
 @cache
 def ssh_user_ca(pki_dir: Path) -> SshUserCa:
     """The site's SSH user CA, made on first use; loaded once per process."""
-    path = PkiLayout(pki_dir).ssh_user_ca_key
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _create_once(path)
-    return SshUserCa(asyncssh.import_private_key(path.read_bytes()))
+    return ensure_ssh_user_ca(pki_dir)

@@ -36,7 +36,8 @@ OS, ARCH = "linux", "amd64"
 BUNDLED_SDK = ("__init__.py", "sdk/__init__.py", "sdk/base.py", "sdk/runtime.py")
 
 
-def _version_of(distribution: str) -> str:
+def distribution_version(distribution: str) -> str:
+    """An installed distribution's version, or "absent": part of a build's cache digest."""
     try:
         return version(distribution)
     except PackageNotFoundError:
@@ -46,14 +47,14 @@ def _version_of(distribution: str) -> str:
 def inputs_digest() -> str:
     """Changes whenever the built provider could: its sources, the tools that build it, the libraries it bundles."""
     hasher = hashlib.sha256(f"{SOURCE} {__version__} {OS}_{ARCH} python {platform.python_version()} "
-                            f"tf {_version_of('tf')} pyinstaller {_version_of('pyinstaller')} "
-                            f"re2 {_version_of('google-re2')}".encode())
+                            f"tf {distribution_version('tf')} pyinstaller {distribution_version('pyinstaller')} "
+                            f"re2 {distribution_version('google-re2')}".encode())
     for source in sorted(PACKAGE_DIR.glob("*.py")):
         if source.name == Path(__file__).name:
             continue  # this module is not part of the provider
         hasher.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     # The provider imports the appliance package's __init__ and the sdk's runtime shapes (with pydantic).
-    hasher.update(f"pydantic {_version_of('pydantic')}".encode())
+    hasher.update(f"pydantic {distribution_version('pydantic')}".encode())
     for bundled in BUNDLED_SDK:
         hasher.update(bundled.encode() + b"\0" + (PACKAGE_DIR.parent / bundled).read_bytes() + b"\0")
     return hasher.hexdigest()[:16]

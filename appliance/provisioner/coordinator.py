@@ -33,21 +33,35 @@ from appliance.templates import service as templates
 from appliance.workspaces import resources as workspace_resources
 from appliance.workspaces import service as workspaces
 
-# What the agent's init script fetches and runs; the relay issue ships the agent itself. It runs as
+# The agent's init script: fetch the agent (appliance/agent, served at /bin/) and run it. It runs as
 # whatever user the workspace's image has (not root), so it writes the CA bundle it carries where
 # that user can, and trusts only it; a workspace needs no CA baked into its image.
 AGENT_SCRIPT = """#!/bin/sh
 # Appliance agent bootstrap: trust the appliance's CA, fetch the agent from the control plane and run it.
 set -eu
 trap 'exit 143' TERM INT  # as PID 1 of a container, sh would ignore SIGTERM and stop only when killed
+say() { echo "appliance-agent-init: $*" >&2; }
 CA_FILE="${TMPDIR:-/tmp}/appliance-ca.pem"
 cat > "$CA_FILE" <<'APPLIANCE_CA_BUNDLE'
 %(ca_bundle)sAPPLIANCE_CA_BUNDLE
 export SSL_CERT_FILE="$CA_FILE" CURL_CA_BUNDLE="$CA_FILE"
+export APPLIANCE_AGENT_URL="${ACCESS_URL}"
 BINARY_URL="${ACCESS_URL}bin/appliance-agent-linux-amd64"
-until curl -fsSL --cacert "$CA_FILE" -o /tmp/appliance-agent "$BINARY_URL"; do sleep 30 & wait $!; done
-chmod +x /tmp/appliance-agent
-exec /tmp/appliance-agent
+BINARY="${TMPDIR:-/tmp}/appliance-agent"
+say "downloading the agent from $BINARY_URL"
+# Backoff 1 s doubling to 30 s, each wait a random 50-100%% of it: agents restarted together spread out.
+delay=1
+until curl -fsSL --cacert "$CA_FILE" -o "$BINARY.partial" "$BINARY_URL"; do
+  ms=$(( delay * 500 + $(od -An -N2 -tu2 /dev/urandom) %% (delay * 500 + 1) ))
+  wait_for="$((ms / 1000)).$(printf %%03d $((ms %% 1000)))"
+  say "download failed; retrying in $wait_for s"
+  sleep "$wait_for" & wait $!
+  delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+done
+chmod +x "$BINARY.partial"
+mv -f "$BINARY.partial" "$BINARY"  # a partial download is never what runs
+say "starting the agent"
+exec "$BINARY"
 """
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from appliance.registry.config import write_registry_config
 from appliance.registry.process import RegistryProcess
 from appliance.registry.tokens import ensure_signing_certificate
 from appliance.runtime.service import EmbeddedRuntime, RuntimeSettings
+from appliance.server.agent_binary import AgentBinary
 from appliance.server.base_image import BaseImage
 from appliance.server.certificates import SERVER_CERT_NAME, ensure_ca, ensure_server_certificate
 from appliance.server.provider import ensure_provider
@@ -76,6 +77,8 @@ class Runtime:
     registry: RegistryProcess | None = None
     # The workspace base image, built (once per machine) and imported into the embedded registry.
     base_image: BaseImage | None = None
+    # The workspace agent executable, built (once per change of its sources) into agent_binary_dir.
+    agent_binary: AgentBinary | None = None
     # Why the embedded registry is not running (shown in the banner), if it is not.
     registry_problem: OperatorError | None = None
     # Why workspaces cannot run containers (no podman, not root), shown in the banner; None when they can.
@@ -110,6 +113,8 @@ class Runtime:
         if (self.config.base_image_auto and self.registry is not None and self.ca is not None
                 and self.embedded is not None):
             self.base_image = BaseImage(self.config, self.ca, self.say)  # started once the banner is out
+        if self.embedded is not None:
+            self.agent_binary = AgentBinary(self.config, self.say)  # started once the banner is out
 
     def _start_workspace_runtime(self) -> None:
         """The runtime service in this process (embedded); a failure is reported, and the console still serves."""
@@ -178,6 +183,8 @@ class Runtime:
             self.front.start()
             threading.Thread(target=self._renew_periodically, name="cert-renewal", daemon=True).start()
             self.provisioners = start_in_process(self.config, self.db)
+            if self.agent_binary is not None:
+                self.agent_binary.start()
             if self.base_image is not None:
                 self.base_image.start()
             while not self._stopping.wait(3600):

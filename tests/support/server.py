@@ -52,6 +52,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         "runtime_embedded": False,
         "runtime_forwarder": True,
         "base_image_auto": False,
+        "agent_binary_dir": Path("/nonexistent/agent"),
         "relay_rate_bytes_per_second": 0,
         "relay_rate_burst_bytes": 0,
         "relay_accept_per_second": 200.0,

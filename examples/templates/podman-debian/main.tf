@@ -54,6 +54,20 @@ resource "appliance_agent" "main" {
   os    = "linux"
   arch  = "amd64"
   dir   = "/home/dev"
+  # Its output streams to the workspace page as it runs; the agent is ready once it exits 0.
+  startup_script = <<-EOT
+    echo "Workspace ${data.appliance_workspace.me.name} is starting as $(id -un) in $PWD."
+    test -f ~/.profile || cp /etc/skel/.profile ~/ 2>/dev/null || true
+    echo "Ready: $(. /etc/os-release && echo "$PRETTY_NAME"), $(nproc) CPUs."
+  EOT
+
+  metadata {
+    key          = "load"
+    display_name = "Load average"
+    script       = "cut -d' ' -f1-3 /proc/loadavg"
+    interval     = 10
+    timeout      = 5
+  }
 }
 
 # Ephemeral: exists only while the workspace runs (start_count is 0 for stop and delete).

@@ -153,3 +153,24 @@ def test_keys_can_be_owned_by_the_service_user(tmp_path: Path) -> None:
     assert tool("renew", "web").returncode == 0
     renewed = (tmp_path / "data" / "pki" / "live" / "web" / "key.pem").stat()
     assert (renewed.st_uid, renewed.st_mode & 0o777) == (service.pw_uid, 0o600)
+
+
+def test_the_ssh_user_ca_is_made_once_private_and_printed_as_its_public_line(tmp_path: Path) -> None:
+    tool = Pki(tmp_path / "data")
+    lines = [tool("ssh-user-ca") for _ in range(2)]
+    assert all(result.returncode == 0 for result in lines), lines[0].stderr
+    assert lines[0].stdout == lines[1].stdout and lines[0].stdout.startswith("ssh-ed25519 ")
+    key = tool.data_dir / "pki" / "ssh" / "user_ca.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE KEY" in key.read_text() and key.read_text() not in lines[0].stdout + lines[0].stderr
+
+
+def test_an_unreadable_ssh_user_ca_is_named_with_the_fix(tmp_path: Path) -> None:
+    tool = Pki(tmp_path / "data")
+    assert tool("ssh-user-ca").returncode == 0
+    env = {**tool.env, "APPLIANCE_DATA_DIR": str(tool.data_dir)}
+    refused = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                              "appliance", "pki", "ssh-user-ca"], capture_output=True, text=True, timeout=120,
+                             env=env, check=False, cwd="/")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "user_ca.key" in refused.stderr and "--owner appliance" in refused.stderr

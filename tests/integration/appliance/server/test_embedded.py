@@ -269,3 +269,52 @@ def test_without_the_tools_to_package_the_provider_the_console_still_serves_and_
     assert "Workspaces cannot run containers: podman is not installed" in output  # not on that PATH
     assert "apt-get install podman runc" in output
     assert _provider_zips(data_dir) == []
+
+
+def test_a_fresh_server_serves_its_agent_and_a_podman_debian_workspace_connects_and_is_ready(
+        data_dir: Path) -> None:
+    """Issue 14's acceptance: from `appliance server` alone, the podman-debian workspace's agent (the executable
+    the server built and serves) dials the relay from its container and reports its startup log."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    seed_server_cache(PROVIDER_CACHE)
+    process = _start(data_dir, port, APPLIANCE_BASE_IMAGE_AUTO="true")
+    try:
+        _wait_healthy(url, process)
+        api = Api(url)
+        api.create_first_user("admin")
+        api = api.as_user(api.login("admin"))
+        version = api.get("/api/v2/templates/podman-debian/versions").json()["versions"][0]["id"]
+        assert wait_version(api, "podman-debian", version)["job"]["status"] == "succeeded"
+        _wait_base_image(api)
+        created = api.post("/api/v2/workspaces", json={"template": "podman-debian", "name": "box", "parameters": {}})
+        assert created.status_code == 201, created.text
+        build = wait_build(api, created.json()["latest_build"]["id"], timeout=300)
+        assert build["status"] == "running", build
+        # The agent shows under the resource that runs it (the container), as Coder attaches it.
+        agent_id = next(agent["id"] for r in build["resources"] for agent in r.get("agents") or [])
+        agent = _wait_agent_ready(api, agent_id, created.json()["id"])
+        assert agent["status"] == "connected" and agent["version"]
+        lines = [line["output"] for line in api.get(f"/api/v2/workspaceagents/{agent_id}/logs").json()["logs"]]
+        assert lines[0] == "Workspace box is starting as dev in /home/dev.", lines
+        assert lines[-1].startswith("Ready: Debian GNU/Linux 12"), lines
+        deleted = api.post(f"/api/v2/workspaces/{created.json()['id']}/builds", json={"transition": "delete"})
+        assert wait_build(api, deleted.json()["id"], timeout=300)["status"] == "deleted"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert f"Workspace agent: {url}/bin/appliance-agent-linux-amd64" in output or \
+        f"then {url}/bin/appliance-agent-linux-amd64" in output, output
+
+
+def _wait_agent_ready(api: Api, agent_id: str, workspace_id: str, timeout: float = 300) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        agent: dict[str, object] = api.get(f"/api/v2/workspaceagents/{agent_id}").json()
+        if agent["lifecycle_state"] == "ready" and agent["status"] == "connected":
+            return agent
+        time.sleep(1)
+    container = _running_containers(workspace_id)
+    logs = subprocess.run(["podman", "logs", *container[:1]], capture_output=True, text=True).stdout[-3000:] \
+        if container else "no container"
+    pytest.fail(f"the agent never got ready and connected: {agent}\n{logs}")

@@ -21,7 +21,7 @@ def test_without_a_ca_builds_get_no_runtime_credential_and_the_script_trusts_an_
 
 def test_the_init_script_stops_on_sigterm_even_while_it_waits_to_retry() -> None:
     script = JobSite("http://127.0.0.1:3000/", "127.0.0.1:3002").agent_script()
-    assert "trap 'exit 143' TERM INT" in script and "sleep 30 & wait $!" in script
+    assert "trap 'exit 143' TERM INT" in script and 'sleep "$wait_for" & wait $!' in script
 
 
 def test_a_ca_without_its_token_key_gives_no_credential_and_no_error(tmp_path: Path) -> None:
