@@ -47,8 +47,13 @@ def load_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=passphrase if is_encrypted else None)
     except ValueError as err:
-        if is_encrypted and "incorrect password" in str(err).lower():
-            raise PkiError(f"Wrong passphrase for {path}.", "Check the passphrase and try again.") from err
+        if is_encrypted:
+            # A wrong passphrase usually fails the padding check ("incorrect password"), but about one
+            # time in 256 the padding passes and the garbage fails to parse instead: the same mistake.
+            precise = "incorrect password" in str(err).lower()
+            suffix = "." if precise else ", or the key file is corrupt."
+            raise PkiError(f"Wrong passphrase for {path}{suffix}",
+                           "Check the passphrase; if it is right, restore the key from a backup.") from err
         reason = str(err).split(".")[0]
         raise PkiError(f"Key file {path} is corrupt or not a PEM private key ({reason}).",
                        "Restore it from a backup; the CA cannot sign without it.") from err

@@ -8,6 +8,7 @@ its public half ever leaves this module, and it is never logged.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -68,7 +69,8 @@ class SshUserCa:
 def _create_once(path: Path, owner: tuple[int, int] | None) -> None:
     """Write a new key unless one exists; two processes racing keep whichever linked first."""
     key = asyncssh.generate_private_key(_KEY_TYPE, comment=_COMMENT)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    # Unique per process AND thread: two first requests in one server must not share a temp file.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
     write_atomically(temp, key.export_private_key("openssh"), mode=0o600, owner=owner)
     try:
         os.link(temp, path)  # fails if another process made the key meanwhile: theirs wins

@@ -31,7 +31,7 @@ ECHO, SOURCE, SINK = "appliance-echo", "appliance-source", "appliance-sink"
 CONNECT_TIMEOUT = 15.0  # seconds for the relay handshake and then the SSH login
 # AEAD ciphers only, AES-GCM first: with AES-NI it moves about 1.5x chacha20's bytes per CPU second here.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
-ADMISSION_GRACE = 3.0  # seconds a fresh key may be refused while the relay hears of it
+ADMISSION_GRACE = 5.0  # seconds a fresh key may be refused while the relay hears of it
 
 
 @dataclass

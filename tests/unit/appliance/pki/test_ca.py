@@ -10,7 +10,7 @@ from cryptography import x509
 
 from appliance.errors import Conflict, NotFound
 from appliance.pki.ca import CaSettings, CertificateAuthority, IssueRequest
-from appliance.pki.keys import PkiError, load_key
+from appliance.pki.keys import PkiError, generate_key, key_pem, load_key
 from appliance.pki.status import pki_status
 
 PASSPHRASE = b"correct horse battery staple"
@@ -150,3 +150,13 @@ def test_only_two_versions_of_a_certificate_stay_on_disk(ca: CertificateAuthorit
     assert kept == {renewals[-1].serial, renewals[-2].serial}
     assert first.serial not in kept
     assert ca.layout.live_cert("web").exists()
+
+
+def test_every_wrong_passphrase_is_reported_as_one(tmp_path: Path) -> None:
+    # About one wrong passphrase in 256 passes the padding check and fails later, while parsing:
+    # the operator must still read "Wrong passphrase", not "corrupt".
+    path = tmp_path / "root.key.pem"
+    path.write_bytes(key_pem(generate_key("ecdsa-p256"), PASSPHRASE))
+    for attempt in range(2000):
+        with pytest.raises(PkiError, match="Wrong passphrase"):
+            load_key(path, f"wrong-{attempt}".encode())
