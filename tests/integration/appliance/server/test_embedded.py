@@ -298,6 +298,18 @@ def test_a_fresh_server_serves_its_agent_and_a_podman_debian_workspace_connects_
         lines = [line["output"] for line in api.get(f"/api/v2/workspaceagents/{agent_id}/logs").json()["logs"]]
         assert lines[0] == "Workspace box is starting as dev in /home/dev.", lines
         assert lines[-1].startswith("Ready: Debian GNU/Linux 12"), lines
+        # The developer's side: `appliance ping` reaches that agent, in its container, through the relay.
+        pinged = _appliance_cli(url, api, "ping", "box", "-n", "2", "--interval", "0.1")
+        assert pinged.returncode == 0, pinged.stderr
+        assert pinged.stdout.count("via DERP relay, never direct (region 999 Appliance Embedded Relay)") == 2
+        # A ping running while the workspace stops ends with the reason, not a hang or a traceback.
+        running = _appliance_cli_background(url, api, "ping", "box", "-n", "600", "--interval", "0.2")
+        time.sleep(2)
+        stopped = api.post(f"/api/v2/workspaces/{created.json()['id']}/builds", json={"transition": "stop"})
+        assert stopped.status_code == 201, stopped.text
+        _, errors = running.communicate(timeout=30)
+        assert running.returncode != 0 and "Traceback" not in errors, errors
+        assert wait_build(api, stopped.json()["id"], timeout=300)["status"] == "stopped"
         deleted = api.post(f"/api/v2/workspaces/{created.json()['id']}/builds", json={"transition": "delete"})
         assert wait_build(api, deleted.json()["id"], timeout=300)["status"] == "deleted"
     finally:
@@ -305,6 +317,21 @@ def test_a_fresh_server_serves_its_agent_and_a_podman_debian_workspace_connects_
         output, _ = process.communicate(timeout=60)
     assert f"Workspace agent: {url}/bin/appliance-agent-linux-amd64" in output or \
         f"then {url}/bin/appliance-agent-linux-amd64" in output, output
+
+
+def _cli_env(url: str, api: Api) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    return env | {"APPLIANCE_URL": url, "APPLIANCE_SESSION_TOKEN": api.token or ""}
+
+
+def _appliance_cli(url: str, api: Api, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True,
+                          env=_cli_env(url, api), timeout=120, check=False)
+
+
+def _appliance_cli_background(url: str, api: Api, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "appliance", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_cli_env(url, api))
 
 
 def _wait_agent_ready(api: Api, agent_id: str, workspace_id: str, timeout: float = 300) -> dict[str, object]:
