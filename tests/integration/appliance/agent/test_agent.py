@@ -3,7 +3,10 @@ metadata, reconnecting after the relay restarts, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -87,12 +90,32 @@ def test_the_agent_reconnects_on_its_own_after_the_relay_restarts(
         agent = stack.enter_context(agent_process(relay.url, ws.token, tmp_path))
         wait_agent(owner, ws.agent_id, lambda a: a["status"] == "connected", home=tmp_path)
         assert _events(tmp_path, "relay_connected") == 1
+        # A developer's session open across the restart ends with a message, not a hang or a traceback.
+        held = _cli(relay.url, owner, "ping", "reconnect", "-n", "600", "--interval", "0.2", background=True)
+        assert isinstance(held, subprocess.Popen)
+        time.sleep(2)
         first.close()
+        _, errors = held.communicate(timeout=30)
+        assert held.returncode != 0 and "Traceback" not in errors and "relay" in errors.lower(), errors
         wait_for(lambda: _events(tmp_path, "relay_disconnected") >= 1, tmp_path)
         stack.enter_context(live_server(agent_db, port=port, **relay_site))
         wait_for(lambda: _events(tmp_path, "relay_connected") == 2, tmp_path, timeout=90)
         wait_agent(owner, ws.agent_id, lambda a: a["status"] == "connected", home=tmp_path)
         assert agent.poll() is None, "the agent kept running across the restart"
+        # ...and the next one goes through the agent's new relay connection.
+        again = _cli(relay.url, owner, "ping", "reconnect", "-n", "2", "--interval", "0.1")
+        assert isinstance(again, subprocess.CompletedProcess)
+        assert again.returncode == 0 and again.stdout.count("via DERP relay, never direct") == 2, again.stderr
+
+
+def _cli(url: str, api: Api, *args: str, background: bool = False
+         ) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env |= {"APPLIANCE_URL": url, "APPLIANCE_SESSION_TOKEN": api.token or ""}
+    command = [sys.executable, "-m", "appliance", *args]
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def _events(home: Path, name: str) -> int:
