@@ -29,7 +29,7 @@ from appliance.relay.admission import Admission
 from appliance.relay.keys import NodeKey
 from appliance.relay.limits import TokenBucket, accept_limiter
 from appliance.relay.server import Relay, RelaySettings
-from appliance.sdk.agents import RELAY_LATENCY_PATH, RELAY_PATH
+from appliance.sdk.relay_constants import RELAY_LATENCY_PATH, RELAY_PATH
 
 log = logging.getLogger("appliance.relay")
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from psycopg.types.json import Jsonb
 
 from appliance.db.database import Database
-from appliance.sdk.agents import REGION_ID
+from appliance.sdk.relay_constants import REGION_ID
 
 log = logging.getLogger("appliance.relay")
 
