@@ -13,6 +13,7 @@ import json
 import os
 import ssl as ssl_module
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -151,6 +152,12 @@ class DerpClient:
         frame = frames.send_packet(destination, packet)
         await self._bucket.take(len(frame))
         await self._write(frame)
+
+    async def send_many(self, destination: bytes, packets: Sequence[bytes]) -> None:
+        """Send packets (each <= 64 KiB) to one peer in one write; returns once the relay's socket took them."""
+        batch = b"".join([frames.send_packet(destination, packet) for packet in packets])
+        await self._bucket.take(len(batch))
+        await self._write(batch)
 
     async def recv(self) -> Event:
         """The next event; raises RelayClosed once the connection ended and every event was read."""

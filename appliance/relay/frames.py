@@ -216,7 +216,8 @@ def server_info_json(*, bytes_per_second: int = 0, burst: int = 0) -> bytes:
 def send_packet(destination: bytes, packet: bytes) -> bytes:
     if len(packet) > MAX_PACKET_SIZE:
         raise FrameError(f"packet of {len(packet)} bytes exceeds {MAX_PACKET_SIZE}")
-    return encode(FrameType.SEND_PACKET, _key(destination, "destination key") + packet)
+    return b"".join((HEADER.pack(FrameType.SEND_PACKET, KEY_LEN + len(packet)), _key(destination, "destination key"),
+                     packet))
 
 
 def parse_send_packet(payload: bytes) -> tuple[bytes, bytes]:
@@ -228,6 +229,15 @@ def parse_send_packet(payload: bytes) -> tuple[bytes, bytes]:
 
 def recv_packet(source: bytes, packet: bytes) -> bytes:
     return encode(FrameType.RECV_PACKET, _key(source, "source key") + packet)
+
+
+def relayed(source: bytes, send_payload: bytes) -> bytes:
+    """The RecvPacket that delivers a SendPacket's payload (destination key + packet) from `source`.
+
+    The relay's one copy of each packet: the destination key's 32 bytes are replaced by the source's.
+    """
+    return b"".join((HEADER.pack(FrameType.RECV_PACKET, len(send_payload)), _key(source, "source key"),
+                     memoryview(send_payload)[KEY_LEN:]))
 
 
 def parse_recv_packet(payload: bytes) -> tuple[bytes, bytes]:
@@ -307,5 +317,5 @@ def parse_restarting(payload: bytes) -> tuple[int, int]:
     return reconnect_in, try_for
 
 
-def is_disco(packet: bytes) -> bool:
-    return packet.startswith(DISCO_MAGIC)
+def is_disco(packet: bytes, start: int = 0) -> bool:
+    return packet.startswith(DISCO_MAGIC, start)

@@ -254,7 +254,8 @@ class Relay:
         read = peer.conn.read_exactly
         while not peer.closing:
             kind, length = frames.parse_any_header(await read(frames.HEADER_LEN))
-            await peer.bucket.take(frames.HEADER_LEN + length)  # before the payload: TCP does the throttling
+            if not peer.bucket.unlimited:  # before the payload: TCP does the throttling
+                await peer.bucket.take(frames.HEADER_LEN + length)
             if kind is None:
                 await frames.skip(read, length)
                 self._idle(peer)
@@ -266,8 +267,7 @@ class Relay:
     async def _handle(self, peer: Peer, kind: FrameType, payload: bytes) -> None:
         match kind:
             case FrameType.SEND_PACKET:
-                destination, packet = frames.parse_send_packet(payload)
-                await self._forward(peer, destination, packet)
+                await self._forward(peer, payload)
             case FrameType.PING:
                 self.counters.add("got_ping")
                 self._idle(peer)
@@ -295,23 +295,25 @@ class Relay:
 
     # --- forwarding ---
 
-    async def _forward(self, source: Peer, destination: bytes, packet: bytes) -> None:
+    async def _forward(self, source: Peer, payload: bytes) -> None:
+        """`payload` is a SendPacket's: the destination key, then the packet."""
+        destination, _ = frames.parse_send_packet(payload[:frames.KEY_LEN])  # checks the length only
         self.counters.add("packets_in")
         if not self.admission.paired(source.key, destination):
             reason = "unpaired" if destination in self.admission.rows else "unknown_destination"
-            self._drop(source, destination, packet, reason)
+            self._drop(source, destination, payload, reason)
             return
         target = self.peers.get(destination)
         if target is None or target.closing:
-            self._drop(source, destination, packet, "not_here")
+            self._drop(source, destination, payload, "not_here")
             return
-        if not await self._enqueue(source, target, frames.recv_packet(source.key, packet)):
+        if not await self._enqueue(source, target, frames.relayed(source.key, payload)):
             self.counters.drop("destination_closed")
 
-    def _drop(self, source: Peer, destination: bytes, packet: bytes, reason: str) -> None:
+    def _drop(self, source: Peer, destination: bytes, payload: bytes, reason: str) -> None:
         self.counters.drop(reason)
         self._idle(source)
-        if frames.is_disco(packet) and source.disco_gone.take_now():
+        if frames.is_disco(payload, frames.KEY_LEN) and source.disco_gone.take_now():
             source.push_control(frames.peer_gone(destination, PeerGoneReason.NOT_HERE))
             self.counters.add("peer_gone_not_here_frames")
 
