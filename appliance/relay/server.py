@@ -110,7 +110,46 @@ class RelaySettings:
     queue_frames: int = QUEUE_FRAMES
 
 
-@dataclass(eq=False)
+class Flag:
+    """asyncio.Event's set/clear/wait at a fraction of its memory: waiters are listed only while there are any.
+
+    A relay holds three per connection, so with a thousand idle agents the Events' deques alone cost megabytes.
+    """
+
+    __slots__ = ("_on", "_waiters")
+
+    def __init__(self) -> None:
+        self._on = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._on
+
+    def set(self) -> None:
+        self._on = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._on = False
+
+    async def wait(self) -> None:
+        if self._on:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:  # cancelled (a wait_for that timed out)
+                self._waiters.remove(waiter)
+
+
+@dataclass(eq=False, slots=True)
 class Peer:
     """One admitted connection: its key, its row at admission, and what waits to be written to it."""
 
@@ -120,15 +159,16 @@ class Peer:
     bucket: TokenBucket
     data: deque[bytes] = field(default_factory=deque)
     control: deque[bytes] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    space: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Flag = field(default_factory=Flag)
+    space: Flag = field(default_factory=Flag)
     closing: str = ""  # the reason, once it is closing
     write_started: float = 0.0  # monotonic start of the write under way, 0 when none
     preferred: bool = False
     disco_gone: TokenBucket = field(default_factory=lambda: TokenBucket(DISCO_GONE_RATE, DISCO_GONE_BURST))
     idle_frames: int = 0
     idle_window: float = field(default_factory=time.monotonic)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)  # set once the connection is gone
+    finished: Flag = field(default_factory=Flag)  # set once the connection is gone
+    keep_alive: asyncio.TimerHandle | None = None  # the next KeepAlive (a timer, not a task per connection)
 
     def push_control(self, frame: bytes) -> None:
         self.control.append(frame)
@@ -228,7 +268,8 @@ class Relay:
         await _quietly_close(conn)
 
     async def _run(self, peer: Peer) -> None:
-        tasks = [asyncio.create_task(self._write_loop(peer)), asyncio.create_task(self._keep_alive(peer))]
+        writer = asyncio.create_task(self._write_loop(peer))
+        self._schedule_keep_alive(peer)
         try:
             await self._read_loop(peer)
         except Offence as offence:
@@ -244,9 +285,10 @@ class Relay:
             if not peer.closing:
                 self.close_peer(peer, "")
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(tasks[0]), CLOSE_FLUSH_SECONDS)
-            for task in tasks:
-                task.cancel()
+                await asyncio.wait_for(asyncio.shield(writer), CLOSE_FLUSH_SECONDS)
+            writer.cancel()
+            if peer.keep_alive is not None:
+                peer.keep_alive.cancel()
             await _quietly_close(peer.conn)
             peer.finished.set()
 
@@ -365,10 +407,14 @@ class Relay:
             peer.space.set()
         return b"".join(parts)
 
-    async def _keep_alive(self, peer: Peer) -> None:
-        while not peer.closing:
-            await asyncio.sleep(self.settings.keep_alive_seconds + random.uniform(0, KEEP_ALIVE_JITTER))  # noqa: S311
+    def _schedule_keep_alive(self, peer: Peer) -> None:
+        delay = self.settings.keep_alive_seconds + random.uniform(0, KEEP_ALIVE_JITTER)  # noqa: S311
+        peer.keep_alive = asyncio.get_running_loop().call_later(delay, self._keep_alive, peer)
+
+    def _keep_alive(self, peer: Peer) -> None:
+        if not peer.closing:
             peer.push_control(frames.keep_alive())
+            self._schedule_keep_alive(peer)
 
     # --- the set of connections ---
 
