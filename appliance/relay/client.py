@@ -84,21 +84,17 @@ class _Transport:
 
 class _SocketTransport(_Transport):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
-        self._reader, self._writer, self._head = reader, writer, head
+        self._reader, self._writer = reader, writer
+        self._buffer = frames.Chunks()
+        self._buffer.append(head)
 
     async def read_exactly(self, n: int) -> bytes:
-        if self._head:
-            taken, self._head = self._head[:n], self._head[n:]
-            if len(taken) == n:
-                return taken
-            return taken + await self._read(n - len(taken))
-        return await self._read(n)
-
-    async def _read(self, n: int) -> bytes:
-        try:
-            return await self._reader.readexactly(n)
-        except asyncio.IncompleteReadError as err:
-            raise ConnectionError("the relay closed the connection") from err
+        while self._buffer.size < n:  # reads only what a frame needs: the reader's limit is the backpressure
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                raise ConnectionError("the relay closed the connection")
+            self._buffer.append(data)
+        return self._buffer.take(n)
 
     async def write(self, data: bytes) -> None:
         self._writer.write(data)
@@ -113,17 +109,15 @@ class _SocketTransport(_Transport):
 class _WebSocketTransport(_Transport):
     def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._session, self._ws = session, ws
-        self._buffer = bytearray()
+        self._buffer = frames.Chunks()
 
     async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while self._buffer.size < n:
             message = await self._ws.receive()
             if message.type != aiohttp.WSMsgType.BINARY:
                 raise ConnectionError("the relay closed the WebSocket")
-            self._buffer += message.data
-        taken = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return taken
+            self._buffer.append(message.data)
+        return self._buffer.take(n)
 
     async def write(self, data: bytes) -> None:
         await self._ws.send_bytes(data)
@@ -155,7 +149,10 @@ class DerpClient:
 
     async def send_many(self, destination: bytes, packets: Sequence[bytes]) -> None:
         """Send packets (each <= 64 KiB) to one peer in one write; returns once the relay's socket took them."""
-        batch = b"".join([frames.send_packet(destination, packet) for packet in packets])
+        parts: list[bytes] = []
+        for packet in packets:
+            parts += (frames.send_packet_head(destination, len(packet)), packet)
+        batch = b"".join(parts)
         await self._bucket.take(len(batch))
         await self._write(batch)
 

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import socket
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,21 +63,15 @@ class RawConn:
         self.remote = request.remote or ""
         self._response = response
         self._transport = request.transport
-        # The chunks as the socket gave them, read from an offset: a frame costs one copy, and no
-        # read shifts what is buffered behind it.
-        self._chunks: deque[bytes] = deque()
-        self._offset = 0  # into _chunks[0]
-        self._size = 0  # bytes buffered and not read yet
+        self._buffer = frames.Chunks()
         self._waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._paused = False
 
     # aiohttp's payload-parser interface (what WebSocketReader offers)
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        if data:
-            self._chunks.append(data)
-            self._size += len(data)
-        if self._size > READ_HIGH_WATER and not self._paused and self._transport is not None:
+        self._buffer.append(data)
+        if self._buffer.size > READ_HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
         self._wake()
@@ -93,39 +86,16 @@ class RawConn:
             self._waiter.set_result(None)
 
     async def read_exactly(self, n: int) -> bytes:
-        while self._size < n:
+        while self._buffer.size < n:
             if self._eof:
                 raise ConnectionResetError("the peer closed the connection")
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        data = self._take(n)
-        if self._paused and self._size < READ_LOW_WATER and self._transport is not None:
+        data = self._buffer.take(n)
+        if self._paused and self._buffer.size < READ_LOW_WATER and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
         return data
-
-    def _take(self, n: int) -> bytes:
-        chunks, offset = self._chunks, self._offset
-        self._size -= n
-        first = chunks[0]
-        if len(first) - offset > n:
-            self._offset = offset + n
-            return first[offset:offset + n]
-        if len(first) - offset == n:
-            chunks.popleft()
-            self._offset = 0
-            return first if not offset else first[offset:]
-        parts: list[memoryview] = []
-        while n:
-            view = memoryview(chunks[0])[offset:offset + n]
-            parts.append(view)
-            n -= len(view)
-            offset += len(view)
-            if offset == len(chunks[0]):
-                chunks.popleft()
-                offset = 0
-        self._offset = offset
-        return b"".join(parts)
 
     async def write(self, data: bytes) -> None:
         if self._transport is None or self._transport.is_closing():
@@ -149,17 +119,15 @@ class WebSocketConn:
         self.remote = request.remote or ""
         self._ws = ws
         self._transport = request.transport
-        self._buffer = bytearray()
+        self._buffer = frames.Chunks()
 
     async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while self._buffer.size < n:
             message = await self._ws.receive()
             if message.type is not WSMsgType.BINARY:
                 raise ConnectionResetError(f"the WebSocket ended ({message.type.name})")
-            self._buffer += message.data
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
+            self._buffer.append(message.data)
+        return self._buffer.take(n)
 
     async def write(self, data: bytes) -> None:
         await self._ws.send_bytes(data)

@@ -63,7 +63,7 @@ class _Stream:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         self.inner.setblocking(False)
-        self.pending: deque[bytes | None] = deque()  # None: end of stream
+        self.pending: deque[memoryview | None] = deque()  # None: end of stream
         self.pending_bytes = 0
         self.ready = asyncio.Event()
         self.next_in = 0
@@ -71,14 +71,14 @@ class _Stream:
         self.halves_done = 0  # each pump counts itself when its direction ended cleanly
         self.closed = False
 
-    def push(self, data: bytes | None) -> None:
+    def push(self, data: memoryview | None) -> None:
         self.pending.append(data)
-        self.pending_bytes += len(data or b"")
+        self.pending_bytes += 0 if data is None else len(data)
         self.ready.set()
 
-    def take_batch(self, limit: int) -> bytes | None:
+    def take_batch(self, limit: int) -> bytes | memoryview | None:
         """What waits, joined up to about `limit` bytes; None once the end of the stream is next."""
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         size = 0
         while self.pending and self.pending[0] is not None and size < limit:
             data = self.pending.popleft()
@@ -170,9 +170,9 @@ class PeerStreams:
         elif raw_kind == Kind.RESET:
             self._forget(stream)
         elif raw_kind in (Kind.DATA, Kind.EOF):
-            self._on_data(stream, Kind(raw_kind), sequence, packet[HEADER.size:])
+            self._on_data(stream, Kind(raw_kind), sequence, memoryview(packet)[HEADER.size:])
 
-    def _on_data(self, stream: _Stream, kind: Kind, sequence: int, data: bytes) -> None:
+    def _on_data(self, stream: _Stream, kind: Kind, sequence: int, data: memoryview) -> None:
         if sequence != stream.next_in & 0xFFFFFFFF:
             self._abort(stream, f"packet {sequence} arrived where {stream.next_in} was due")
         elif stream.pending_bytes + len(data) > MAX_BUFFERED:
