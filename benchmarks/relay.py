@@ -8,6 +8,8 @@ What it measures, on loopback in one run (figures and ratios; nothing here asser
 - 16-byte round trips: direct TCP echo, through the relay (stream), through the relay and SSH (the
   echo subsystem `appliance ping` uses); p50/p99 and what the relay adds to direct's.
 - the relay process's resident memory (VmRSS from /proc) idle and with N connected idle agents.
+- the relay process's CPU time per bare copy, as a rate: what the relay alone could carry on a core
+  of its own (both ends of the stream share this process, which is usually the slower stage).
 
 How: a throwaway PostgreSQL cluster, migrated; the control plane in this process (the agent API and
 pairing, as in the integration tests); the relay as its own process on the same database and key,
