@@ -279,13 +279,12 @@ def recv_packet(source: bytes, packet: bytes) -> bytes:
     return encode(FrameType.RECV_PACKET, _key(source, "source key") + packet)
 
 
-def relayed(source: bytes, send_payload: bytes) -> bytes:
-    """The RecvPacket that delivers a SendPacket's payload (destination key + packet) from `source`.
-
-    The relay's one copy of each packet: the destination key's 32 bytes are replaced by the source's.
+def relayed(source: bytes, send_payload: bytes) -> tuple[bytes, memoryview]:
+    """The RecvPacket that delivers a SendPacket's payload (destination key + packet) from `source`, in
+    two parts: its header and the source key, then the packet as a view of the payload (not copied).
     """
-    return b"".join((HEADER.pack(FrameType.RECV_PACKET, len(send_payload)), _key(source, "source key"),
-                     memoryview(send_payload)[KEY_LEN:]))
+    return (HEADER.pack(FrameType.RECV_PACKET, len(send_payload)) + _key(source, "source key"),
+            memoryview(send_payload)[KEY_LEN:])
 
 
 def parse_recv_packet(payload: bytes) -> tuple[bytes, bytes]:

@@ -261,10 +261,9 @@ async def _shutdown(app: web.Application) -> None:
     if service.relay.shutting_down:
         return
     await service.relay.shutdown()
-    for _ in range(int(DRAIN_SECONDS / 0.05)):
-        if service.stats.agent_events.empty():
-            break
-        await asyncio.sleep(0.05)
+    # Until every disconnect is written, not just taken off the queue (the write may still be under way).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.stats.agent_events.join(), DRAIN_SECONDS)
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:

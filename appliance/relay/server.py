@@ -157,7 +157,7 @@ class Peer:
     row: PeerRow
     conn: ByteConn
     bucket: TokenBucket
-    data: deque[bytes] = field(default_factory=deque)
+    data: deque[tuple[bytes, memoryview]] = field(default_factory=deque)  # RecvPackets, in parts (frames.relayed)
     control: deque[bytes] = field(default_factory=deque)
     wake: Flag = field(default_factory=Flag)
     space: Flag = field(default_factory=Flag)
@@ -359,7 +359,7 @@ class Relay:
             source.push_control(frames.peer_gone(destination, PeerGoneReason.NOT_HERE))
             self.counters.add("peer_gone_not_here_frames")
 
-    async def _enqueue(self, source: Peer, target: Peer, frame: bytes) -> bool:
+    async def _enqueue(self, source: Peer, target: Peer, frame: tuple[bytes, memoryview]) -> bool:
         """Queue for `target`, waiting while its queue is full; False when either closed meanwhile."""
         while len(target.data) >= self.settings.queue_frames and not target.closing and not source.closing:
             target.space.clear()
@@ -392,15 +392,16 @@ class Relay:
 
     def _next_writes(self, peer: Peer) -> bytes:
         """Control frames first, then queued packets, joined up to WRITE_BATCH bytes."""
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         size = 0
         while peer.control and size < WRITE_BATCH:
             size += len(part := peer.control.popleft())
             parts.append(part)
         packets = 0
         while peer.data and size < WRITE_BATCH and not peer.closing:
-            size += len(part := peer.data.popleft())
-            parts.append(part)
+            head, packet = peer.data.popleft()
+            parts += (head, packet)
+            size += len(head) + len(packet)
             packets += 1
         if packets:
             self.counters.add("packets_out", packets)

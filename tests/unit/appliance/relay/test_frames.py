@@ -216,7 +216,7 @@ def test_chunks_give_back_the_bytes_in_order_however_they_arrived_and_are_taken(
 def test_relayed_is_the_recv_packet_of_a_send_packets_payload(source: bytes, destination: bytes,
                                                                packet: bytes) -> None:
     send = decode(frames.send_packet(destination, packet))
-    assert frames.relayed(source, send.payload) == frames.recv_packet(source, packet)
+    assert b"".join(frames.relayed(source, send.payload)) == frames.recv_packet(source, packet)
 
 
 # --- keys and the box ---
