@@ -8,6 +8,8 @@ What it measures, on loopback in one run (figures and ratios; nothing here asser
 - 16-byte round trips: direct TCP echo, through the relay (stream), through the relay and SSH (the
   echo subsystem `appliance ping` uses); p50/p99 and what the relay adds to direct's.
 - the relay process's resident memory (VmRSS from /proc) idle and with N connected idle agents.
+- the relay process's CPU time per bare copy, as a rate: what the relay alone could carry on a core
+  of its own (both ends of the stream share this process, which is usually the slower stage).
 
 How: a throwaway PostgreSQL cluster, migrated; the control plane in this process (the agent API and
 pairing, as in the integration tests); the relay as its own process on the same database and key,
@@ -102,6 +104,12 @@ def relay_process(conninfo: str, pki_dir: Path) -> Iterator[tuple[str, int]]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -325,6 +333,7 @@ async def measure(url: str, relay_url: str, relay_pid: int, token: str, agents: 
     stream = await _relayed_stream(relay_url, Client(url, token), *agents[1])
     block = os.urandom(BLOCK)
     copies: dict[str, list[float]] = {"direct": [], "relay": [], "relay+ssh": [], "ssh": []}
+    relay_cpu: list[float] = []  # the relay process's CPU seconds per bare relayed copy
     async with open_session(Client(url, token), agent_id, relay=relay_url) as session, \
             ssh_over_socketpair(stand_in, agent_id) as plain_ssh:
         runs: dict[str, Copy] = {
@@ -332,12 +341,17 @@ async def measure(url: str, relay_url: str, relay_pid: int, token: str, agents: 
             "relay+ssh": lambda b, n: ssh_copy(session.ssh, b, n), "ssh": lambda b, n: ssh_copy(plain_ssh, b, n)}
         for _ in range(args.rounds):
             for name, copy in runs.items():
+                before = cpu_seconds(relay_pid)
                 copies[name].append(await copy(block, args.megabytes))
+                if name == "relay":
+                    relay_cpu.append(cpu_seconds(relay_pid) - before)
         trips = {"direct": await direct_round_trips(args.pings), "relay": await stream.round_trips(args.pings),
                  "relay+ssh": await ssh_round_trips(session.ssh, args.pings)}
     await stream.close()
     serving.cancel()
     results["throughput_mbit_s"] = {k: args.megabytes * MB * 8 / statistics.median(v) / 1e6 for k, v in copies.items()}
+    # What the relay process alone could carry if it had a core to itself: bytes over its CPU time.
+    results["relay_capacity_mbit_s"] = args.megabytes * MB * 8 / max(statistics.median(relay_cpu), 1e-3) / 1e6
     results["latency_ms"] = {k: _percentiles(v) for k, v in trips.items()}
     return results
 
@@ -377,6 +391,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"{'throughput':<12}{'Mbit/s':>10}{'x direct':>10}", file=out)
     for name, rate in rates.items():
         print(f"{name:<12}{rate:>10.0f}{rate / direct:>10.2f}", file=out)
+    capacity = results["relay_capacity_mbit_s"]
+    print(f"{'relay CPU':<12}{capacity:>10.0f}{capacity / direct:>10.2f}  (bytes over the relay process's CPU "
+          "time: its ceiling on a core of its own)", file=out)
     print(f"{'round trip':<12}{'p50 ms':>10}{'p99 ms':>10}{'+p50 ms':>10}{'+p99 ms':>10}", file=out)
     for name, p in lat.items():
         print(f"{name:<12}{p['p50']:>10.3f}{p['p99']:>10.3f}{p['p50'] - lat['direct']['p50']:>10.3f}"

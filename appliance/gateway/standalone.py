@@ -14,7 +14,6 @@ from appliance.config import ServerConfig
 from appliance.db.database import Database
 from appliance.db.migrate import require_current_schema
 from appliance.errors import ConfigError
-from appliance.gateway.app import create_gateway
 
 log = logging.getLogger("appliance.gateway")
 
@@ -30,6 +29,9 @@ def check_config(config: ServerConfig, what: str = "the gateway") -> str:
 
 
 def gateway_app(config: ServerConfig, db: Database) -> web.Application:
+    # Imported here: the gateway pulls in Flask and the console, which `appliance relay serve` must not load.
+    from appliance.gateway.app import create_gateway
+
     return create_gateway(config, db, relay=False)  # installed, the relay is its own unit
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import ssl as ssl_module
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -83,21 +84,17 @@ class _Transport:
 
 class _SocketTransport(_Transport):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
-        self._reader, self._writer, self._head = reader, writer, head
+        self._reader, self._writer = reader, writer
+        self._buffer = frames.Chunks()
+        self._buffer.append(head)
 
     async def read_exactly(self, n: int) -> bytes:
-        if self._head:
-            taken, self._head = self._head[:n], self._head[n:]
-            if len(taken) == n:
-                return taken
-            return taken + await self._read(n - len(taken))
-        return await self._read(n)
-
-    async def _read(self, n: int) -> bytes:
-        try:
-            return await self._reader.readexactly(n)
-        except asyncio.IncompleteReadError as err:
-            raise ConnectionError("the relay closed the connection") from err
+        while self._buffer.size < n:  # reads only what a frame needs: the reader's limit is the backpressure
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                raise ConnectionError("the relay closed the connection")
+            self._buffer.append(data)
+        return self._buffer.take(n)
 
     async def write(self, data: bytes) -> None:
         self._writer.write(data)
@@ -112,17 +109,15 @@ class _SocketTransport(_Transport):
 class _WebSocketTransport(_Transport):
     def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._session, self._ws = session, ws
-        self._buffer = bytearray()
+        self._buffer = frames.Chunks()
 
     async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while self._buffer.size < n:
             message = await self._ws.receive()
             if message.type != aiohttp.WSMsgType.BINARY:
                 raise ConnectionError("the relay closed the WebSocket")
-            self._buffer += message.data
-        taken = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return taken
+            self._buffer.append(message.data)
+        return self._buffer.take(n)
 
     async def write(self, data: bytes) -> None:
         await self._ws.send_bytes(data)
@@ -151,6 +146,15 @@ class DerpClient:
         frame = frames.send_packet(destination, packet)
         await self._bucket.take(len(frame))
         await self._write(frame)
+
+    async def send_many(self, destination: bytes, packets: Sequence[bytes]) -> None:
+        """Send packets (each <= 64 KiB) to one peer in one write; returns once the relay's socket took them."""
+        parts: list[bytes] = []
+        for packet in packets:
+            parts += (frames.send_packet_head(destination, len(packet)), packet)
+        batch = b"".join(parts)
+        await self._bucket.take(len(batch))
+        await self._write(batch)
 
     async def recv(self) -> Event:
         """The next event; raises RelayClosed once the connection ended and every event was read."""

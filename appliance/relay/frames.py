@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -162,6 +163,49 @@ async def read_known_frame(read_exactly: ReadExactly) -> Frame:
         await skip(read_exactly, length)
 
 
+class Chunks:
+    """Bytes as a socket delivered them, taken in pieces of any size: one copy per piece, and no piece
+    taken shifts what is buffered behind it (as `del bytearray[:n]` with a large buffer would)."""
+
+    __slots__ = ("_chunks", "_offset", "size")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0  # into _chunks[0]
+        self.size = 0  # bytes buffered and not taken yet
+
+    def append(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self.size += len(data)
+
+    def take(self, n: int) -> bytes:
+        """The next `n` bytes; the caller checked that `size` >= n."""
+        if not n:
+            return b""
+        chunks, offset = self._chunks, self._offset
+        self.size -= n
+        first = chunks[0]
+        if len(first) - offset > n:
+            self._offset = offset + n
+            return first[offset:offset + n]
+        if len(first) - offset == n:
+            chunks.popleft()
+            self._offset = 0
+            return first[offset:] if offset else first
+        parts: list[memoryview] = []
+        while n:
+            view = memoryview(chunks[0])[offset:offset + n]
+            parts.append(view)
+            n -= len(view)
+            offset += len(view)
+            if offset == len(chunks[0]):
+                chunks.popleft()
+                offset = 0
+        self._offset = offset
+        return b"".join(parts)
+
+
 def _key(raw: bytes, what: str) -> bytes:
     if len(raw) != KEY_LEN:
         raise FrameError(f"{what} must be {KEY_LEN} bytes, got {len(raw)}")
@@ -214,9 +258,14 @@ def server_info_json(*, bytes_per_second: int = 0, burst: int = 0) -> bytes:
 
 
 def send_packet(destination: bytes, packet: bytes) -> bytes:
-    if len(packet) > MAX_PACKET_SIZE:
-        raise FrameError(f"packet of {len(packet)} bytes exceeds {MAX_PACKET_SIZE}")
-    return encode(FrameType.SEND_PACKET, _key(destination, "destination key") + packet)
+    return send_packet_head(destination, len(packet)) + packet
+
+
+def send_packet_head(destination: bytes, length: int) -> bytes:
+    """A SendPacket's header and destination key, for a packet of `length` bytes that follows them."""
+    if length > MAX_PACKET_SIZE:
+        raise FrameError(f"packet of {length} bytes exceeds {MAX_PACKET_SIZE}")
+    return HEADER.pack(FrameType.SEND_PACKET, KEY_LEN + length) + _key(destination, "destination key")
 
 
 def parse_send_packet(payload: bytes) -> tuple[bytes, bytes]:
@@ -228,6 +277,14 @@ def parse_send_packet(payload: bytes) -> tuple[bytes, bytes]:
 
 def recv_packet(source: bytes, packet: bytes) -> bytes:
     return encode(FrameType.RECV_PACKET, _key(source, "source key") + packet)
+
+
+def relayed(source: bytes, send_payload: bytes) -> tuple[bytes, memoryview]:
+    """The RecvPacket that delivers a SendPacket's payload (destination key + packet) from `source`, in
+    two parts: its header and the source key, then the packet as a view of the payload (not copied).
+    """
+    return (HEADER.pack(FrameType.RECV_PACKET, len(send_payload)) + _key(source, "source key"),
+            memoryview(send_payload)[KEY_LEN:])
 
 
 def parse_recv_packet(payload: bytes) -> tuple[bytes, bytes]:
@@ -307,5 +364,5 @@ def parse_restarting(payload: bytes) -> tuple[int, int]:
     return reconnect_in, try_for
 
 
-def is_disco(packet: bytes) -> bool:
-    return packet.startswith(DISCO_MAGIC)
+def is_disco(packet: bytes, start: int = 0) -> bool:
+    return packet.startswith(DISCO_MAGIC, start)

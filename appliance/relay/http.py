@@ -29,7 +29,7 @@ from appliance.relay.admission import Admission
 from appliance.relay.keys import NodeKey
 from appliance.relay.limits import TokenBucket, accept_limiter
 from appliance.relay.server import Relay, RelaySettings
-from appliance.sdk.agents import RELAY_LATENCY_PATH, RELAY_PATH
+from appliance.sdk.relay_constants import RELAY_LATENCY_PATH, RELAY_PATH
 
 log = logging.getLogger("appliance.relay")
 
@@ -63,15 +63,15 @@ class RawConn:
         self.remote = request.remote or ""
         self._response = response
         self._transport = request.transport
-        self._buffer = bytearray()
+        self._buffer = frames.Chunks()
         self._waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._paused = False
 
     # aiohttp's payload-parser interface (what WebSocketReader offers)
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._buffer += data
-        if len(self._buffer) > READ_HIGH_WATER and not self._paused and self._transport is not None:
+        self._buffer.append(data)
+        if self._buffer.size > READ_HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
         self._wake()
@@ -86,14 +86,13 @@ class RawConn:
             self._waiter.set_result(None)
 
     async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while self._buffer.size < n:
             if self._eof:
                 raise ConnectionResetError("the peer closed the connection")
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        if self._paused and len(self._buffer) < READ_LOW_WATER and self._transport is not None:
+        data = self._buffer.take(n)
+        if self._paused and self._buffer.size < READ_LOW_WATER and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
         return data
@@ -120,17 +119,15 @@ class WebSocketConn:
         self.remote = request.remote or ""
         self._ws = ws
         self._transport = request.transport
-        self._buffer = bytearray()
+        self._buffer = frames.Chunks()
 
     async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while self._buffer.size < n:
             message = await self._ws.receive()
             if message.type is not WSMsgType.BINARY:
                 raise ConnectionResetError(f"the WebSocket ended ({message.type.name})")
-            self._buffer += message.data
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
+            self._buffer.append(message.data)
+        return self._buffer.take(n)
 
     async def write(self, data: bytes) -> None:
         await self._ws.send_bytes(data)
@@ -264,10 +261,9 @@ async def _shutdown(app: web.Application) -> None:
     if service.relay.shutting_down:
         return
     await service.relay.shutdown()
-    for _ in range(int(DRAIN_SECONDS / 0.05)):
-        if service.stats.agent_events.empty():
-            break
-        await asyncio.sleep(0.05)
+    # Until every disconnect is written, not just taken off the queue (the write may still be under way).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.stats.agent_events.join(), DRAIN_SECONDS)
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:

@@ -110,7 +110,46 @@ class RelaySettings:
     queue_frames: int = QUEUE_FRAMES
 
 
-@dataclass(eq=False)
+class Flag:
+    """asyncio.Event's set/clear/wait at a fraction of its memory: waiters are listed only while there are any.
+
+    A relay holds three per connection, so with a thousand idle agents the Events' deques alone cost megabytes.
+    """
+
+    __slots__ = ("_on", "_waiters")
+
+    def __init__(self) -> None:
+        self._on = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._on
+
+    def set(self) -> None:
+        self._on = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._on = False
+
+    async def wait(self) -> None:
+        if self._on:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:  # cancelled (a wait_for that timed out)
+                self._waiters.remove(waiter)
+
+
+@dataclass(eq=False, slots=True)
 class Peer:
     """One admitted connection: its key, its row at admission, and what waits to be written to it."""
 
@@ -118,17 +157,18 @@ class Peer:
     row: PeerRow
     conn: ByteConn
     bucket: TokenBucket
-    data: deque[bytes] = field(default_factory=deque)
+    data: deque[tuple[bytes, memoryview]] = field(default_factory=deque)  # RecvPackets, in parts (frames.relayed)
     control: deque[bytes] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    space: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Flag = field(default_factory=Flag)
+    space: Flag = field(default_factory=Flag)
     closing: str = ""  # the reason, once it is closing
     write_started: float = 0.0  # monotonic start of the write under way, 0 when none
     preferred: bool = False
     disco_gone: TokenBucket = field(default_factory=lambda: TokenBucket(DISCO_GONE_RATE, DISCO_GONE_BURST))
     idle_frames: int = 0
     idle_window: float = field(default_factory=time.monotonic)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)  # set once the connection is gone
+    finished: Flag = field(default_factory=Flag)  # set once the connection is gone
+    keep_alive: asyncio.TimerHandle | None = None  # the next KeepAlive (a timer, not a task per connection)
 
     def push_control(self, frame: bytes) -> None:
         self.control.append(frame)
@@ -228,7 +268,8 @@ class Relay:
         await _quietly_close(conn)
 
     async def _run(self, peer: Peer) -> None:
-        tasks = [asyncio.create_task(self._write_loop(peer)), asyncio.create_task(self._keep_alive(peer))]
+        writer = asyncio.create_task(self._write_loop(peer))
+        self._schedule_keep_alive(peer)
         try:
             await self._read_loop(peer)
         except Offence as offence:
@@ -244,9 +285,10 @@ class Relay:
             if not peer.closing:
                 self.close_peer(peer, "")
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(tasks[0]), CLOSE_FLUSH_SECONDS)
-            for task in tasks:
-                task.cancel()
+                await asyncio.wait_for(asyncio.shield(writer), CLOSE_FLUSH_SECONDS)
+            writer.cancel()
+            if peer.keep_alive is not None:
+                peer.keep_alive.cancel()
             await _quietly_close(peer.conn)
             peer.finished.set()
 
@@ -254,7 +296,8 @@ class Relay:
         read = peer.conn.read_exactly
         while not peer.closing:
             kind, length = frames.parse_any_header(await read(frames.HEADER_LEN))
-            await peer.bucket.take(frames.HEADER_LEN + length)  # before the payload: TCP does the throttling
+            if not peer.bucket.unlimited:  # before the payload: TCP does the throttling
+                await peer.bucket.take(frames.HEADER_LEN + length)
             if kind is None:
                 await frames.skip(read, length)
                 self._idle(peer)
@@ -266,8 +309,7 @@ class Relay:
     async def _handle(self, peer: Peer, kind: FrameType, payload: bytes) -> None:
         match kind:
             case FrameType.SEND_PACKET:
-                destination, packet = frames.parse_send_packet(payload)
-                await self._forward(peer, destination, packet)
+                await self._forward(peer, payload)
             case FrameType.PING:
                 self.counters.add("got_ping")
                 self._idle(peer)
@@ -295,27 +337,29 @@ class Relay:
 
     # --- forwarding ---
 
-    async def _forward(self, source: Peer, destination: bytes, packet: bytes) -> None:
+    async def _forward(self, source: Peer, payload: bytes) -> None:
+        """`payload` is a SendPacket's: the destination key, then the packet."""
+        destination, _ = frames.parse_send_packet(payload[:frames.KEY_LEN])  # checks the length only
         self.counters.add("packets_in")
         if not self.admission.paired(source.key, destination):
             reason = "unpaired" if destination in self.admission.rows else "unknown_destination"
-            self._drop(source, destination, packet, reason)
+            self._drop(source, destination, payload, reason)
             return
         target = self.peers.get(destination)
         if target is None or target.closing:
-            self._drop(source, destination, packet, "not_here")
+            self._drop(source, destination, payload, "not_here")
             return
-        if not await self._enqueue(source, target, frames.recv_packet(source.key, packet)):
+        if not await self._enqueue(source, target, frames.relayed(source.key, payload)):
             self.counters.drop("destination_closed")
 
-    def _drop(self, source: Peer, destination: bytes, packet: bytes, reason: str) -> None:
+    def _drop(self, source: Peer, destination: bytes, payload: bytes, reason: str) -> None:
         self.counters.drop(reason)
         self._idle(source)
-        if frames.is_disco(packet) and source.disco_gone.take_now():
+        if frames.is_disco(payload, frames.KEY_LEN) and source.disco_gone.take_now():
             source.push_control(frames.peer_gone(destination, PeerGoneReason.NOT_HERE))
             self.counters.add("peer_gone_not_here_frames")
 
-    async def _enqueue(self, source: Peer, target: Peer, frame: bytes) -> bool:
+    async def _enqueue(self, source: Peer, target: Peer, frame: tuple[bytes, memoryview]) -> bool:
         """Queue for `target`, waiting while its queue is full; False when either closed meanwhile."""
         while len(target.data) >= self.settings.queue_frames and not target.closing and not source.closing:
             target.space.clear()
@@ -348,25 +392,30 @@ class Relay:
 
     def _next_writes(self, peer: Peer) -> bytes:
         """Control frames first, then queued packets, joined up to WRITE_BATCH bytes."""
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         size = 0
         while peer.control and size < WRITE_BATCH:
             size += len(part := peer.control.popleft())
             parts.append(part)
         packets = 0
         while peer.data and size < WRITE_BATCH and not peer.closing:
-            size += len(part := peer.data.popleft())
-            parts.append(part)
+            head, packet = peer.data.popleft()
+            parts += (head, packet)
+            size += len(head) + len(packet)
             packets += 1
         if packets:
             self.counters.add("packets_out", packets)
             peer.space.set()
         return b"".join(parts)
 
-    async def _keep_alive(self, peer: Peer) -> None:
-        while not peer.closing:
-            await asyncio.sleep(self.settings.keep_alive_seconds + random.uniform(0, KEEP_ALIVE_JITTER))  # noqa: S311
+    def _schedule_keep_alive(self, peer: Peer) -> None:
+        delay = self.settings.keep_alive_seconds + random.uniform(0, KEEP_ALIVE_JITTER)  # noqa: S311
+        peer.keep_alive = asyncio.get_running_loop().call_later(delay, self._keep_alive, peer)
+
+    def _keep_alive(self, peer: Peer) -> None:
+        if not peer.closing:
             peer.push_control(frames.keep_alive())
+            self._schedule_keep_alive(peer)
 
     # --- the set of connections ---
 

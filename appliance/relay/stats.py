@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from psycopg.types.json import Jsonb
 
 from appliance.db.database import Database
-from appliance.sdk.agents import REGION_ID
+from appliance.sdk.relay_constants import REGION_ID
 
 log = logging.getLogger("appliance.relay")
 
@@ -79,6 +79,8 @@ async def record_agents(db: Database, stats: RelayStats) -> None:
             await asyncio.to_thread(_execute, db, CONNECTED_SQL if connected else DISCONNECTED_SQL, (agent_id,))
         except Exception as err:  # the database is restarting: the next heartbeat catches up
             log.warning("relay_agent_record_failed", extra={"agent_id": agent_id, "error": str(err)})
+        finally:
+            stats.agent_events.task_done()  # written (or given up): what a graceful stop waits for
 
 
 async def write_stats(db: Database, stats: RelayStats, name: str, gauges: Callable[[], dict[str, int]]) -> None:

@@ -38,6 +38,8 @@ HEADER = struct.Struct(">BI")
 MAX_CHUNK = MAX_PACKET_SIZE - HEADER.size  # stream bytes per DATA packet
 MAX_BUFFERED = 64 << 20  # received but not yet written into one socket; SSH's windows keep it far below
 SOCKET_BUFFER = 1 << 20  # each socketpair end's kernel buffers, so a 64 KiB packet fits whole
+PACKETS_PER_READ = 8  # one socket read becomes up to this many packets, sent to the relay in one write
+WRITE_BATCH = 512 << 10  # received bytes joined into one socket write
 
 
 class Kind(enum.IntEnum):
@@ -47,7 +49,7 @@ class Kind(enum.IntEnum):
     RESET = 4
 
 
-def encode(kind: Kind, sequence: int, data: bytes = b"") -> bytes:
+def encode(kind: Kind, sequence: int, data: bytes | memoryview = b"") -> bytes:
     return HEADER.pack(kind, sequence & 0xFFFFFFFF) + data
 
 
@@ -61,7 +63,7 @@ class _Stream:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         self.inner.setblocking(False)
-        self.pending: deque[bytes | None] = deque()  # None: end of stream
+        self.pending: deque[memoryview | None] = deque()  # None: end of stream
         self.pending_bytes = 0
         self.ready = asyncio.Event()
         self.next_in = 0
@@ -69,10 +71,24 @@ class _Stream:
         self.halves_done = 0  # each pump counts itself when its direction ended cleanly
         self.closed = False
 
-    def push(self, data: bytes | None) -> None:
+    def push(self, data: memoryview | None) -> None:
         self.pending.append(data)
-        self.pending_bytes += len(data or b"")
+        self.pending_bytes += 0 if data is None else len(data)
         self.ready.set()
+
+    def take_batch(self, limit: int) -> bytes | memoryview | None:
+        """What waits, joined up to about `limit` bytes; None once the end of the stream is next."""
+        parts: list[memoryview] = []
+        size = 0
+        while self.pending and self.pending[0] is not None and size < limit:
+            data = self.pending.popleft()
+            assert data is not None
+            parts.append(data)
+            size += len(data)
+        if not parts:
+            self.pending.popleft()
+            return None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         if self.closed:
@@ -154,9 +170,9 @@ class PeerStreams:
         elif raw_kind == Kind.RESET:
             self._forget(stream)
         elif raw_kind in (Kind.DATA, Kind.EOF):
-            self._on_data(stream, Kind(raw_kind), sequence, packet[HEADER.size:])
+            self._on_data(stream, Kind(raw_kind), sequence, memoryview(packet)[HEADER.size:])
 
-    def _on_data(self, stream: _Stream, kind: Kind, sequence: int, data: bytes) -> None:
+    def _on_data(self, stream: _Stream, kind: Kind, sequence: int, data: memoryview) -> None:
         if sequence != stream.next_in & 0xFFFFFFFF:
             self._abort(stream, f"packet {sequence} arrived where {stream.next_in} was due")
         elif stream.pending_bytes + len(data) > MAX_BUFFERED:
@@ -197,13 +213,16 @@ class PeerStreams:
         _background(reset())
 
     async def _pump_out(self, stream: _Stream) -> None:
-        """Socket -> relay: read a chunk only after the relay took the one before."""
+        """Socket -> relay: read only after the relay took what was read before."""
         loop = asyncio.get_running_loop()
         sequence = 0
         try:
-            while chunk := await loop.sock_recv(stream.inner, MAX_CHUNK):
-                await self._client.send(stream.peer, encode(Kind.DATA, sequence, chunk))
-                sequence += 1
+            while chunk := await loop.sock_recv(stream.inner, PACKETS_PER_READ * MAX_CHUNK):
+                view = memoryview(chunk)
+                packets = [encode(Kind.DATA, sequence + i, view[start:start + MAX_CHUNK])
+                           for i, start in enumerate(range(0, len(chunk), MAX_CHUNK))]
+                await self._client.send_many(stream.peer, packets)
+                sequence += len(packets)
             await self._client.send(stream.peer, encode(Kind.EOF, sequence))
             self._half_done(stream)
         except OSError as err:
@@ -218,13 +237,12 @@ class PeerStreams:
             while True:
                 await stream.ready.wait()
                 while stream.pending:
-                    data = stream.pending.popleft()
-                    if data is None:
+                    if (batch := stream.take_batch(WRITE_BATCH)) is None:
                         stream.inner.shutdown(socket.SHUT_WR)
                         self._half_done(stream)
                         return
-                    await loop.sock_sendall(stream.inner, data)
-                    stream.pending_bytes -= len(data)
+                    await loop.sock_sendall(stream.inner, batch)
+                    stream.pending_bytes -= len(batch)
                 stream.ready.clear()
         except OSError as err:
             self._abort(stream, f"socket: {err}")

@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from appliance.sdk.base import BigCount, Body, Line, Query, Text, Timestamp
+from appliance.sdk.relay_constants import REGION_ID as REGION_ID
+from appliance.sdk.relay_constants import RELAY_LATENCY_PATH as RELAY_LATENCY_PATH
+from appliance.sdk.relay_constants import RELAY_PATH as RELAY_PATH
 
 # Coder's lifecycle states, in the order an agent normally passes them.
 LifecycleState = Literal["created", "starting", "start_timeout", "start_error", "ready", "shutting_down", "off"]
@@ -22,9 +25,6 @@ ConnectionStatus = Literal["connecting", "connected", "disconnected", "timeout"]
 AGENT_BINARY_PATH = "/bin/appliance-agent-linux-amd64"  # what the init script downloads
 AGENT_URL_ENV = "APPLIANCE_AGENT_URL"  # the access URL, as the init script exports it
 AGENT_TOKEN_ENV = "APPLIANCE_AGENT_TOKEN"  # noqa: S105 (the variable name, not a token)
-RELAY_PATH = "/derp"
-RELAY_LATENCY_PATH = "/derp/latency-check"
-REGION_ID = 999  # Coder's and Headscale's embedded region id, so `ping` output reads the same
 REGION_CODE = "appliance"
 REGION_NAME = "Appliance Embedded Relay"
 NODE_KEY_HEX = r"^[0-9a-f]{64}$"

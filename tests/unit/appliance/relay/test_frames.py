@@ -196,6 +196,29 @@ def test_a_stream_of_frames_reads_back_in_order(sequence: list[bytes]) -> None:
     assert asyncio.run(read_all()) == sequence
 
 
+@given(st.lists(st.binary(max_size=300), max_size=12), st.lists(st.integers(0, 400), max_size=20))
+def test_chunks_give_back_the_bytes_in_order_however_they_arrived_and_are_taken(
+        arrived: list[bytes], sizes: list[int]) -> None:
+    buffer, data = frames.Chunks(), b"".join(arrived)
+    for chunk in arrived:
+        buffer.append(chunk)
+    taken, wanted = [], []
+    for size in sizes:
+        if size <= buffer.size:
+            wanted.append(size)
+            taken.append(buffer.take(size))
+    taken.append(buffer.take(buffer.size))
+    assert b"".join(taken) == data and buffer.size == 0
+    assert [len(piece) for piece in taken[:-1]] == wanted
+
+
+@given(keys, keys, packets)
+def test_relayed_is_the_recv_packet_of_a_send_packets_payload(source: bytes, destination: bytes,
+                                                               packet: bytes) -> None:
+    send = decode(frames.send_packet(destination, packet))
+    assert b"".join(frames.relayed(source, send.payload)) == frames.recv_packet(source, packet)
+
+
 # --- keys and the box ---
 
 def test_a_sealed_message_opens_only_with_the_right_pair() -> None:
