@@ -142,7 +142,7 @@ def test_first_user_setup_creates_the_owner(page: Page, base_url: str, db_connin
     expect(page.locator("header .who")).to_have_text("alice")
     expect(nav(page).get_by_role("link")).to_have_text(
         ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Providers", "Images", "Certificates",
-         "Account"])
+         "Relay", "Account"])
 
     # Setup is closed once a user exists.
     page.goto("/setup")
@@ -512,4 +512,28 @@ def test_owners_see_the_ca_fingerprint_and_certificate_expiry(
     log_in(member, "dave")
     expect(nav(member).get_by_role("link", name="Certificates")).to_have_count(0)
     refused = member.goto("/admin/certificates")
+    assert refused is not None and refused.status == 403
+
+
+def test_owners_see_the_relay_region_and_its_live_counters(
+    page: Page, new_context: Callable[[], BrowserContext], base_url: str
+) -> None:
+    owner = make_owner(base_url)
+    owner.create_user(username="erin")
+    log_in(page, "owner")
+    go_via_nav(page, "Relay")
+    expect(page.locator("#relay-region")).to_contain_text("999 · Appliance Embedded Relay")
+    expect(page.locator("#relay-region")).to_contain_text("no STUN: every byte is relayed")
+    # The relay in this server writes its counters every few seconds; the page shows them once it has.
+    for _ in range(20):
+        if page.locator("table.relay-counters").count():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(page.locator("table.relay-counters td[data-counter='connections']")).to_have_text("0")
+
+    member = new_context().new_page()
+    log_in(member, "erin")
+    expect(nav(member).get_by_role("link", name="Relay")).to_have_count(0)
+    refused = member.goto("/admin/relay")
     assert refused is not None and refused.status == 403
