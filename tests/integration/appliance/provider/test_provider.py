@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -152,7 +153,8 @@ def test_the_agent_token_is_in_state_but_never_in_terraform_output(minimal: Terr
     assert minimal.state()["appliance_agent.main[0]"]["token"] == token
     outputs += [minimal.ok("show"), minimal.ok("plan", "-input=false", env=build_env(greeting="bye")),
                 minimal.ok("state", "show", "appliance_agent.main[0]")]
-    assert "token          = (sensitive value)" in outputs[-1].stdout
+    # terraform aligns the `=` to the longest attribute name, so the spacing follows the schema.
+    assert re.search(r"^\s+token\s+= \(sensitive value\)$", outputs[-1].stdout, re.MULTILINE), outputs[-1].stdout
     for result in outputs:
         assert token not in result.stdout + result.stderr
 
