@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from appliance import __version__
+from appliance.build_cache import cached_build
 from appliance.provider import HOSTNAME, NAMESPACE, SOURCE, TYPE
 from mirror.build import build_mirror, existing_archives
 from mirror.hashes import dirhash_h1
@@ -67,19 +68,8 @@ def cache_path(cache_dir: Path) -> Path:
 
 def cached_zip(cache_dir: Path) -> Path:
     """The provider zip for the current sources, built into `cache_dir` unless already there."""
-    cached = cache_path(cache_dir)
-    if cached.is_file():
-        return cached
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Built in a private folder and renamed into place, so concurrent builds never see half a zip.
-    private = Path(tempfile.mkdtemp(prefix="building-", dir=cache_dir))
-    try:
-        built = build_provider_zip(ENTRY, TYPE, __version__, private, os_name=OS, arch=ARCH, work=private)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        built.replace(cached)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    return cached
+    return cached_build(cache_path(cache_dir), lambda scratch: build_provider_zip(
+        ENTRY, TYPE, __version__, scratch, os_name=OS, arch=ARCH, work=scratch))
 
 
 def package_provider(out_dir: Path, cache_dir: Path) -> Path:

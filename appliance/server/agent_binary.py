@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 import appliance
 from appliance import __version__
 from appliance.api.agent_binary import BINARY_NAME, binary_path, building_marker
+from appliance.build_cache import cached_build
 from appliance.children import die_with_parent
 from appliance.config import ServerConfig
 from appliance.errors import OperatorError
@@ -64,19 +64,7 @@ def cache_path(cache_dir: Path) -> Path:
 
 def cached_binary(cache_dir: Path) -> Path:
     """The executable for the current sources, built into `cache_dir` unless already there."""
-    cached = cache_path(cache_dir)
-    if cached.is_file():
-        return cached
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Built in a private folder and renamed into place, so concurrent builds never see half a file.
-    scratch = Path(tempfile.mkdtemp(prefix="building-", dir=cache_dir))
-    try:
-        built = _pyinstaller(scratch)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        built.replace(cached)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return cached
+    return cached_build(cache_path(cache_dir), _pyinstaller)
 
 
 def _pyinstaller(scratch: Path) -> Path:
