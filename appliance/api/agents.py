@@ -122,7 +122,8 @@ def agent_report_metadata(body: MetadataRequest) -> Response:
 def agent_pair(agent: str, body: PairRequest) -> Response:
     with authenticated() as (conn, subject):
         paired = pairing.pair(conn, subject, request_info(), agent, node_key=agents.node_key_bytes(body.node_key),
-                              ssh_public_key=body.ssh_public_key, ca=_ca(), derp=_site_derp_map())
+                              ssh_public_key=body.ssh_public_key, ca=_ca(), derp=_site_derp_map(),
+                              kind=body.kind)
     log.info("agent_paired", extra={"agent_id": paired.agent_id, "user": subject.username})
     return json_response(paired)
 

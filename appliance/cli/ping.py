@@ -43,7 +43,7 @@ def ping(workspace: str, count: int, interval: float, agent: str, client: ApiCli
 
 
 async def _ping(client: ApiClient, name: str, agent_id: str, count: int, interval: float) -> None:
-    async with open_session(client, agent_id) as session:
+    async with open_session(client, agent_id, kind="ping") as session:
         echo = await session.ssh.create_process(subsystem=ECHO, encoding=None)
         rtts: list[float] = []
         for number in range(1, count + 1):
@@ -79,7 +79,7 @@ def speedtest(workspace: str, seconds: int, direction: Literal["down", "up"], ag
 
 async def _speedtest(client: ApiClient, name: str, agent_id: str, seconds: int,
                      direction: Literal["down", "up"]) -> None:
-    async with open_session(client, agent_id) as session:
+    async with open_session(client, agent_id, kind="speedtest") as session:
         click.echo(f"Speed test {direction} with {name} {path_of(session.pairing)}, for {seconds} s:")
         measure = _download if direction == "down" else _upload
         total, elapsed = await measure(session, seconds)

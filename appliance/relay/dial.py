@@ -22,7 +22,7 @@ from appliance.errors import OperatorError
 from appliance.relay.client import DerpClient, RelayClosed, RelayRefused, connect
 from appliance.relay.keys import NodeKey, parse_hex_key
 from appliance.relay.stream import PeerStreams
-from appliance.sdk.agents import RELAY_PATH, PairRequest, PairResponse
+from appliance.sdk.agents import RELAY_PATH, ConnectionKind, PairRequest, PairResponse
 from appliance.sdk.client import Client
 from appliance.sdk.workspaces import WorkspaceResponse
 
@@ -68,24 +68,38 @@ def _ssl_context(url: str, ca_file: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca_file) if url.startswith("https:") else None
 
 
-def pair(client: Client, agent_id: str, node: NodeKey, ssh_key: asyncssh.SSHKey) -> PairResponse:
+def pair(client: Client, agent_id: str, node: NodeKey, ssh_key: asyncssh.SSHKey,
+         kind: ConnectionKind = "ssh") -> PairResponse:
     """Have the control plane vouch for our relay key and certify our SSH key for this agent.
 
     Its refusals say what to do: 409 when the agent has not connected yet or its build stopped,
     403/404 for someone else's workspace.
     """
-    body = PairRequest(node_key=node.public_hex, ssh_public_key=ssh_key.export_public_key().decode().strip())
+    body = PairRequest(node_key=node.public_hex, ssh_public_key=ssh_key.export_public_key().decode().strip(),
+                       kind=kind)
     return client.call("POST", f"/api/v2/workspaceagents/{agent_id}/pair", PairResponse, body=body)
 
 
 @contextlib.asynccontextmanager
-async def open_session(client: Client, agent_id: str, *, websocket: bool = False,
-                       relay: str = "") -> AsyncIterator[Session]:
+async def open_session(client: Client, agent_id: str, *, websocket: bool = False, relay: str = "",
+                       kind: ConnectionKind = "ssh") -> AsyncIterator[Session]:
     """Pair, dial the relay (at <API URL>/derp unless `relay` names another base URL), log in over SSH."""
     node, ssh_key = NodeKey.generate(), asyncssh.generate_private_key("ssh-ed25519")
-    pairing = await asyncio.to_thread(pair, client, agent_id, node, ssh_key)
+    pairing = await asyncio.to_thread(pair, client, agent_id, node, ssh_key, kind)
     url = relay_url(relay or client.url)
-    derp = await dial_relay(url, node, _ssl_context(url, client.ca_file), websocket)
+    async with attach(pairing, node, ssh_key, url, _ssl_context(url, client.ca_file), websocket=websocket) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def attach(pairing: PairResponse, node: NodeKey, ssh_key: asyncssh.SSHKey, url: str,
+                 context: ssl.SSLContext | None, *, websocket: bool = False) -> AsyncIterator[Session]:
+    """Dial the relay at `url` with the node key a pairing vouched for and log in over SSH to its agent.
+
+    What a client that paired some other way uses: the console's gateway pairs in-process, on the
+    browser user's behalf (appliance.workspaces.pairing), then attaches here as the CLI does.
+    """
+    derp = await dial_relay(url, node, context, websocket)
     streams = PeerStreams(derp)
     pump = asyncio.create_task(streams.run())
     try:

@@ -31,6 +31,9 @@ NODE_KEY_HEX = r"^[0-9a-f]{64}$"
 MAX_LOG_BATCH = 1000  # lines per PATCH .../me/logs
 MAX_LOG_LINE_CHARS = 4096
 METADATA_VALUE_CHARS = 4096
+# What a pairing is for: the connection audit records it (terminal: the console's web terminal,
+# app: the console's path-based app proxy; the rest are CLI commands and OpenSSH through --stdio).
+ConnectionKind = Literal["ssh", "terminal", "port-forward", "app", "ping", "speedtest"]
 
 
 # --- DERP map (Coder's tailcfg.DERPMap shape, one embedded region) ---
@@ -141,6 +144,7 @@ class PairRequest(Body):
 
     node_key: str = Field(pattern=NODE_KEY_HEX)
     ssh_public_key: Line = Field(max_length=8192)
+    kind: ConnectionKind = Field(default="ssh", description="What the connection is for (the connection audit).")
 
 
 class PairResponse(BaseModel):

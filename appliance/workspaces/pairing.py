@@ -15,7 +15,7 @@ from appliance.auth.rbac import Action, Subject, is_allowed
 from appliance.db.database import Connection
 from appliance.errors import Conflict, Forbidden
 from appliance.pki.ssh_ca import SshUserCa, parse_public_key
-from appliance.sdk.agents import DerpMap, PairResponse
+from appliance.sdk.agents import ConnectionKind, DerpMap, PairResponse
 from appliance.workspaces.agents import Agent, agent_not_found, find_agent, normalised_ssh_key
 
 PAIRING_LIFETIME = timedelta(hours=12)
@@ -53,7 +53,7 @@ def _agent_node_key(conn: Connection, agent: Agent) -> bytes:
 
 
 def pair(conn: Connection, subject: Subject, info: RequestInfo, ref: str, *, node_key: bytes, ssh_public_key: str,
-         ca: SshUserCa, derp: DerpMap) -> PairResponse:
+         ca: SshUserCa, derp: DerpMap, kind: ConnectionKind = "ssh") -> PairResponse:
     """Vouch for the client's node key, paired with this agent only, and certify its SSH key for the agent."""
     client_line = normalised_ssh_key(ssh_public_key, "ssh_public_key")
     agent = _connectable_agent(conn, subject, ref)
@@ -65,6 +65,7 @@ def pair(conn: Connection, subject: Subject, info: RequestInfo, ref: str, *, nod
     record(conn, actor=subject, action="connect", resource_type="workspace", resource_id=agent.workspace_id,
            target=agent.target, info=info,
            diff={"agent": {"old": None, "new": agent.name, "secret": False},
+                 "kind": {"old": None, "new": kind, "secret": False},
                  "node_key": {"old": None, "new": node_key.hex(), "secret": False}})
     return PairResponse(agent_id=str(agent.id), agent_node_key=agent_key.hex(), agent_ssh_host_key=agent.ssh_host_key,
                         ssh_certificate=certificate, ssh_username=agent.owner_name, derp_map=derp,
