@@ -30,7 +30,7 @@ class Screen:
         self.process = process
         self.text = ""
 
-    async def until(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+    async def until(self, pattern: str, within: float = 15.0) -> re.Match[str]:
         async def read() -> re.Match[str]:
             while not (found := re.search(pattern, self.text)):
                 chunk = await self.process.stdout.read(4096)
@@ -38,7 +38,7 @@ class Screen:
                     raise AssertionError(f"the channel closed before {pattern!r}; it showed {self.text!r}")
                 self.text += chunk.decode(errors="replace")
             return found
-        return await asyncio.wait_for(read(), timeout)
+        return await asyncio.wait_for(read(), within)
 
     def type(self, line: str) -> None:
         self.process.stdin.write(line.encode() + b"\r")
@@ -89,12 +89,12 @@ def test_reattaching_replays_the_scrollback_and_keeps_the_same_shell(tmp_path: P
 def test_two_channels_share_one_shell_and_see_each_others_input(tmp_path: Path) -> None:
     async def test(directory: Path) -> None:
         reconnect = str(uuid.uuid4())
-        async with AsyncExitStack() as stack:
-            async with attached(stack, directory, reconnect) as one, attached(stack, directory, reconnect) as two:
-                one.type("echo from-one-$((1+1))")
-                await two.until("from-one-2")
-                two.type("echo from-two-$((2+2))")
-                await one.until("from-two-4")
+        async with (AsyncExitStack() as stack, attached(stack, directory, reconnect) as one,
+                    attached(stack, directory, reconnect) as two):
+            one.type("echo from-one-$((1+1))")
+            await two.until("from-one-2")
+            two.type("echo from-two-$((2+2))")
+            await one.until("from-two-4")
     run(test, tmp_path)
 
 
