@@ -72,8 +72,9 @@ async def local_pty(keys: int) -> list[float]:
     """Keystroke echo from a login shell on a PTY of this process: the floor for any terminal."""
     master, slave = os.openpty()
     resize(master, (80, 24, 0, 0))
-    child = subprocess.Popen(_shell(), stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                             preexec_fn=take_terminal, env={**os.environ, "TERM": "xterm-256color"})  # noqa: ASYNC220 (returns at once)
+    child = subprocess.Popen(  # noqa: ASYNC220 (returns at once; it is killed, not waited for, below)
+        _shell(), stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=take_terminal,
+        env={**os.environ, "TERM": "xterm-256color"})
     os.close(slave)
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue[bytes] = asyncio.Queue()
