@@ -23,6 +23,7 @@ from appliance.auth.web import SESSION_COOKIE
 from appliance.sdk.terminal import MAX_MESSAGE_BYTES
 from tests.support.agents import SeededAgent, seed_agent, seed_template
 from tests.support.api import Api
+from tests.support.installed import installed_layout
 from tests.support.postgres import create_database, drop_database, free_port
 from tests.support.relay_agent import StandInAgent, agent_in_thread
 from tests.support.server import LiveServer, live_server
@@ -188,3 +189,24 @@ def test_the_shell_exiting_closes_the_terminal_with_its_status(site: Site) -> No
             assert await screen.close_reason() == (1000, "The shell exited with status 7.")
     run(check)
 
+
+
+def test_installed_behind_nginx_the_terminal_reaches_the_agent_through_the_relay_unit(
+        fresh_db: str, site_pki: Path, tmp_path: Path) -> None:
+    """nginx from the roles' templates routes the WebSocket to `appliance gateway`, which dials the relay at
+    the access URL: back through nginx to `appliance relay serve`, where the agent is connected."""
+    with installed_layout(fresh_db, relay=True, pki_dir=site_pki) as served:
+        owner = Api(served.url)
+        owner.create_first_user("owner")
+        owner = owner.as_user(owner.login("owner"))
+        seed_template(fresh_db)
+        seeded = seed_agent(owner, fresh_db)
+
+        async def check() -> None:
+            async with web_terminal(terminal_url(served.url, seeded.agent_id), token=owner.token or "",
+                                    origin=served.url) as screen:
+                await screen.type("echo installed-$((20+3))\r")
+                await screen.until("installed-23")
+
+        with agent_in_thread(StandInAgent(served.url, seeded.token, str(tmp_path))):
+            run(check)
