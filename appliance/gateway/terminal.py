@@ -23,7 +23,7 @@ import asyncssh
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
-from appliance.errors import Forbidden, InvalidInput, OperatorError
+from appliance.errors import Forbidden, InvalidInput, OperatorError, RequestError
 from appliance.gateway.agent_link import agent_session
 from appliance.gateway.auth import presented_token
 from appliance.gateway.errors import refuse_unsafe_target
@@ -50,6 +50,12 @@ FRAME_LIMIT = 4 * MAX_MESSAGE_BYTES
 REASON_BYTES = 123  # the most a close frame's reason may hold (RFC 6455 5.5)
 
 Channel = asyncssh.SSHClientProcess[bytes]
+
+
+class AgentUnreachable(RequestError):
+    """Paired, but the relay or the agent did not answer: the gateway could not be the proxy it is."""
+
+    status = 502
 
 
 class Refused(Exception):
@@ -157,20 +163,29 @@ async def terminal(request: web.Request) -> web.StreamResponse:
     query = _query(request)
     if presented_token(request) is not None:
         check_origin(request)
-    async with agent_session(request, request.match_info["agent"], kind="terminal") as session:
-        channel = await _open_channel(session.ssh, query)
-        ws = web.WebSocketResponse(max_msg_size=FRAME_LIMIT, heartbeat=HEARTBEAT_SECONDS, autoclose=False)
-        await ws.prepare(request)
-        code, reason = CLOSE_AGENT_GONE, "The gateway stopped."
-        try:
-            code, reason = await _join(ws, channel)
-        except (asyncssh.Error, OSError, OperatorError) as err:
-            log.info("terminal_session_lost", extra={"reason": str(err)})
-        finally:
-            channel.close()  # detach: the shell lives on for its reconnect id
-            with contextlib.suppress(ConnectionResetError):
-                await ws.close(code=code, message=_clip(reason))
+    ws = web.WebSocketResponse(max_msg_size=FRAME_LIMIT, heartbeat=HEARTBEAT_SECONDS, autoclose=False)
+    try:
+        async with agent_session(request, request.match_info["agent"], kind="terminal") as session:
+            channel = await _open_channel(session.ssh, query)
+            await ws.prepare(request)
+            await _serve(ws, channel)
+    except OperatorError as err:  # the relay or the agent could not be reached, or went away
+        if not ws.prepared:
+            raise AgentUnreachable(err.message, err.hint) from err
+        log.info("terminal_session_lost", extra={"reason": err.message})
     return ws
+
+
+async def _serve(ws: web.WebSocketResponse, channel: Channel) -> None:
+    code, reason = CLOSE_AGENT_GONE, "The gateway stopped."
+    try:
+        code, reason = await _join(ws, channel)
+    except (asyncssh.Error, OSError) as err:
+        log.info("terminal_session_lost", extra={"reason": str(err)})
+    finally:
+        channel.close()  # detach: the shell lives on for its reconnect id
+        with contextlib.suppress(ConnectionResetError):
+            await ws.close(code=code, message=_clip(reason))
 
 
 def _clip(reason: str) -> bytes:

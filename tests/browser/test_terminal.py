@@ -103,3 +103,6 @@ def test_an_app_with_a_command_opens_a_terminal_running_it(page: Page, running: 
     page.locator(".agent-connect [data-app=greeter]").click()
     expect(page.locator("h1")).to_contain_text("Greeter")
     expect(page.locator(".xterm-rows")).to_contain_text("greeted-42")
+    page.goto(f"/workspaces/{running.workspace_id}/terminal?app=web")  # no command: nothing to run
+    expect(page.get_by_role("status").filter(has_text="has no app 'web' with a command")).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/workspaces/{running.workspace_id}$"))
