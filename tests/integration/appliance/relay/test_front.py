@@ -98,7 +98,8 @@ def test_bad_requests_get_a_status_and_a_reason_never_a_dropped_socket(relay_db:
     assert answers["no upgrade"].startswith(b"HTTP/1.1 426") and b"Upgrade: DERP" in answers["no upgrade"]
     assert answers["post"].startswith(b"HTTP/1.1 405")
     assert answers["probe"].startswith(b"HTTP/1.1 200") and b"Access-Control-Allow-Origin: *" in answers["probe"]
-    assert answers["old websocket"].startswith(b"HTTP/1.1 400") and b"Sec-WebSocket-Version: 13" in answers["old websocket"]
+    old = answers["old websocket"]
+    assert old.startswith(b"HTTP/1.1 400") and b"Sec-WebSocket-Version: 13" in old
 
 
 def test_websocket_control_frames_ping_is_answered_text_and_unmasked_frames_close_with_a_code(
