@@ -64,6 +64,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(CONSOLE_ASSETS): bundles/build/console_assets.py | $(BIN)/python
+	@dev/system-packages.sh  # npm, on a fresh machine, before it is needed
 	$(BIN)/python -m bundles.build.console_assets
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
