@@ -1,6 +1,7 @@
 """The gateway's aiohttp application: shared state, error middleware, and one module per route family.
 
-Route families: logs.py (build and import log follows, server-sent events) and the relay
+Route families: logs.py (build and import log follows, server-sent events), apps.py (workspace
+apps by path, HTTP and WebSocket proxied through the relay) and the relay
 (appliance/relay/http.py: /derp with Upgrade: DERP or WebSocket, /derp/latency-check). Next, each
 in its own module and registered here the same way: terminal.py (terminal WebSockets). Database
 work runs in a small thread pool beside the event loop, through the services and the authentication
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.gateway import logs
+from appliance.gateway import apps, logs
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
 from appliance.relay import http as relay_http
@@ -44,6 +45,7 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
     app[FALLBACK] = fallback
     app.cleanup_ctx.append(_executor_lifetime)
     logs.init_app(app)
+    apps.init_app(app)  # /@owner/workspace.agent/apps/slug/...: before the embedded front's catch-all
     if relay:
         relay_http.init_app(app, config, db)
     return app
