@@ -218,7 +218,7 @@ def settings(config: ServerConfig) -> RelaySettings:
 
 def init_app(app: web.Application, config: ServerConfig, db: Database) -> None:
     """Mount the relay's routes on `app`; the relay starts and stops with it."""
-    counters = stats.RelayStats()
+    counters = stats.RelayStats(socket.gethostname())
     admission = Admission(fetch=admission_module.fetcher(db))
     relay = Relay(load_key(config.pki_dir / KEY_FILE), admission, settings(config), counters)
     app[RELAY] = RelayService(relay, accept_limiter(config.relay_accept_per_second, config.relay_accept_burst),
@@ -236,10 +236,11 @@ def _lifetime(db: Database) -> Any:
         service = app[RELAY]
         relay = service.relay
         loaded = asyncio.Event()
+        await stats.close_orphans(db, service.stats.name)  # before the first write_stats moves updated_at
         service.tasks = [
             asyncio.create_task(admission_module.follow(db, relay.admission, loaded), name="relay-admission"),
-            asyncio.create_task(stats.record_agents(db, service.stats), name="relay-agents"),
-            asyncio.create_task(stats.write_stats(db, service.stats, socket.gethostname(), relay.gauges),
+            asyncio.create_task(stats.record_events(db, service.stats), name="relay-events"),
+            asyncio.create_task(stats.write_stats(db, service.stats, service.stats.name, relay.gauges),
                                 name="relay-stats"),
             asyncio.create_task(_sweep(relay), name="relay-sweep"),
         ]
@@ -256,14 +257,14 @@ def _lifetime(db: Database) -> Any:
 
 
 async def _shutdown(app: web.Application) -> None:
-    """Graceful stop: Restarting to every client, then the agents' disconnect times written."""
+    """Graceful stop: Restarting to every client, then the disconnects (agents' and clients') written."""
     service = app[RELAY]
     if service.relay.shutting_down:
         return
     await service.relay.shutdown()
     # Until every disconnect is written, not just taken off the queue (the write may still be under way).
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(service.stats.agent_events.join(), DRAIN_SECONDS)
+        await asyncio.wait_for(service.stats.events.join(), DRAIN_SECONDS)
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from appliance.auth.rbac import Subject, is_allowed
 from appliance.db.database import Connection
@@ -91,3 +92,13 @@ def _target(agent: Agent, row: dict[str, Any], is_own: bool) -> AppTarget:
                              "http://localhost:PORT (optionally with a path), then update the workspace.")
     return AppTarget(agent, row["slug"], row["share"], url.scheme, url.netloc, url.hostname or "", port,
                      url.path.rstrip("/"), is_own, row.get("health"))
+
+
+def app_links(conn: Connection, job_id: UUID, owner: str, workspace: str) -> list[dict[str, Any]]:
+    """A build's apps as the workspace page lists them: where each opens, who may, and its health if reported."""
+    rows = conn.execute("SELECT p.*, a.name AS agent_name FROM workspace_apps p"
+                        " JOIN workspace_agents a ON a.id = p.agent_id JOIN workspace_resources r ON r.id = a.resource_id"
+                        " WHERE r.job_id = %s ORDER BY a.name, p.slug", (job_id,)).fetchall()
+    return [{"slug": r["slug"], "display_name": r["display_name"] or r["slug"], "agent": r["agent_name"],
+             "share": r["share"], "command": r["command"], "health": r.get("health"),
+             "href": app_path(owner, workspace, r["agent_name"], r["slug"]) if r["url"] else None} for r in rows]
