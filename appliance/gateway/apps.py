@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import aiohttp
@@ -172,7 +172,7 @@ async def app_request(request: web.Request) -> web.StreamResponse:
         pooled = await request.app[SESSIONS].acquire(request, user_id, target)
     except Unauthorized as err:
         if _wants_html(request) and request.method in ("GET", "HEAD"):
-            raise web.HTTPSeeOther("/login?next=" + quote(request.raw_path, safe="")) from err
+            raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs)) from err
         return _failure(request, err.status, err.message, err.detail)
     except RequestError as err:
         return _failure(request, err.status, err.message, err.detail)

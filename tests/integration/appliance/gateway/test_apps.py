@@ -1,0 +1,220 @@
+"""Workspace apps by path, through the real gateway, relay and (stand-in) agent, to real servers in the "workspace".
+
+The stand-in agent runs on this host, so the workspace's loopback is the host's: the app servers
+below listen on 127.0.0.1. The agent reaches the relay through a tap, which records what the relay
+exchanges with it: an app's bytes must cross it encrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.support.agents import SeededAgent, seed_agent, seed_template
+from tests.support.api import Api
+from tests.support.postgres import create_database, drop_database, free_port
+from tests.support.relay_agent import StandInAgent, agent_in_thread
+from tests.support.server import LiveServer, live_server
+from tests.support.tap import Tap, tapped
+
+pytestmark = pytest.mark.integration
+
+BIG = os.urandom(20 << 20)
+MARKER = "APPMARKER-" + os.urandom(8).hex()
+
+
+def _app_server() -> web.Application:
+    async def big(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=BIG, content_type="application/octet-stream")
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            size += len(chunk)
+        return web.json_response({"sha256": digest.hexdigest(), "size": size, "path": request.path})
+
+    async def headers(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"headers": dict(request.headers), "path": request.path_qs})
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/landing?from=app")
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                await ws.send_str(message.data)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+        return ws
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_get("/big", big)
+    app.router.add_post("/upload", upload)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/ws", echo)
+    app.router.add_route("*", "/{tail:.*}", headers)
+    return app
+
+
+@pytest.fixture(scope="module")
+def app_port() -> Iterator[int]:
+    """The app inside the "workspace": an aiohttp server on loopback, on its own thread."""
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    runner = web.AppRunner(_app_server())
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield port
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def apps_db(admin_conninfo: str, template_db: str) -> Iterator[str]:
+    yield create_database(admin_conninfo, "gateway_apps", template=template_db)
+    drop_database(admin_conninfo, "gateway_apps")
+
+
+@pytest.fixture(scope="module")
+def server(apps_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    pki: Path = tmp_path_factory.mktemp("apps") / "pki"
+    pki.mkdir()
+    with live_server(apps_db, pki_dir=pki) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def users(server: LiveServer) -> dict[str, Api]:
+    """site: the first user (site owner); dev: owns the workspace; other: another member."""
+    anonymous = Api(server.url)
+    anonymous.create_first_user("site")
+    site = anonymous.as_user(anonymous.login("site"))
+    for name in ("dev", "other"):
+        site.create_user(username=name)
+    return {"site": site, "dev": site.as_user(site.login("dev")), "other": site.as_user(site.login("other"))}
+
+
+@pytest.fixture(scope="module")
+def idle_port() -> int:
+    return free_port()  # nothing listens there
+
+
+@pytest.fixture(scope="module")
+def seeded(users: dict[str, Api], apps_db: str, app_port: int, idle_port: int) -> SeededAgent:
+    seed_template(apps_db)
+    return seed_agent(users["dev"], apps_db, name="ws", apps=[
+        {"slug": "web", "url": f"http://localhost:{app_port}"},
+        {"slug": "shared", "url": f"http://127.0.0.1:{app_port}/", "share": "authenticated"},
+        {"slug": "idle", "url": f"http://localhost:{idle_port}"}])
+
+
+@pytest.fixture(scope="module")
+def tap(server: LiveServer, seeded: SeededAgent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tap]:
+    port = int(server.url.rsplit(":", 1)[1])
+    home = str(tmp_path_factory.mktemp("home"))
+    with tapped("127.0.0.1", port) as tap, agent_in_thread(StandInAgent(tap.url, seeded.token, home)):
+        yield tap
+
+
+def test_a_large_body_streams_through_the_app_path_unchanged(server: LiveServer, users: dict[str, Api],
+                                                             tap: Tap) -> None:
+    response = users["dev"].get("/@dev/ws.main/apps/web/big", stream=True)
+    assert response.status_code == 200, response.text
+    digest = hashlib.sha256()
+    for chunk in response.iter_content(1 << 16):
+        digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(BIG).hexdigest()
+
+
+def test_a_post_body_arrives_and_the_relay_sees_no_plaintext(server: LiveServer, users: dict[str, Api],
+                                                             tap: Tap) -> None:
+    body = (MARKER.encode() + b"\n") * 100_000
+    response = users["dev"].post("/@dev/ws/apps/web/upload?x=1", data=body)  # one agent: the name may be left out
+    assert response.status_code == 200, response.text
+    assert response.json() == {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "path": "/upload"}
+    echoed = users["dev"].get(f"/@dev/ws.main/apps/web/{MARKER}")
+    assert echoed.json()["path"] == f"/{MARKER}"
+    seen = bytes(tap.to_server) + bytes(tap.to_clients)
+    assert len(seen) > len(body)  # the upload crossed the relay
+    assert MARKER.encode() not in seen
+
+
+def test_the_app_sees_its_own_paths_and_never_the_console_credentials(server: LiveServer, users: dict[str, Api],
+                                                                      tap: Tap) -> None:
+    dev = users["dev"]
+    token = dev.token
+    response = Api(server.url).get("/@dev/ws.main/apps/web/some/where?q=1", headers={
+        "Cookie": f"theme=dark; appliance_session_token={token}", "Accept": "application/json"})
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["path"] == "/some/where?q=1"
+    assert seen["headers"]["X-Forwarded-Prefix"] == "/@dev/ws.main/apps/web"
+    assert seen["headers"]["Cookie"] == "theme=dark"
+    assert "Authorization" not in dev.get("/@dev/ws.main/apps/web/h").json()["headers"]
+    assert token not in str(seen)
+    moved = dev.get("/@dev/ws.main/apps/web/redirect", allow_redirects=False)
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == "/@dev/ws.main/apps/web/landing?from=app"
+    slashless = dev.get("/@dev/ws.main/apps/web", allow_redirects=False)
+    assert slashless.headers["Location"] == "/@dev/ws.main/apps/web/"
+
+
+def test_a_websocket_echoes_through_the_app_path(server: LiveServer, users: dict[str, Api], tap: Tap) -> None:
+    async def talk() -> None:
+        headers = {"Authorization": f"Bearer {users['dev'].token}"}
+        async with aiohttp.ClientSession() as client, \
+                client.ws_connect(server.url + "/@dev/ws.main/apps/web/ws", headers=headers) as ws:
+            await ws.send_str(MARKER)
+            assert (await ws.receive()).data == MARKER
+            await ws.send_bytes(b"\x00binary" * 1000)
+            assert (await ws.receive()).data == b"\x00binary" * 1000
+
+    asyncio.run(talk())
+    assert MARKER.encode() not in bytes(tap.to_server) + bytes(tap.to_clients)
+
+
+def test_another_user_gets_404_unless_the_app_is_shared(server: LiveServer, users: dict[str, Api], tap: Tap) -> None:
+    other = users["other"]
+    hidden = other.get("/@dev/ws.main/apps/web/")
+    assert hidden.status_code == 404
+    missing = other.get("/@dev/ws.main/apps/nosuch/").json()
+    assert hidden.json() == {**missing, "message": missing["message"].replace("'nosuch'", "'web'")}  # alike
+    shared = other.get("/@dev/ws.main/apps/shared/hello")
+    assert shared.status_code == 200, shared.text
+    assert shared.json()["path"] == "/hello"
+    assert "sandbox" in shared.headers["Content-Security-Policy"]  # another's app cannot use the viewer's session
+    site = users["site"].get("/@dev/ws.main/apps/web/")
+    assert site.status_code == 200  # site owners may connect to any workspace
+    assert "Content-Security-Policy" not in users["dev"].get("/@dev/ws.main/apps/web/").headers
+
+
+def test_a_browser_without_a_session_is_sent_to_log_in(server: LiveServer, tap: Tap) -> None:
+    response = Api(server.url).get("/@dev/ws.main/apps/web/x?a=1&b=2", headers={"Accept": "text/html"},
+                                   allow_redirects=False)
+    assert response.status_code == 303
+    location = urlsplit(response.headers["Location"])
+    assert (location.path, parse_qs(location.query)) == ("/login", {"next": ["/@dev/ws.main/apps/web/x?a=1&b=2"]})
+
+
+def test_a_port_nothing_listens_on_is_a_502_naming_it(server: LiveServer, users: dict[str, Api], idle_port: int,
+                                                      tap: Tap) -> None:
+    response = users["dev"].get("/@dev/ws.main/apps/idle/", headers={"Accept": "text/html"})
+    assert response.status_code == 502
+    assert f"Nothing listens on port {idle_port} inside the workspace" in response.text
+    assert response.headers["Content-Type"].startswith("text/html")
+    # The session is still good for the app that does listen.
+    assert users["dev"].get("/@dev/ws.main/apps/web/after").json()["path"] == "/after"
