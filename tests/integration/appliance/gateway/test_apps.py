@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +20,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from appliance.relay.dial import ECHO, open_session
+from appliance.sdk.client import Client
 from tests.support.agents import SeededAgent, seed_agent, seed_template
 from tests.support.api import Api
 from tests.support.postgres import create_database, drop_database, free_port
@@ -218,3 +221,39 @@ def test_a_port_nothing_listens_on_is_a_502_naming_it(server: LiveServer, users:
     assert response.headers["Content-Type"].startswith("text/html")
     # The session is still good for the app that does listen.
     assert users["dev"].get("/@dev/ws.main/apps/web/after").json()["path"] == "/after"
+
+
+def test_a_session_is_recorded_with_its_end_and_bytes_each_way(server: LiveServer, users: dict[str, Api],
+                                                               seeded: SeededAgent, tap: Tap) -> None:
+    size = 1 << 20
+
+    async def session() -> None:
+        async with open_session(Client(server.url, users["dev"].token), seeded.agent_id, kind="ssh") as opened:
+            echo = await opened.ssh.create_process(subsystem=ECHO, encoding=None)
+            echo.stdin.write(os.urandom(size))
+            await echo.stdout.readexactly(size)
+            echo.stdin.write_eof()
+
+    asyncio.run(session())
+    path = f"/api/v2/workspaces/{seeded.workspace_id}/connections"
+    deadline = time.monotonic() + 20
+    while True:  # the relay writes the end off its packet path, a moment after the session closed
+        ssh = [c for c in users["dev"].get(path).json()["connections"] if c["kind"] == "ssh"]
+        if (ssh and ssh[0]["state"] == "ended") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    row = ssh[0]
+    assert row["state"] == "ended", row
+    assert row["username"] == "dev" and row["agent_name"] == "main" and row["client_ip"] == "127.0.0.1"
+    assert row["connected_at"] and row["ended_at"] >= row["connected_at"]
+    assert row["bytes_to_agent"] >= size and row["bytes_from_agent"] >= size
+    assert any(c["kind"] == "app" for c in users["dev"].get(path).json()["connections"])
+
+    audit = users["site"].get("/api/v2/audit", params={"action": "disconnect"}).json()["audit_logs"]
+    ended = next(a for a in audit if a["diff"]["kind"]["old"] == "ssh")
+    assert ended["resource_target"] == "dev/ws" and ended["username"] == "dev"
+    assert int(ended["diff"]["bytes_to_agent"]["new"]) == row["bytes_to_agent"]
+
+    page = users["dev"].get(f"/workspaces/{seeded.workspace_id}")
+    assert f'data-connection="{row["id"]}" data-state="ended"' in page.text
+    assert users["other"].get(path).status_code == 404
