@@ -97,7 +97,8 @@ def _target(agent: Agent, row: dict[str, Any], is_own: bool) -> AppTarget:
 def app_links(conn: Connection, job_id: UUID, owner: str, workspace: str) -> list[dict[str, Any]]:
     """A build's apps as the workspace page lists them: where each opens, who may, and its health if reported."""
     rows = conn.execute("SELECT p.*, a.name AS agent_name FROM workspace_apps p"
-                        " JOIN workspace_agents a ON a.id = p.agent_id JOIN workspace_resources r ON r.id = a.resource_id"
+                        " JOIN workspace_agents a ON a.id = p.agent_id"
+                        " JOIN workspace_resources r ON r.id = a.resource_id"
                         " WHERE r.job_id = %s ORDER BY a.name, p.slug", (job_id,)).fetchall()
     return [{"slug": r["slug"], "display_name": r["display_name"] or r["slug"], "agent": r["agent_name"],
              "share": r["share"], "command": r["command"], "health": r.get("health"),
