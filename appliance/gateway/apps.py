@@ -166,26 +166,35 @@ async def app_request(request: web.Request) -> web.StreamResponse:
     rest = path[len(prefix):]
     if not rest:  # the app's root is a folder: relative links resolve under the prefix
         raise web.HTTPTemporaryRedirect(prefix + "/" + (f"?{query}" if query else ""))
-    try:
-        user_id, target = await in_db(request.app, _resolve, presented_token(request), info["owner"],
-                                      info["target"], info["slug"])
-        pooled = await request.app[SESSIONS].acquire(request, user_id, target)
-    except Unauthorized as err:
-        if _wants_html(request) and request.method in ("GET", "HEAD"):
-            raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs)) from err
-        return _failure(request, err.status, err.message, err.detail)
-    except RequestError as err:
-        return _failure(request, err.status, err.message, err.detail)
-    except OperatorError as err:
-        return _failure(request, 502, err.message, err.hint)
-    try:
-        return await _forward(request, pooled, target, prefix, rest, query)
-    finally:
-        request.app[SESSIONS].release(pooled)
+    sessions = request.app[SESSIONS]
+    for retry in (not request.body_exists, False):  # a request without a body is tried again on a new session
+        try:
+            user_id, target = await in_db(request.app, _resolve, presented_token(request), info["owner"],
+                                          info["target"], info["slug"])
+            pooled = await sessions.acquire(request, user_id, target)
+        except Unauthorized as err:
+            if _wants_html(request) and request.method in ("GET", "HEAD"):
+                raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs)) from err
+            return _failure(request, err.status, err.message, err.detail)
+        except RequestError as err:
+            return _failure(request, err.status, err.message, err.detail)
+        except OperatorError as err:
+            return _failure(request, 502, err.message, err.hint)
+        try:
+            return await _forward(request, pooled, target, prefix, rest, query, retry=retry)
+        except SessionDied:
+            log.info("app_session_reopened", extra={"agent_id": str(target.agent.id), "slug": target.slug})
+        finally:
+            sessions.release(pooled)
+    raise AssertionError("unreachable: the last attempt does not retry")
+
+
+class SessionDied(Exception):
+    """The pooled session was dead before the request got anywhere: the next acquire opens a new one."""
 
 
 async def _forward(request: web.Request, pooled: Pooled, target: AppTarget, prefix: str, rest: str,
-                   query: str) -> web.StreamResponse:
+                   query: str, *, retry: bool) -> web.StreamResponse:
     url = URL(f"{target.scheme}://{target.netloc}{target.base_path}{rest}" + (f"?{query}" if query else ""),
               encoded=True)
     try:
@@ -194,6 +203,8 @@ async def _forward(request: web.Request, pooled: Pooled, target: AppTarget, pref
             return await _websocket(request, client, url, _upstream_headers(request, target, prefix, websocket=True))
         return await _http(request, client, url, target, prefix)
     except (aiohttp.ClientError, asyncssh.Error, OSError) as err:
+        if retry and pooled.is_dead():
+            raise SessionDied from err
         return await _unreachable(request, pooled, target, err)
 
 
@@ -246,9 +257,16 @@ async def _http(request: web.Request, client: aiohttp.ClientSession, url: URL, t
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientError, asyncssh.Error, OSError) as err:
+            # Mid-body (the app or the browser went away): the status is sent, so the only honest end is a
+            # cut connection, never a short 200.
+            log.info("app_response_cut", extra={"slug": target.slug, "error": str(err)})
+            if request.transport is not None:
+                request.transport.abort()
     return response
 
 
@@ -290,7 +308,9 @@ async def _websocket(request: web.Request, client: aiohttp.ClientSession, url: U
     try:
         browser = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0)
         await browser.prepare(request)
-        await asyncio.gather(_pipe(browser, upstream), _pipe(upstream, browser))
+        with contextlib.suppress(aiohttp.ClientError, asyncssh.Error, OSError):  # either side went away
+            await asyncio.gather(_pipe(browser, upstream), _pipe(upstream, browser))
+            await browser.close()
     finally:
         await upstream.close()
     return browser

@@ -17,10 +17,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp import web
 
 from appliance.relay.dial import ECHO, open_session
+from appliance.relay.stats import close_orphans
 from appliance.sdk.client import Client
 from tests.support.agents import SeededAgent, seed_agent, seed_template
 from tests.support.api import Api
@@ -257,3 +259,47 @@ def test_a_session_is_recorded_with_its_end_and_bytes_each_way(server: LiveServe
     page = users["dev"].get(f"/workspaces/{seeded.workspace_id}")
     assert f'data-connection="{row["id"]}" data-state="ended"' in page.text
     assert users["other"].get(path).status_code == 404
+
+
+def test_a_stopped_workspace_or_an_agent_not_connected_says_what_to_do(
+        server: LiveServer, users: dict[str, Api], apps_db: str, app_port: int, tap: Tap) -> None:
+    dev, app = users["dev"], [{"slug": "web", "url": f"http://localhost:{app_port}"}]
+    halted = seed_agent(dev, apps_db, name="halted", apps=app)
+    assert dev.post(f"/api/v2/workspaces/{halted.workspace_id}/builds", json={"transition": "stop"}).status_code == 201
+    stopped = dev.get("/@dev/halted/apps/web/", headers={"Accept": "text/html"})
+    assert stopped.status_code == 409
+    assert "Workspace dev/halted is not running" in stopped.text and "Start the workspace" in stopped.text
+    seed_agent(dev, apps_db, name="fresh", apps=app)  # built, but its agent never connected
+    waiting = dev.get("/@dev/fresh.main/apps/web/")
+    assert waiting.status_code == 409
+    assert "has not connected yet" in waiting.json()["message"]
+
+
+def test_a_relay_that_starts_closes_what_its_crash_left_open(server: LiveServer, users: dict[str, Api],
+                                                             seeded: SeededAgent, apps_db: str) -> None:
+    with psycopg.connect(apps_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO workspace_connections (workspace_id, agent_id, agent_name, user_id, username, kind,"
+                     " node_key, connected_at, relay_name) SELECT %s, %s, 'main', id, username, 'terminal', %s,"
+                     " now() - interval '1 hour', 'crashed-relay' FROM users WHERE username = 'dev'",
+                     (seeded.workspace_id, seeded.agent_id, os.urandom(32)))
+    asyncio.run(close_orphans(server.db, "crashed-relay"))  # what the relay does first when it starts
+    rows = users["dev"].get(f"/api/v2/workspaces/{seeded.workspace_id}/connections").json()["connections"]
+    row = next(r for r in rows if r["kind"] == "terminal")
+    assert row["state"] == "unknown end" and row["ended_at"] and row["bytes_to_agent"] is None
+    page = users["dev"].get(f"/workspaces/{seeded.workspace_id}").text
+    assert "unknown end" in page
+    audit = users["site"].get("/api/v2/audit", params={"action": "disconnect"}).json()["audit_logs"]
+    assert any(a["diff"]["kind"]["old"] == "terminal" and a["diff"]["bytes_to_agent"]["new"] == "unknown"
+               for a in audit)
+
+
+def test_a_pooled_session_that_died_is_replaced(server: LiveServer, users: dict[str, Api], tap: Tap) -> None:
+    site = users["site"]
+    first = site.as_user(site.login("site"))
+    assert first.get("/@dev/ws.main/apps/web/one").status_code == 200  # pooled: paired with this login's key
+    assert first.post("/api/v2/users/logout").status_code in (200, 204)  # the relay drops what that key paired
+    second = site.as_user(site.login("site"))
+    for _ in range(3):  # whether the relay closed it yet or not, no request fails
+        response = second.get("/@dev/ws.main/apps/web/two")
+        assert response.status_code == 200, response.text
+        assert response.json()["path"] == "/two"
