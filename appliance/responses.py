@@ -21,10 +21,11 @@ from appliance.sdk.jobs import JobResponse
 from appliance.sdk.templates import ParameterResponse, TemplateResponse, VersionAgentResponse, VersionResponse
 from appliance.sdk.tokens import TokenResponse
 from appliance.sdk.users import RoleResponse, UserResponse
-from appliance.sdk.workspaces import BuildResponse, ResourceResponse, WorkspaceResponse
+from appliance.sdk.workspaces import BuildResponse, ConnectionResponse, ResourceResponse, WorkspaceResponse
 from appliance.templates.service import Template, Version
 from appliance.workspaces.agent_status import connection_status, troubleshooting_hint
 from appliance.workspaces.agents import Agent
+from appliance.workspaces.connections import state as connection_state
 from appliance.workspaces.service import Build, Workspace
 
 
@@ -123,3 +124,15 @@ def relay_counters(row: Row) -> RelayCounters:
     return RelayCounters(relay_name=row["relay_name"], region_id=row["region_id"], started_at=row["started_at"],
                          updated_at=row["updated_at"],
                          counters={k: int(v) for k, v in dict(row["counters"]).items() if isinstance(v, int | float)})
+
+
+def connection_response(row: Row) -> ConnectionResponse:
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    return ConnectionResponse(
+        id=str(row["id"]), workspace_id=str(row["workspace_id"]), agent_id=text(row["agent_id"]),
+        agent_name=row["agent_name"], user_id=text(row["user_id"]), username=row["username"], kind=row["kind"],
+        client_ip=text(row["client_ip"]), user_agent=row["user_agent"], state=connection_state(row),
+        created_at=row["created_at"], connected_at=row["connected_at"], ended_at=row["ended_at"],
+        bytes_to_agent=row["bytes_to_agent"], bytes_from_agent=row["bytes_from_agent"])

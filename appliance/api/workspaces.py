@@ -13,11 +13,13 @@ from appliance.api.spec import endpoint, json_response
 from appliance.auth.web import request_info, server_config
 from appliance.db.database import Connection
 from appliance.errors import InvalidInput
-from appliance.responses import build_response, workspace_response
+from appliance.responses import build_response, connection_response, workspace_response
 from appliance.sdk.jobs import LogListResponse, LogsQuery
 from appliance.sdk.workspaces import (
     BuildListResponse,
     BuildResponse,
+    ConnectionListResponse,
+    ConnectionsQuery,
     CreateBuildRequest,
     CreateWorkspaceRequest,
     UpdateWorkspaceRequest,
@@ -26,6 +28,7 @@ from appliance.sdk.workspaces import (
     WorkspacesQuery,
 )
 from appliance.workspaces import service as workspaces
+from appliance.workspaces.connections import list_connections
 
 TAG = "Workspaces"
 
@@ -105,6 +108,15 @@ def list_builds(workspace: str) -> Response:
     with authenticated() as (conn, subject):
         payload = [_build_json(conn, b) for b in workspaces.list_builds(conn, subject, workspace)]
     return json_response(BuildListResponse(builds=payload))
+
+
+@endpoint(v2, "GET", "/workspaces/<workspace>/connections", tag=TAG, query=ConnectionsQuery,
+          summary="The connection audit: who opened which session to the workspace's agents, when, bytes each way",
+          response=ConnectionListResponse, errors=(404,))
+def workspace_connections(workspace: str, query: ConnectionsQuery) -> Response:
+    with authenticated() as (conn, subject):
+        rows = list_connections(conn, subject, workspace, query.limit)
+    return json_response(ConnectionListResponse(connections=[connection_response(r) for r in rows]))
 
 
 @endpoint(v2, "GET", "/workspacebuilds/<build>", summary="Get a build", tag=TAG, response=BuildResponse,

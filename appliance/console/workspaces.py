@@ -18,10 +18,18 @@ from appliance.console.builds import allowed_actions, by_stage, is_live, job_log
 from appliance.console.pages import can, page, render
 from appliance.db.database import Connection
 from appliance.errors import RequestError
-from appliance.responses import build_response, job_response, template_response, workspace_response
+from appliance.responses import (
+    build_response,
+    connection_response,
+    job_response,
+    template_response,
+    workspace_response,
+)
 from appliance.templates import service as templates
 from appliance.templates.starter import SUGGESTED
 from appliance.workspaces import service as workspaces
+from appliance.workspaces.apps import app_links
+from appliance.workspaces.connections import list_connections
 
 # How the page names what a build button did.
 DONE = {"start": "Starting", "stop": "Stopping", "delete": "Deleting"}
@@ -147,6 +155,8 @@ def workspace_detail(conn: Connection, subject: Subject, workspace_id: str) -> A
                   agents=agent_panels(conn, workspace.latest_build.resources),
                   apps_by_agent={a.id: a.apps for r in workspace.latest_build.resources for a in r.agents},
                   actions=allowed_actions(found.status, is_outdated=found.outdated),
+                  apps=app_links(conn, latest.job.id, found.owner_name, found.name),
+                  connections=[connection_response(r) for r in list_connections(conn, subject, workspace_id)],
                   is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2")
 
 

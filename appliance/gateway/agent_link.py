@@ -54,7 +54,7 @@ def relay_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 
 def _pair(conn: Connection, token: str | None, info: RequestInfo, config: ServerConfig, agent_ref: str,
-          node: NodeKey, ssh_key: asyncssh.SSHKey, kind: ConnectionKind) -> PairResponse:
+          node: NodeKey, ssh_key: asyncssh.SSHKey, kind: ConnectionKind, shared_app: str | None) -> PairResponse:
     subject = require_subject(conn, token)
     try:
         ca = ssh_user_ca(config.pki_dir)
@@ -62,12 +62,16 @@ def _pair(conn: Connection, token: str | None, info: RequestInfo, config: Server
         raise SshCaMissing(err.message, err.hint) from err
     return pairing.pair(conn, subject, info, agent_ref, node_key=node.public,
                         ssh_public_key=ssh_key.export_public_key().decode().strip(), ca=ca,
-                        derp=derp_map(config.access_url), kind=kind)
+                        derp=derp_map(config.access_url), kind=kind, shared_app=shared_app)
 
 
 @contextlib.asynccontextmanager
-async def agent_session(request: web.Request, agent_ref: str, kind: ConnectionKind) -> AsyncIterator[Session]:
+async def agent_session(request: web.Request, agent_ref: str, kind: ConnectionKind, *,
+                        shared_app: str | None = None) -> AsyncIterator[Session]:
     """Pair as the requesting user, dial the relay at the access URL, log in to the agent over SSH.
+
+    `shared_app`: the slug of the app this session is for; when the template shares it, a user who
+    may not connect to the workspace pairs too (the app proxy then forwards to that app only).
 
     Raises the API's RequestErrors (401, 403, 404, 409) before anything is dialled, and
     OperatorError when the relay or the agent cannot be reached.
@@ -75,7 +79,7 @@ async def agent_session(request: web.Request, agent_ref: str, kind: ConnectionKi
     config = request.app[CONFIG]
     node, ssh_key = NodeKey.generate(), asyncssh.generate_private_key("ssh-ed25519")
     paired = await in_db(request.app, _pair, presented_token(request), request_info(request), config, agent_ref,
-                         node, ssh_key, kind)
+                         node, ssh_key, kind, shared_app)
     async with attach(paired, node, ssh_key, relay_url(config.access_url), relay_context(config)) as session:
         yield session
 

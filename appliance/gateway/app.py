@@ -1,8 +1,9 @@
 """The gateway's aiohttp application: shared state, error middleware, and one module per route family.
 
-Route families: logs.py (build and import log follows, server-sent events) and the relay
-(appliance/relay/http.py: /derp with Upgrade: DERP or WebSocket, /derp/latency-check), and terminal.py
-(the web terminal's WebSocket to a workspace agent's reconnecting PTY). Database
+Route families: logs.py (build and import log follows, server-sent events), terminal.py (the web
+terminal's WebSocket to a workspace agent's reconnecting PTY), apps.py (workspace apps by path, HTTP
+and WebSocket proxied through the relay) and the relay (appliance/relay/http.py: /derp with Upgrade:
+DERP or WebSocket, /derp/latency-check). Database
 work runs in a small thread pool beside the event loop, through the services and the authentication
 the API uses, so authorization is the API's own.
 """
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.gateway import logs, terminal
+from appliance.gateway import apps, logs, terminal
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
 from appliance.relay import http as relay_http
@@ -27,7 +28,7 @@ DB_THREADS = 8  # database calls in flight at once; followers of one job share i
 async def not_routed_here(request: web.Request) -> web.StreamResponse:
     """Installed behind nginx, the gateway receives only what nginx routes to it."""
     return error_response(404, f"No gateway endpoint {request.method} {request.path}.",
-                          "nginx routes only long-lived requests (log follows) to the gateway; "
+                          "nginx routes only long-lived requests (log follows, terminals, apps) to the gateway; "
                           "compare /etc/nginx/appliance.d/gateway.conf with the gateway role's template.")
 
 
@@ -45,6 +46,7 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
     app.cleanup_ctx.append(_executor_lifetime)
     logs.init_app(app)
     terminal.init_app(app)
+    apps.init_app(app)  # /@owner/workspace.agent/apps/slug/...: before the embedded front's catch-all
     if relay:
         relay_http.init_app(app, config, db)
     return app

@@ -110,7 +110,7 @@ def template_images(plan: dict[str, Any]) -> list[tuple[str, str]]:
 def _app(values: dict[str, Any]) -> dict[str, Any]:
     return {"slug": values.get("slug", ""), "display_name": values.get("display_name") or "",
             "url": values.get("url") or "", "command": values.get("command") or "",
-            "healthcheck": _first(values.get("healthcheck"))}
+            "share": values.get("share") or "owner", "healthcheck": _first(values.get("healthcheck"))}
 
 
 @dataclass

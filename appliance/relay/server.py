@@ -67,6 +67,10 @@ class Counters(Protocol):
 
     def agent_disconnected(self, agent_id: str) -> None: ...
 
+    def client_connected(self, key: bytes) -> None: ...
+
+    def client_left(self, key: bytes, to_agent: int, from_agent: int, *, ended: bool) -> None: ...
+
 
 class NoCounters:
     """Counters that count nothing (a relay in a unit test)."""
@@ -84,6 +88,12 @@ class NoCounters:
         pass
 
     def agent_disconnected(self, agent_id: str) -> None:
+        pass
+
+    def client_connected(self, key: bytes) -> None:
+        pass
+
+    def client_left(self, key: bytes, to_agent: int, from_agent: int, *, ended: bool) -> None:
         pass
 
 
@@ -170,6 +180,8 @@ class Peer:
     idle_window: float = field(default_factory=time.monotonic)
     finished: Flag = field(default_factory=Flag)  # set once the connection is gone
     keep_alive: asyncio.TimerHandle | None = None  # the next KeepAlive (a timer, not a task per connection)
+    sent: int = 0  # packet bytes forwarded from this connection to its peers (the connection audit's)
+    received: int = 0  # and to it from them
 
     def push_control(self, frame: bytes) -> None:
         self.control.append(frame)
@@ -283,6 +295,8 @@ class Relay:
             pass
         finally:
             self._unregister(peer)
+            if peer.row.kind == "client":  # a replaced connection adds its bytes; the row ends with the last
+                self.counters.client_left(peer.key, peer.sent, peer.received, ended=peer.key not in self.peers)
             if not peer.closing:
                 self.close_peer(peer, "")
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -352,6 +366,10 @@ class Relay:
             return
         if not await self._enqueue(source, target, frames.relayed(source.key, payload)):
             self.counters.drop("destination_closed")
+            return
+        size = len(payload) - frames.KEY_LEN
+        source.sent += size
+        target.received += size
 
     def _drop(self, source: Peer, destination: bytes, payload: bytes, reason: str) -> None:
         self.counters.drop(reason)
@@ -429,6 +447,8 @@ class Relay:
             self.close_peer(old, "replaced: a newer connection with the same key connected")
         elif peer.row.kind == "agent":
             self.counters.agent_connected(peer.row.agent_id)
+        if peer.row.kind == "client":
+            self.counters.client_connected(peer.key)
         log.info("relay_connected", extra={"remote": peer.conn.remote, "kind": peer.row.kind,
                                            "agent_id": peer.row.agent_id, "key": peer.key.hex()[:16]})
 

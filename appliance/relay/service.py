@@ -46,10 +46,11 @@ class RelayService:
         """Follow admissions, write counters and connection times, sweep; return once admissions are loaded."""
         relay, db = self.relay, self.db
         loaded = asyncio.Event()
+        await stats.close_orphans(db, self.stats.name)  # before the first write_stats moves updated_at
         self.tasks = [
             asyncio.create_task(admission_module.follow(db, relay.admission, loaded), name="relay-admission"),
-            asyncio.create_task(stats.record_agents(db, self.stats), name="relay-agents"),
-            asyncio.create_task(stats.write_stats(db, self.stats, socket.gethostname(), relay.gauges),
+            asyncio.create_task(stats.record_events(db, self.stats), name="relay-events"),
+            asyncio.create_task(stats.write_stats(db, self.stats, self.stats.name, relay.gauges),
                                 name="relay-stats"),
             asyncio.create_task(_sweep(relay), name="relay-sweep"),
         ]
@@ -58,13 +59,13 @@ class RelayService:
         log.info("relay_started", extra={"server_key": relay.key.public_hex, "admitted": len(relay.admission.rows)})
 
     async def shutdown(self) -> None:
-        """Graceful stop: Restarting to every client, then the agents' disconnect times written."""
+        """Graceful stop: Restarting to every client, then the disconnects (agents' and clients') written."""
         if self.relay.shutting_down:
             return
         await self.relay.shutdown()
         # Until every disconnect is written, not just taken off the queue (the write may still be under way).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stats.agent_events.join(), DRAIN_SECONDS)
+            await asyncio.wait_for(self.stats.events.join(), DRAIN_SECONDS)
 
     async def stop(self) -> None:
         await self.shutdown()
@@ -74,7 +75,7 @@ class RelayService:
 
 
 def build_service(config: ServerConfig, db: Database) -> RelayService:
-    counters = stats.RelayStats()
+    counters = stats.RelayStats(socket.gethostname())
     admission = Admission(fetch=admission_module.fetcher(db))
     relay = Relay(load_key(config.pki_dir / KEY_FILE), admission, settings(config), counters)
     return RelayService(relay, accept_limiter(config.relay_accept_per_second, config.relay_accept_burst),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -62,11 +62,15 @@ class ParameterResponse(BaseModel):
     validation: dict[str, Any]
 
 
+AppShare = Literal["owner", "authenticated", "public"]
+
+
 class AppResponse(BaseModel):
     slug: str
     display_name: str
     url: str
     command: str
+    share: AppShare = "owner"  # who may open it (ADR 0031): "public" means any logged-in user here
 
 
 class VersionAgentResponse(BaseModel):

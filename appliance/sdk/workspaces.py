@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.agents import ConnectionStatus, LifecycleState
+from appliance.sdk.agents import ConnectionKind, ConnectionStatus, LifecycleState
 from appliance.sdk.base import Body, Line, Query, Timestamp
 from appliance.sdk.jobs import JobResponse
 from appliance.sdk.templates import AppResponse
@@ -92,3 +92,34 @@ class WorkspaceResponse(BaseModel):
 
 class WorkspaceListResponse(BaseModel):
     workspaces: list[WorkspaceResponse]
+
+
+ConnectionState = Literal["paired", "connected", "ended", "unknown end"]
+
+
+class ConnectionResponse(BaseModel):
+    """One session a client opened to the workspace's agent through the relay (the connection audit)."""
+
+    id: str
+    workspace_id: str
+    agent_id: str | None
+    agent_name: str
+    user_id: str | None
+    username: str
+    kind: ConnectionKind
+    client_ip: str | None
+    user_agent: str
+    state: ConnectionState  # paired: never connected; unknown end: the relay stopped without recording it
+    created_at: Timestamp  # when it paired
+    connected_at: Timestamp | None
+    ended_at: Timestamp | None  # with "unknown end", the relay's last sign of life before it stopped
+    bytes_to_agent: int | None  # relayed bytes (SSH ciphertext); None until it ended, or when unknown
+    bytes_from_agent: int | None
+
+
+class ConnectionListResponse(BaseModel):
+    connections: list[ConnectionResponse]
+
+
+class ConnectionsQuery(Query):
+    limit: int = Field(default=100, ge=1, le=1000, description="The newest this many connections.")

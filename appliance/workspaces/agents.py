@@ -37,6 +37,7 @@ _ENDED_STARTUP = ("ready", "start_timeout", "start_error")  # Coder stamps ready
 
 _AGENT_SELECT = (
     "SELECT a.*, w.id AS workspace_id, w.name AS workspace_name, w.owner_id, u.username AS owner_name,"
+    " b.build_number,"
     " (w.deleted_at IS NULL AND b.transition = 'start' AND b.build_number ="
     "  (SELECT max(build_number) FROM workspace_builds WHERE workspace_id = w.id)) AS is_live"
     " FROM workspace_agents a JOIN workspace_resources r ON r.id = a.resource_id"
@@ -120,6 +121,15 @@ def find_agent(conn: Connection, ref: str) -> Agent:
     if agent is None:
         raise agent_not_found(ref)
     return agent
+
+
+def agents_of_newest_build(conn: Connection, owner: str, workspace: str) -> list[Agent]:
+    """The agents of the newest build of owner/workspace that has any (not live when the workspace stopped)."""
+    rows = conn.execute(_AGENT_SELECT + " WHERE u.username = %s AND w.name = %s AND w.deleted_at IS NULL"
+                        " ORDER BY b.build_number DESC, a.name", (owner, workspace)).fetchall()
+    agents = [Agent.from_row(r) for r in rows]
+    newest = rows[0]["build_number"] if rows else None
+    return [a for a, r in zip(agents, rows, strict=True) if r["build_number"] == newest]
 
 
 def agent_not_found(ref: str) -> NotFound:

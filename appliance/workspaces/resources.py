@@ -20,10 +20,10 @@ def _store_agent(conn: Connection, resource_id: UUID, agent: Agent) -> None:
          agent.startup_script_timeout_seconds, agent.troubleshooting_url, Jsonb(agent.metadata))).fetchone()
     assert row is not None
     for app in agent.apps:
-        conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, healthcheck)"
-                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, share, healthcheck)"
+                     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                      (row["id"], app["slug"], app["display_name"], app["url"], app["command"],
-                      Jsonb(app["healthcheck"])))
+                      app.get("share", "owner"), Jsonb(app["healthcheck"])))
 
 
 def store(conn: Connection, job_id: UUID, resources: list[StateResource]) -> None:

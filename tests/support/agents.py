@@ -56,15 +56,16 @@ def seed_template(conninfo: str, name: str = "agents") -> None:
 
 
 def agent_state(token: str, apps: Sequence[dict[str, Any]] = (), **attrs: Any) -> bytes:
-    """A state file with one agent (`attrs` override its attributes) and `apps` (appliance_app attributes) on it."""
+    """A state with one agent "main" (`attrs` override its attributes) and `apps` (appliance_app attributes)."""
     agent = {"id": str(uuid.uuid4()), "os": "linux", "arch": "amd64", "token": token, "dir": "/home/dev",
              "env": {"GREETING": "hello"}, "startup_script": "echo ready", "connection_timeout": 30,
              "startup_script_timeout": 90, "troubleshooting_url": "https://wiki.example/agents",
              "metadata": METADATA, **attrs}
-    app_resources = [{"mode": "managed", "type": "appliance_app", "name": app["slug"],
-                      "instances": [{"attributes": {"agent_id": agent["id"], **app}}]} for app in apps]
-    return json.dumps({"resources": [{"mode": "managed", "type": "appliance_agent", "name": "main",
-                                      "instances": [{"attributes": agent}]}, *app_resources]}).encode()
+    resources = [{"mode": "managed", "type": "appliance_agent", "name": "main", "instances": [{"attributes": agent}]}]
+    resources += [{"mode": "managed", "type": "appliance_app", "name": app["slug"], "instances": [{"attributes": {
+        "id": str(uuid.uuid4()), "agent_id": agent["id"], "display_name": None, "command": None, "share": "owner",
+        "healthcheck": [], **app}}]} for app in apps]
+    return json.dumps({"resources": resources}).encode()
 
 
 def finish_build(conninfo: str, build_id: str, state: bytes) -> None:
