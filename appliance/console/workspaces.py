@@ -146,7 +146,8 @@ def workspace_detail(conn: Connection, subject: Subject, workspace_id: str) -> A
                   logs=by_stage(job_logs(conn, latest.job.id)),
                   agents=agent_panels(conn, workspace.latest_build.resources),
                   actions=allowed_actions(found.status, is_outdated=found.outdated),
-                  is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2")
+                  is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2",
+                  cli_ref=found.name if found.owner_id == subject.user_id else f"{workspace.owner_name}/{found.name}")
 
 
 def _build(conn: Connection, subject: Subject, workspace_id: str, transition: str) -> Response:

@@ -55,13 +55,16 @@ def seed_template(conninfo: str, name: str = "agents") -> None:
         conn.execute("UPDATE templates SET active_version_id = %s WHERE id = %s", (version[0], template[0]))
 
 
-def agent_state(token: str, **attrs: Any) -> bytes:
+def agent_state(token: str, apps: Sequence[dict[str, Any]] = (), **attrs: Any) -> bytes:
+    """A state file with one agent and `apps` (appliance_app attributes: slug, url, healthcheck...) on it."""
     agent = {"id": str(uuid.uuid4()), "os": "linux", "arch": "amd64", "token": token, "dir": "/home/dev",
              "env": {"GREETING": "hello"}, "startup_script": "echo ready", "connection_timeout": 30,
              "startup_script_timeout": 90, "troubleshooting_url": "https://wiki.example/agents",
              "metadata": METADATA, **attrs}
-    return json.dumps({"resources": [{"mode": "managed", "type": "appliance_agent", "name": "main",
-                                      "instances": [{"attributes": agent}]}]}).encode()
+    resources = [{"mode": "managed", "type": "appliance_agent", "name": "main", "instances": [{"attributes": agent}]}]
+    resources += [{"mode": "managed", "type": "appliance_app", "name": app["slug"],
+                   "instances": [{"attributes": {"agent_id": agent["id"], **app}}]} for app in apps]
+    return json.dumps({"resources": resources}).encode()
 
 
 def finish_build(conninfo: str, build_id: str, state: bytes) -> None:
@@ -73,12 +76,13 @@ def finish_build(conninfo: str, build_id: str, state: bytes) -> None:
         store(conn, row["id"], build_resources(state))  # type: ignore[arg-type]  # a plain psycopg connection
 
 
-def seed_agent(api: Api, conninfo: str, name: str = "dev", **attrs: Any) -> SeededAgent:
-    """A workspace of `api`'s user, built and running with one agent (token known to the test)."""
+def seed_agent(api: Api, conninfo: str, name: str = "dev", apps: Sequence[dict[str, Any]] = (),
+               **attrs: Any) -> SeededAgent:
+    """A workspace of `api`'s user, built and running with one agent (token known to the test) and its apps."""
     created = api.post("/api/v2/workspaces", json={"template": "agents", "name": name})
     assert created.status_code == 201, created.text
     workspace, token = created.json(), secrets.token_hex(16)
-    finish_build(conninfo, workspace["latest_build"]["id"], agent_state(token, **attrs))
+    finish_build(conninfo, workspace["latest_build"]["id"], agent_state(token, apps, **attrs))
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT id FROM workspace_agents WHERE hashed_token = %s",
                            (hashlib.sha256(token.encode()).digest(),)).fetchone()
