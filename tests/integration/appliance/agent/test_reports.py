@@ -3,7 +3,6 @@ ports listening there as servers start and stop, and an app's health from its he
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -13,14 +12,13 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.agents import SeededAgent, agent_events, agent_process, seed_agent, seed_template, wait_agent
-from tests.support.api import DEFAULT_PASSWORD, Api
+from tests.support.agents import SeededAgent, agent_events, agent_process, seed_agent, seeded_member, wait_agent
+from tests.support.api import Api, console_session
 from tests.support.loopback_servers import http_server
 from tests.support.postgres import free_port
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.integration
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def _until(what: Callable[[], Any], timeout: float = 20.0, home: Path | None = None) -> Any:
@@ -34,19 +32,12 @@ def _until(what: Callable[[], Any], timeout: float = 20.0, home: Path | None = N
 
 
 def _browser(server: LiveServer, username: str) -> requests.Session:
-    session = requests.Session()
-    found = _CSRF.search(session.get(server.url + "/login", timeout=10).text)
-    assert found
-    session.post(server.url + "/login", timeout=10,
-                 data={"csrf_token": found.group(1), "login": username, "password": DEFAULT_PASSWORD, "next": ""})
-    return session
+    return console_session(server.url, username)
 
 
 @pytest.fixture
 def member(owner_api: Api, shared_conninfo: str) -> Api:
-    seed_template(shared_conninfo)
-    owner_api.create_user(username="dev")
-    return owner_api.as_user(owner_api.login("dev"))
+    return seeded_member(owner_api, shared_conninfo)
 
 
 @pytest.fixture

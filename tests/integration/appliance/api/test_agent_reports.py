@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from appliance.sdk.agents import MAX_LISTENING_PORTS
-from tests.support.agents import SeededAgent, seed_agent, seed_template
+from tests.support.agents import SeededAgent, seed_agent, seeded_member
 from tests.support.api import Api
 
 pytestmark = pytest.mark.integration
@@ -19,9 +19,7 @@ HEALTHCHECK = [{"url": "http://127.0.0.1:8080/healthz", "interval": 5, "threshol
 
 @pytest.fixture
 def member(owner_api: Api, shared_conninfo: str) -> Api:
-    seed_template(shared_conninfo)
-    owner_api.create_user(username="dev")
-    return owner_api.as_user(owner_api.login("dev"))
+    return seeded_member(owner_api, shared_conninfo)
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ one, a port nothing listens on, a local port in use, and the session ending unde
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,8 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support.agents import SeededAgent, seed_agent, seed_template
+from tests.support.agents import SeededAgent
 from tests.support.api import Api
+from tests.support.cli import COMMAND, cli_env, run_cli
 from tests.support.loopback_servers import GREETING, http_server, tcp_server, websocket_server
 from tests.support.postgres import free_port
 from tests.support.relay_agent import StandInAgent, agent_in_thread
@@ -32,40 +31,16 @@ BULK = 20 << 20  # what the fast forward moves
 BURST = 4 << 20  # what the slow one's server pushes at a client that does not read yet
 
 
-@pytest.fixture
-def member(owner_api: Api, shared_conninfo: str) -> Api:
-    seed_template(shared_conninfo)
-    owner_api.create_user(username="dev")
-    return owner_api.as_user(owner_api.login("dev"))
-
-
-@pytest.fixture
-def seeded(member: Api, shared_conninfo: str) -> SeededAgent:
-    return seed_agent(member, shared_conninfo, name="box")
-
-
-@pytest.fixture
-def agent(server: LiveServer, seeded: SeededAgent, tmp_path: Path) -> Iterator[StandInAgent]:
-    with agent_in_thread(StandInAgent(server.url, seeded.token, str(tmp_path))) as running:
-        yield running
-
-
-def _env(server: LiveServer, member: Api) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    return env | {"APPLIANCE_URL": server.url, "APPLIANCE_SESSION_TOKEN": member.token or ""}
-
-
 def appliance(server: LiveServer, member: Api, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True,
-                          env=_env(server, member), timeout=60, check=False)
+    return run_cli(server.url, member, *args)
 
 
 @contextmanager
 def forwarding(server: LiveServer, member: Api, *specs: str) -> Iterator[subprocess.Popen[str]]:
     """`appliance port-forward box --tcp ...` running, once it says it forwards; Ctrl-C at the end."""
     args = [arg for spec in specs for arg in ("--tcp", spec)]
-    process = subprocess.Popen([sys.executable, "-m", "appliance", "port-forward", "box", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(server, member))
+    process = subprocess.Popen([*COMMAND, "port-forward", "box", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=cli_env(server.url, member))
     assert process.stdout is not None
     try:
         lines = []
@@ -169,9 +144,9 @@ def test_without_a_connected_agent_wait_no_fails_at_once_and_the_default_waits(
     assert "without '--wait no'" in refused.stderr and "Traceback" not in refused.stderr
     local = free_port()
     with http_server() as http_port:
-        args = [sys.executable, "-m", "appliance", "port-forward", "box", "--tcp", f"{local}:{http_port}"]
+        args = [*COMMAND, "port-forward", "box", "--tcp", f"{local}:{http_port}"]
         with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(server, member)) as waiting:
+                              env=cli_env(server.url, member)) as waiting:
             assert waiting.stderr is not None and waiting.stdout is not None
             assert "not connected yet; waiting..." in waiting.stderr.readline()
             with agent_in_thread(StandInAgent(server.url, seeded.token, str(tmp_path))):
