@@ -3,17 +3,20 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# xterm.js and its fit addon for the console's terminal: pinned npm packages fetched at build time
+# (npm pack, cached in .cache/npm, sha256-checked), never committed and never from a CDN.
+CONSOLE_ASSETS := appliance/console/static/vendor/packages.json
 
 .PHONY: run test check lint typecheck unit integration browser e2e security bench clean
 
 # Start the control plane with embedded PostgreSQL on http://127.0.0.1:3000. The server publishes
 # the appliance Terraform provider into its mirror itself (PyInstaller on first start, then cached).
-run: $(VENV)/.run-installed
+run: $(VENV)/.run-installed $(CONSOLE_ASSETS)
 	@dev/system-packages.sh
 	$(BIN)/appliance server
 
 # Lint, type-check and run every test (unit, integration, browser) against real components.
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(CONSOLE_ASSETS)
 	@dev/system-packages.sh --test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -36,7 +39,7 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-unit integration browser e2e: $(VENV)/.dev-installed
+unit integration browser e2e: $(VENV)/.dev-installed $(CONSOLE_ASSETS)
 	$(BIN)/pytest tests/$@
 
 # One test per finding of the security review (issue 12), wherever in tests/ it lives.
@@ -59,6 +62,10 @@ bench: $(VENV)/.dev-installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+$(CONSOLE_ASSETS): bundles/build/console_assets.py | $(BIN)/python
+	@dev/system-packages.sh  # npm, on a fresh machine, before it is needed
+	$(BIN)/python -m bundles.build.console_assets
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip

@@ -69,16 +69,22 @@ Copy = Callable[[bytes, int], Awaitable[float]]  # (block, megabytes) -> seconds
 
 # What `appliance relay serve` runs, on a TCP port instead of nginx's unix socket, importing no more than it.
 RELAY_MAIN = """
-import resource, sys
-from aiohttp import web
+import asyncio, resource, sys
 from appliance.config import load_server_config
 from appliance.db.database import Database
-from appliance.relay.http import create_relay_app
+from appliance.relay import front
+from appliance.relay.service import build_service
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 config = load_server_config({"config": None})
-web.run_app(create_relay_app(config, Database(config.postgres_url)), host="127.0.0.1", port=int(sys.argv[1]),
-            print=None)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    async def listen(factory):
+        return await loop.create_server(factory, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    await front.run(build_service(config, Database(config.postgres_url)), listen, asyncio.Event())
+
+asyncio.run(main())
 """
 
 

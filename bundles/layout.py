@@ -52,8 +52,11 @@ ROLE_BY_FOLDER = {
 }
 ROLES = (*ROLE_BY_FOLDER.values(), "sbom")
 # SBOM component properties the bundle tools write and read.
-SBOM_KIND_PROPERTY = "appliance:kind"      # wheel, deb, binary, provider, image
+SBOM_KIND_PROPERTY = "appliance:kind"      # wheel, deb, binary, provider, image, npm
 SBOM_PATH_PROPERTY = "appliance:bundle-path"
+# Stage bookkeeping (not in the bundle): the npm packages vendored into the appliance wheel's static files,
+# [{"name", "version", "sha256" (of the npm tarball), "tarball"}], for the SBOM.
+NPM_PACKAGES = ".npm.json"
 EXECUTABLE_MODE = 0o755
 FILE_MODE = 0o644
 READ_CHUNK = 1 << 20

@@ -17,6 +17,11 @@ if [[ "${1:-}" == "--test" ]]; then
   # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py).
   packages+=(chromium git dpkg-dev gnupg systemd-container vagrant nginx)
 fi
+# npm: the console's terminal (xterm.js) is fetched with `npm pack` at build time
+# (bundles/build/console_assets.py). A machine with Node.js from elsewhere already has it.
+if ! command -v npm >/dev/null; then
+  packages+=(npm)
+fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
   packages+=(python3-venv)

@@ -3,27 +3,26 @@
 A client logs in only with an OpenSSH certificate the control plane's user CA signed for principal
 = this agent's id (ADR 0026); there are no passwords and no plain keys. Beside sessions it serves
 three subsystems `appliance ping` and `appliance speedtest` use: echo (bytes back as they come),
-source (bytes until the client closes) and sink (counts bytes until EOF, then answers the count).
+source (bytes until the client closes) and sink (counts bytes until EOF, then answers the count);
+and the web terminal's reconnecting PTYs, `appliance-rpty:<reconnect id>` (rpty.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import pwd
 import socket
-import struct
 import subprocess
-import termios
 from pathlib import Path
-from typing import Any
 
 import asyncssh
 
-from appliance.relay.dial import CIPHERS, ECHO, SINK, SOURCE
+from appliance.agent import rpty
+from appliance.agent.rpty import resize, take_terminal
+from appliance.relay.dial import CIPHERS, ECHO, RPTY_PREFIX, SINK, SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +90,8 @@ async def _handle(process: asyncssh.SSHServerProcess[bytes], workdir: str, env: 
     try:
         if process.subsystem in (ECHO, SOURCE, SINK):
             process.exit(await _measure(process, process.subsystem))
+        elif process.subsystem and process.subsystem.startswith(RPTY_PREFIX):
+            process.exit(await rpty.serve(process, rpty.shared(), lambda command: _launch(command, workdir, env)))
         elif process.subsystem:
             process.stderr.write(f"unknown subsystem {process.subsystem}\n".encode())
             process.exit(1)
@@ -119,17 +120,27 @@ async def _measure(process: asyncssh.SSHServerProcess[bytes], kind: str) -> int:
     return 0
 
 
-def _command_line(process: asyncssh.SSHServerProcess[bytes]) -> list[str]:
+def _argv(command: str) -> list[str]:
+    """The user's shell running `command`, or a login shell when there is none."""
     shell = os.environ.get("SHELL") or pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh"
-    return [shell, "-c", process.command] if process.command else [shell, "-l"]
+    return [shell, "-c", command] if command else [shell, "-l"]
 
 
-def _environment(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str]) -> dict[str, str]:
+def _command_line(process: asyncssh.SSHServerProcess[bytes]) -> list[str]:
+    return _argv(process.command or "")
+
+
+def _environment(process: asyncssh.SSHServerProcess[bytes] | None, env: dict[str, str]) -> dict[str, str]:
     merged = {**os.environ, **env}
-    if process.term_type:
+    if process is not None and process.term_type:
         merged["TERM"] = process.term_type
     merged["SSH_CONNECTION"] = "relay"  # tools that look for it should know they are remote
     return merged
+
+
+def _launch(command: str, workdir: str, env: dict[str, str]) -> rpty.Launch:
+    """A reconnecting PTY's shell: as a session's, but owned by no channel (rpty sets TERM)."""
+    return rpty.Launch(_argv(command), workdir, _environment(None, env))
 
 
 async def _run(process: asyncssh.SSHServerProcess[bytes], workdir: str, env: dict[str, str]) -> int:
@@ -163,10 +174,10 @@ async def _drain_into(source: asyncio.StreamReader, target: asyncssh.SSHWriter[b
 
 async def _run_with_pty(process: asyncssh.SSHServerProcess[bytes], workdir: str, env: dict[str, str]) -> int:
     master, slave = os.openpty()
-    _resize(master, process.term_size)
+    resize(master, process.term_size)
     child = subprocess.Popen(  # noqa: ASYNC220 (returns at once; the wait happens in a thread below)
         _command_line(process), cwd=workdir, env=_environment(process, env), stdin=slave, stdout=slave,
-        stderr=slave, start_new_session=True, preexec_fn=_take_terminal)
+        stderr=slave, start_new_session=True, preexec_fn=take_terminal)
     os.close(slave)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -181,26 +192,15 @@ async def _run_with_pty(process: asyncssh.SSHServerProcess[bytes], workdir: str,
     return code
 
 
-def _take_terminal() -> None:
-    """In the child, after setsid: make stdin (the PTY) the controlling terminal, as sshd does."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
 async def _feed_pty(process: asyncssh.SSHServerProcess[bytes], terminal: asyncio.StreamWriter, master: int) -> None:
     with contextlib.suppress(OSError):
         while True:
             try:
                 data = await process.stdin.read(CHUNK)
             except asyncssh.TerminalSizeChanged as change:
-                _resize(master, (change.width, change.height, change.pixwidth, change.pixheight))
+                resize(master, (change.width, change.height, change.pixwidth, change.pixheight))
                 continue
             if not data:
                 return
             terminal.write(data)
             await terminal.drain()
-
-
-def _resize(fd: int, size: tuple[int, int, int, int] | Any) -> None:
-    width, height, pixwidth, pixheight = size
-    if width and height:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))

@@ -8,9 +8,8 @@ from typing import Any
 import click
 
 from appliance.config import load_server_config
-from appliance.gateway import standalone
 from appliance.logs import configure_logging
-from appliance.relay.http import create_relay_app
+from appliance.relay import front
 
 DEFAULT_SOCKET = Path("/run/appliance-relay/relay.sock")
 
@@ -33,4 +32,4 @@ def serve(socket_path: Path, **flags: Any) -> None:
     """
     config = load_server_config(flags)
     configure_logging(config.log_format, config.log_level)
-    standalone.serve(config, socket_path, create_relay_app, "relay")
+    front.serve(config, socket_path)

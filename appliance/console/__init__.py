@@ -11,6 +11,7 @@ from appliance.console import (  # noqa: F401 -- importing registers the pages
     providers,
     session,
     templates_pages,
+    terminal,
     users,
     workspaces,
 )

@@ -145,6 +145,7 @@ def workspace_detail(conn: Connection, subject: Subject, workspace_id: str) -> A
     return render("workspace_detail.html", workspace=workspace, builds=builds, latest=workspace.latest_build,
                   logs=by_stage(job_logs(conn, latest.job.id)),
                   agents=agent_panels(conn, workspace.latest_build.resources),
+                  apps_by_agent={a.id: a.apps for r in workspace.latest_build.resources for a in r.agents},
                   actions=allowed_actions(found.status, is_outdated=found.outdated),
                   is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2",
                   cli_ref=found.name if found.owner_id == subject.user_id else f"{workspace.owner_name}/{found.name}")

@@ -1,8 +1,8 @@
 """The gateway's aiohttp application: shared state, error middleware, and one module per route family.
 
 Route families: logs.py (build and import log follows, server-sent events) and the relay
-(appliance/relay/http.py: /derp with Upgrade: DERP or WebSocket, /derp/latency-check). Next, each
-in its own module and registered here the same way: terminal.py (terminal WebSockets). Database
+(appliance/relay/http.py: /derp with Upgrade: DERP or WebSocket, /derp/latency-check), and terminal.py
+(the web terminal's WebSocket to a workspace agent's reconnecting PTY). Database
 work runs in a small thread pool beside the event loop, through the services and the authentication
 the API uses, so authorization is the API's own.
 """
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.gateway import logs
+from appliance.gateway import logs, terminal
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
 from appliance.relay import http as relay_http
@@ -44,6 +44,7 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
     app[FALLBACK] = fallback
     app.cleanup_ctx.append(_executor_lifetime)
     logs.init_app(app)
+    terminal.init_app(app)
     if relay:
         relay_http.init_app(app, config, db)
     return app

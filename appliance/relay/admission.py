@@ -29,7 +29,7 @@ REVOKED = ("access revoked: the control plane no longer vouches for this key "
 REPLACED = "access revoked: the agent registered a newer key"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeerRow:
     """One admitted key: what it is and which agent it belongs or is paired to."""
 

@@ -28,6 +28,9 @@ from appliance.sdk.workspaces import WorkspaceResponse
 
 # Subsystems the agent serves beside shells (appliance/agent/sshd.py), for ping and speedtest.
 ECHO, SOURCE, SINK = "appliance-echo", "appliance-source", "appliance-sink"
+# The web terminal's reconnecting PTY (appliance/agent/rpty.py, ADR 0030): subsystem RPTY_PREFIX + reconnect id
+# on a channel with a PTY; the channel's RPTY_COMMAND_ENV names a command to run instead of a login shell.
+RPTY_PREFIX, RPTY_COMMAND_ENV = "appliance-rpty:", "APPLIANCE_RPTY_COMMAND"
 CONNECT_TIMEOUT = 15.0  # seconds for the relay handshake and then the SSH login
 # AEAD ciphers only, AES-GCM first: with AES-NI it moves about 1.5x chacha20's bytes per CPU second here.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]

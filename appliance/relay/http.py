@@ -9,46 +9,24 @@ mounts it (one port in embedded mode); `appliance relay serve` runs it alone on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import WSMsgType, web
-from nacl.public import PrivateKey
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.relay import admission as admission_module
-from appliance.relay import frames, stats
-from appliance.relay.admission import Admission
-from appliance.relay.keys import NodeKey
-from appliance.relay.limits import TokenBucket, accept_limiter
-from appliance.relay.server import Relay, RelaySettings
+from appliance.relay import frames
+from appliance.relay.service import RelayService, build_service
+from appliance.relay.upgrade import PROBE_HEADERS, Refusal, derp_switch_headers, requested_upgrade
 from appliance.sdk.relay_constants import RELAY_LATENCY_PATH, RELAY_PATH
 
 log = logging.getLogger("appliance.relay")
 
-KEY_FILE = "relay-node.key"  # under pki_dir: the relay's Curve25519 private key, hex, 0600
 READ_HIGH_WATER = 1 << 20  # buffered input past which the socket stops being read (TCP backpressure)
 READ_LOW_WATER = 256 << 10
-ADMISSION_WAIT_SECONDS = 10.0  # how long start waits for the first read of relay_peers
-SWEEP_SECONDS = 1.0
-DRAIN_SECONDS = 2.0  # at shutdown, for the agents' disconnect times to reach the database
 WS_CLOSE_SECONDS = 2.0
-PROBE_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
-
-
-@dataclass
-class RelayService:
-    relay: Relay
-    accept: TokenBucket
-    stats: stats.RelayStats
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 RELAY = web.AppKey("relay", RelayService)
@@ -143,27 +121,14 @@ class WebSocketConn:
 
 # --- handlers ---
 
-def _tokens(value: str) -> set[str]:
-    return {part.strip().lower() for part in value.split(",") if part.strip()}
-
-
 async def derp(request: web.Request) -> web.StreamResponse:
     service = request.app[RELAY]
-    upgrade = request.headers.get("Upgrade", "").strip().lower()
-    if upgrade not in ("derp", "websocket"):
-        return web.Response(status=426, text="DERP requires connection upgrade",
-                            headers={"Upgrade": "DERP", "Connection": "Upgrade"})
-    if not service.accept.take_now():
-        service.stats.refuse("accept_limit")
-        return web.Response(status=429, text="the relay is accepting too many connections; retry in a second",
-                            headers={"Retry-After": "1"})
-    if upgrade == "websocket":
+    wanted = requested_upgrade(request.headers, service.accept, service.stats)
+    if isinstance(wanted, Refusal):
+        return web.Response(status=wanted.status, text=wanted.text, headers=wanted.headers)
+    if wanted == "websocket":
         return await _websocket(request, service)
-    if "upgrade" not in _tokens(request.headers.get("Connection", "")):
-        return web.Response(status=426, text="DERP requires connection upgrade (Connection: Upgrade)")
-    response = web.StreamResponse(status=101, headers={
-        "Upgrade": "DERP", "Connection": "Upgrade", "Derp-Version": str(frames.PROTOCOL_VERSION),
-        "Derp-Public-Key": service.relay.key.public_hex})
+    response = web.StreamResponse(status=101, headers=derp_switch_headers(service.relay.key.public_hex))
     response.force_close()
     await response.prepare(request)
     conn = RawConn(request, response)
@@ -175,8 +140,6 @@ async def derp(request: web.Request) -> web.StreamResponse:
 
 
 async def _websocket(request: web.Request, service: RelayService) -> web.StreamResponse:
-    if "derp" not in _tokens(request.headers.get("Sec-WebSocket-Protocol", "")):
-        return web.Response(status=400, text="a DERP WebSocket needs Sec-WebSocket-Protocol: derp")
     ws = web.WebSocketResponse(protocols=("derp",), compress=False, autoping=True,
                                max_msg_size=frames.MAX_FRAME_SIZE + frames.HEADER_LEN)
     await ws.prepare(request)
@@ -191,79 +154,25 @@ async def probe(request: web.Request) -> web.StreamResponse:
 
 # --- lifetime ---
 
-def load_key(path: Path) -> NodeKey:
-    """The relay's key pair from `path`, made (0600) on first start so it stays the same across restarts.
-
-    Without a pki folder to keep it in (a test's configuration), the key lives as long as the process.
-    """
-    if path.exists():
-        return NodeKey(PrivateKey(bytes.fromhex(path.read_text().strip())))
-    key = NodeKey.generate()
-    try:
-        path.parent.mkdir(exist_ok=True, mode=0o700)
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(bytes(key.private).hex() + "\n")
-        temporary.replace(path)
-    except OSError as err:
-        log.warning("relay_key_not_persisted", extra={"path": str(path), "error": err.strerror})
-    return key
-
-
-def settings(config: ServerConfig) -> RelaySettings:
-    return RelaySettings(rate_bytes_per_second=config.relay_rate_bytes_per_second,
-                         rate_burst_bytes=config.relay_rate_burst_bytes)
-
-
 def init_app(app: web.Application, config: ServerConfig, db: Database) -> None:
     """Mount the relay's routes on `app`; the relay starts and stops with it."""
-    counters = stats.RelayStats()
-    admission = Admission(fetch=admission_module.fetcher(db))
-    relay = Relay(load_key(config.pki_dir / KEY_FILE), admission, settings(config), counters)
-    app[RELAY] = RelayService(relay, accept_limiter(config.relay_accept_per_second, config.relay_accept_burst),
-                              counters)
+    app[RELAY] = build_service(config, db)
     app.router.add_get(RELAY_PATH, derp, allow_head=False)
     for path in (f"{RELAY_PATH}/probe", RELAY_LATENCY_PATH):
         app.router.add_route("GET", path, probe)
         app.router.add_route("HEAD", path, probe)
-    app.cleanup_ctx.append(_lifetime(db))
+    app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_shutdown)
 
 
-def _lifetime(db: Database) -> Any:
-    async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        service = app[RELAY]
-        relay = service.relay
-        loaded = asyncio.Event()
-        service.tasks = [
-            asyncio.create_task(admission_module.follow(db, relay.admission, loaded), name="relay-admission"),
-            asyncio.create_task(stats.record_agents(db, service.stats), name="relay-agents"),
-            asyncio.create_task(stats.write_stats(db, service.stats, socket.gethostname(), relay.gauges),
-                                name="relay-stats"),
-            asyncio.create_task(_sweep(relay), name="relay-sweep"),
-        ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(loaded.wait(), ADMISSION_WAIT_SECONDS)
-        log.info("relay_started", extra={"server_key": relay.key.public_hex, "admitted": len(relay.admission.rows)})
-        yield
-        await _shutdown(app)
-        for task in service.tasks:
-            task.cancel()
-        await asyncio.gather(*service.tasks, return_exceptions=True)
-
-    return lifetime
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    await app[RELAY].start()
+    yield
+    await app[RELAY].stop()
 
 
 async def _shutdown(app: web.Application) -> None:
-    """Graceful stop: Restarting to every client, then the agents' disconnect times written."""
-    service = app[RELAY]
-    if service.relay.shutting_down:
-        return
-    await service.relay.shutdown()
-    # Until every disconnect is written, not just taken off the queue (the write may still be under way).
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(service.stats.agent_events.join(), DRAIN_SECONDS)
+    await app[RELAY].shutdown()
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:
@@ -278,8 +187,3 @@ def create_relay_app(config: ServerConfig, db: Database) -> web.Application:
     app.router.add_route("*", r"/{path:[\s\S]*}", not_found)
     return app
 
-
-async def _sweep(relay: Relay) -> None:
-    while True:
-        await asyncio.sleep(SWEEP_SECONDS)
-        relay.sweep()

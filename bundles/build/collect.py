@@ -12,10 +12,12 @@ from pathlib import Path
 from bundles.build.appliance_agent import package_appliance_agent
 from bundles.build.appliance_provider import package_appliance_provider
 from bundles.build.base_image import cached_base_image
+from bundles.build.console_assets import vendor, vendored_packages
 from bundles.build.debs import baseline_rootfs, download_closure, write_repository_index
 from bundles.build.executable import build_executable
 from bundles.build.wheels import collect_wheels
 from bundles.errors import BundleError
+from bundles.layout import NPM_PACKAGES
 from bundles.recipe import Recipe
 from mirror.build import build_mirror
 from mirror.signing import signing_key
@@ -44,6 +46,10 @@ def collect(recipe: Recipe, stage: Path, cache: Path, *, version: str, created: 
     """Fill `stage` from the recipe for release `version`. Slow, connected work: pip, debootstrap, apt, PyInstaller."""
     stage.mkdir(parents=True, exist_ok=True)
     versions: dict[str, str] = {}
+
+    step("console assets: xterm.js from npm into the appliance's static files (cached after the first build)")
+    vendor(recipe.project, cache / "npm")
+    (stage / NPM_PACKAGES).write_text(json.dumps(vendored_packages(recipe.project), indent=1) + "\n")
 
     step("wheels: the appliance wheel and dependency wheels for the target")
     collect_wheels(recipe.project, stage / "wheels", python=recipe.python, extras=recipe.extras)

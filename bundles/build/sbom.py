@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bundles.errors import BundleError
-from bundles.layout import SBOM, SBOM_KIND_PROPERTY, SBOM_PATH_PROPERTY
+from bundles.layout import NPM_PACKAGES, SBOM, SBOM_KIND_PROPERTY, SBOM_PATH_PROPERTY
 
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 _PROVIDER_ZIP = re.compile(
@@ -81,6 +81,21 @@ def components(stage: Path) -> list[dict[str, Any]]:
                                     archive, stage))
     for index in sorted((stage / "images").glob("*/index.json")):
         found.append(_component("image", index.parent.name, "oci-layout", None, index, stage, "container"))
+    return found + _npm_components(stage)
+
+
+def _npm_components(stage: Path) -> list[dict[str, Any]]:
+    """The npm packages vendored into the appliance wheel's static files; the hash is the npm tarball's."""
+    recorded = stage / NPM_PACKAGES
+    packages = json.loads(recorded.read_text()) if recorded.is_file() else []
+    wheel = next((w.relative_to(stage).as_posix() for w in sorted((stage / "wheels").glob("appliance-*.whl"))), "")
+    found = []
+    for package in packages:
+        purl = f"pkg:npm/{package['name'].replace('@', '%40')}@{package['version']}"
+        found.append({"type": "library", "bom-ref": purl, "name": package["name"], "version": package["version"],
+                      "purl": purl, "hashes": [{"alg": "SHA-256", "content": package["sha256"]}],
+                      "properties": [{"name": SBOM_KIND_PROPERTY, "value": "npm"},
+                                     {"name": SBOM_PATH_PROPERTY, "value": wheel}]})
     return found
 
 

@@ -63,15 +63,15 @@ def seeded_member(owner_api: Api, conninfo: str, username: str = "dev") -> Api:
 
 
 def agent_state(token: str, apps: Sequence[dict[str, Any]] = (), **attrs: Any) -> bytes:
-    """A state file with one agent and `apps` (appliance_app attributes: slug, url, healthcheck...) on it."""
+    """A state file with one agent (`attrs` override its attributes) and `apps` (appliance_app attributes) on it."""
     agent = {"id": str(uuid.uuid4()), "os": "linux", "arch": "amd64", "token": token, "dir": "/home/dev",
              "env": {"GREETING": "hello"}, "startup_script": "echo ready", "connection_timeout": 30,
              "startup_script_timeout": 90, "troubleshooting_url": "https://wiki.example/agents",
              "metadata": METADATA, **attrs}
-    resources = [{"mode": "managed", "type": "appliance_agent", "name": "main", "instances": [{"attributes": agent}]}]
-    resources += [{"mode": "managed", "type": "appliance_app", "name": app["slug"],
-                   "instances": [{"attributes": {"agent_id": agent["id"], **app}}]} for app in apps]
-    return json.dumps({"resources": resources}).encode()
+    app_resources = [{"mode": "managed", "type": "appliance_app", "name": app["slug"],
+                      "instances": [{"attributes": {"agent_id": agent["id"], **app}}]} for app in apps]
+    return json.dumps({"resources": [{"mode": "managed", "type": "appliance_agent", "name": "main",
+                                      "instances": [{"attributes": agent}]}, *app_resources]}).encode()
 
 
 def finish_build(conninfo: str, build_id: str, state: bytes) -> None:
@@ -85,7 +85,7 @@ def finish_build(conninfo: str, build_id: str, state: bytes) -> None:
 
 def seed_agent(api: Api, conninfo: str, name: str = "dev", apps: Sequence[dict[str, Any]] = (),
                **attrs: Any) -> SeededAgent:
-    """A workspace of `api`'s user, built and running with one agent (token known to the test) and its apps."""
+    """A workspace of `api`'s user, built and running with one agent (token known to the test) and its `apps`."""
     created = api.post("/api/v2/workspaces", json={"template": "agents", "name": name})
     assert created.status_code == 201, created.text
     workspace, token = created.json(), secrets.token_hex(16)

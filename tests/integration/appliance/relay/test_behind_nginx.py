@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import pytest
 
 from appliance.relay.client import Packet, RelayRefused, connect
 from appliance.relay.keys import NodeKey
+from tests.support.installed import stop, write_nginx_conf
 from tests.support.postgres import conninfo_url, free_port
 from tests.support.relay import make_agent, vouch
 
@@ -42,25 +42,7 @@ def _nginx_conf(run: Path, port: int, relay_socket: Path) -> Path:
     variables = {"relay_socket": relay_socket, "appliance_https_port": 443, "relay_proxy_timeout": "3600s"}
     (run / "upgrade.conf").write_text(_render("relay-upgrade.conf.j2", **variables))
     (run / "relay.conf").write_text(_render("relay.conf.j2", **variables))
-    temp_paths = "\n".join(f"    {kind}_temp_path {run}/{kind};" for kind in
-                           ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = run / "nginx.conf"
-    conf.write_text(f"""{'user root;' if os.geteuid() == 0 else ''}
-worker_processes 1;
-error_log {run}/nginx-error.log warn;
-pid {run}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-{temp_paths}
-    include {run}/upgrade.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        include {run}/relay.conf;
-    }}
-}}
-""")
-    return conf
+    return write_nginx_conf(run, port, f"    include {run}/upgrade.conf;", f"        include {run}/relay.conf;")
 
 
 def _get(url: str) -> int:
@@ -105,13 +87,7 @@ def behind_nginx(fresh_db: str) -> Iterator[str]:
         _wait_until_up(f"{url}/derp/latency-check", processes, logs)
         yield url
     finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-        for process in reversed(processes):
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         assert (run / "pki" / "relay-node.key").stat().st_mode & 0o777 == 0o600  # kept in its own folder
         shutil.rmtree(run, ignore_errors=True)
 

@@ -212,3 +212,22 @@ def test_dot_names_inside_content_are_bundled_but_stage_bookkeeping_is_not(tmp_p
     paths = {m.path for m in stage_members(stage)}
     assert "providers/registry/.well-known/terraform.json" in paths
     assert ".versions.json" not in paths
+
+
+def test_the_sbom_lists_the_vendored_npm_packages_with_their_tarball_hashes(tmp_path: Path) -> None:
+    from bundles.build.console_assets import PINS
+    from bundles.build.sbom import write_sbom
+    from bundles.layout import NPM_PACKAGES
+    from tests.support.bundles import CREATED
+
+    stage = make_stage(tmp_path)
+    (stage / NPM_PACKAGES).write_text(json.dumps([{"name": p.name, "version": p.version, "sha256": p.sha256,
+                                                   "tarball": p.tarball} for p in PINS]))
+    document = write_sbom(stage, product="appliance", version="1.2.0", created=CREATED, tool_version="t").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(document) is None
+    npm = {c["name"]: c for c in json.loads(document)["components"] if c["properties"][0]["value"] == "npm"}
+    assert set(npm) == {"@xterm/xterm", "@xterm/addon-fit"}
+    assert npm["@xterm/xterm"]["version"] == "6.0.0"
+    assert npm["@xterm/xterm"]["purl"] == "pkg:npm/%40xterm/xterm@6.0.0"
+    assert npm["@xterm/addon-fit"]["hashes"] == [{"alg": "SHA-256", "content": PINS[1].sha256}]
+    assert npm["@xterm/xterm"]["properties"][1]["value"] == f"wheels/appliance-{appliance_version}-py3-none-any.whl"
