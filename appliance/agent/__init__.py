@@ -8,6 +8,8 @@ an import-linter contract in pyproject.toml holds it to that. docs/adr/0025-work
     controlplane.py  the agent's API calls, through the sdk's client (retries with jitter)
     startup.py       the startup script, its output streamed to the control plane line by line
     metadata.py      each metadata block's script, every interval
+    ports.py         the TCP ports listening in the workspace, reported when they change
+    apphealth.py     each app's healthcheck, fetched from inside the workspace; health changes reported
     relay.py         the relay connection: register, connect, heartbeat, reconnect, serve SSH sessions
     main.py          lifecycle: starting -> ready | start_error | start_timeout; SIGTERM -> shutting_down -> off
 """

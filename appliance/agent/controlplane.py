@@ -16,8 +16,12 @@ from appliance.sdk.agents import (
     AgentManifest,
     AgentRelayRequest,
     AgentRelayResponse,
+    AppHealth,
+    AppHealthRequest,
     LifecycleRequest,
     LifecycleState,
+    ListeningPort,
+    ListeningPortsRequest,
     MetadataRequest,
     MetadataResult,
 )
@@ -48,3 +52,11 @@ class ControlPlane:
     def send_metadata(self, results: list[MetadataResult]) -> None:
         body = MetadataRequest(results=results)
         self.client.request("POST", f"{ME}/metadata", body=body.model_dump(mode="json"))
+
+    def send_listening_ports(self, ports: list[ListeningPort]) -> None:
+        body = ListeningPortsRequest(ports=ports)
+        self.client.request("POST", f"{ME}/listening-ports", body=body.model_dump(mode="json"))
+
+    def send_app_health(self, healths: dict[str, AppHealth]) -> None:
+        body = AppHealthRequest.model_validate({"healths": healths})
+        self.client.request("POST", f"{ME}/app-health", body=body.model_dump(mode="json"))

@@ -2,7 +2,8 @@
 
 Lifecycle states are reported in Coder's order: starting, then ready, start_error or start_timeout
 (then ready or start_error once a slow script ends), and on SIGTERM shutting_down then off.
-The relay link and the metadata run beside the startup script: a developer may connect while it runs.
+The relay link, metadata, listening ports and app healthchecks run beside the startup script: a
+developer may connect while it runs.
 """
 
 from __future__ import annotations
@@ -17,15 +18,25 @@ from pathlib import Path
 import asyncssh
 
 from appliance import __version__
+from appliance.agent.apphealth import AppHealthChecks
 from appliance.agent.backoff import Backoff
 from appliance.agent.controlplane import ControlPlane
 from appliance.agent.metadata import report_metadata
+from appliance.agent.ports import report_listening_ports
 from appliance.agent.relay import RelayLink, SessionSpec
 from appliance.agent.settings import AgentSettings
 from appliance.agent.startup import LogShipper, Script, run_startup_script
 from appliance.errors import OperatorError
 from appliance.logs import configure_logging
-from appliance.sdk.agents import AGENT_TOKEN_ENV, AgentLogLine, AgentManifest, LifecycleState, MetadataResult
+from appliance.sdk.agents import (
+    AGENT_TOKEN_ENV,
+    AgentLogLine,
+    AgentManifest,
+    AppHealth,
+    LifecycleState,
+    ListeningPort,
+    MetadataResult,
+)
 from appliance.sdk.client import ApiError
 
 log = logging.getLogger("appliance.agent")
@@ -71,7 +82,10 @@ class Agent:
                                                               directory, env))
         background = [asyncio.create_task(link.run(), name="relay"),
                       asyncio.create_task(report_metadata(manifest.metadata, directory, env, self._send_metadata),
-                                          name="metadata")]
+                                          name="metadata"),
+                      asyncio.create_task(report_listening_ports(self._send_ports), name="listening-ports"),
+                      asyncio.create_task(AppHealthChecks(manifest.apps).run(self._send_app_health),
+                                          name="app-health")]
         startup = asyncio.create_task(self._start(manifest, directory, env), name="startup")
         await self.stopping.wait()
         await self._report("shutting_down", self.last_words)
@@ -125,6 +139,12 @@ class Agent:
 
     async def _send_metadata(self, results: list[MetadataResult]) -> None:
         await asyncio.to_thread(self.api.send_metadata, results)
+
+    async def _send_ports(self, ports: list[ListeningPort]) -> None:
+        await asyncio.to_thread(self.api.send_listening_ports, ports)
+
+    async def _send_app_health(self, healths: dict[str, AppHealth]) -> None:
+        await asyncio.to_thread(self.api.send_app_health, healths)
 
 
 def working_directory(wanted: str) -> str:

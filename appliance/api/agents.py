@@ -27,15 +27,18 @@ from appliance.sdk.agents import (
     AgentManifest,
     AgentRelayRequest,
     AgentRelayResponse,
+    AppHealthRequest,
     DerpMap,
     LifecycleRequest,
+    ListeningPortsRequest,
+    ListeningPortsResponse,
     MetadataRequest,
     PairRequest,
     PairResponse,
     RelayStatsResponse,
     WorkspaceAgentResponse,
 )
-from appliance.workspaces import agents, pairing
+from appliance.workspaces import agent_reports, agents, pairing
 from appliance.workspaces.relay import derp_map, relay_stats
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,8 @@ def _live_agent(conn: Connection) -> agents.Agent:
 def agent_manifest() -> Response:
     with database().reading() as conn:
         agent = _live_agent(conn)
-    return json_response(agents.manifest(agent, _site_derp_map(), _ca().public_line))
+        apps = agent_reports.agent_apps(conn, agent.id)
+    return json_response(agents.manifest(agent, _site_derp_map(), _ca().public_line, apps))
 
 
 @endpoint(v2, "POST", ME + "/relay", summary="Vouch for the agent's relay key; report its SSH host key", tag=TAG,
@@ -114,6 +118,22 @@ def agent_report_metadata(body: MetadataRequest) -> Response:
     return Response(status=204)
 
 
+@endpoint(v2, "POST", ME + "/listening-ports", summary="Report the TCP ports listening in the workspace", tag=TAG,
+          body=ListeningPortsRequest, status=204)
+def agent_report_listening_ports(body: ListeningPortsRequest) -> Response:
+    with database().transaction() as conn:
+        agent_reports.save_listening_ports(conn, _live_agent(conn), body.ports)
+    return Response(status=204)
+
+
+@endpoint(v2, "POST", ME + "/app-health", summary="Report changes in the health of the workspace's apps", tag=TAG,
+          body=AppHealthRequest, status=204)
+def agent_report_app_health(body: AppHealthRequest) -> Response:
+    with database().transaction() as conn:
+        agent_reports.save_app_health(conn, _live_agent(conn), body.healths)
+    return Response(status=204)
+
+
 # --- a user's routes ---
 
 @endpoint(v2, "POST", "/workspaceagents/<agent>/pair",
@@ -135,6 +155,16 @@ def get_agent(agent: str) -> Response:
         found = pairing.visible_agent(conn, subject, agent)
         payload = agent_response(found, agents.metadata_results(conn, found.id), datetime.now(UTC))
     return json_response(payload)
+
+
+@endpoint(v2, "GET", "/workspaceagents/<agent>/listening-ports",
+          summary="TCP ports listening in the workspace, as its agent last reported (none while disconnected)",
+          tag=TAG, response=ListeningPortsResponse, errors=(404,))
+def agent_listening_ports(agent: str) -> Response:
+    with authenticated() as (conn, subject):
+        found = pairing.visible_agent(conn, subject, agent)
+        ports = agent_reports.listening_ports(conn, found, datetime.now(UTC))
+    return json_response(ListeningPortsResponse(ports=ports))
 
 
 @endpoint(v2, "GET", "/workspaceagents/<agent>/logs", summary="An agent's startup log lines after an id", tag=TAG,

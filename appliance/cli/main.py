@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     # Reaching a workspace's agent: every byte through the relay.
     "ping": "appliance.cli.ping:ping",
     "speedtest": "appliance.cli.ping:speedtest",
+    "port-forward": "appliance.cli.port_forward:port_forward",
 }
 
 

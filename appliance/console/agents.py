@@ -1,4 +1,5 @@
-"""Agents on the workspace page (status, lifecycle, hint, startup log, metadata) and the relay admin page.
+"""Agents on the workspace page (status, lifecycle, hint, startup log, metadata, listening ports) and the
+relay admin page.
 
 Both pages render what the API answers and then follow it by polling the same JSON endpoints
 (agents.js, relay.js): no inline script, so the console's strict CSP holds.
@@ -15,9 +16,9 @@ from appliance.console.blueprint import bp
 from appliance.console.pages import page, render
 from appliance.db.database import Connection
 from appliance.responses import agent_log_response, agent_response, relay_counters
-from appliance.sdk.agents import AgentLogResponse, WorkspaceAgentResponse
+from appliance.sdk.agents import AgentLogResponse, ListeningPort, WorkspaceAgentResponse
 from appliance.sdk.workspaces import ResourceResponse
-from appliance.workspaces import agents
+from appliance.workspaces import agent_reports, agents
 from appliance.workspaces.relay import derp_map, relay_stats
 
 # Shown first on the relay page, in this order; any other counter the relay writes follows.
@@ -25,16 +26,19 @@ MAIN_COUNTERS = ("peers", "agents", "clients", "connections", "bytes_in", "bytes
                  "drops", "refusals")
 
 
-def agent_panels(conn: Connection, resources: list[ResourceResponse]) -> list[tuple[WorkspaceAgentResponse,
-                                                                                  list[AgentLogResponse]]]:
-    """Each agent of the build's resources with its status as of now and its startup log so far."""
+AgentPanel = tuple[WorkspaceAgentResponse, list[AgentLogResponse], list[ListeningPort]]
+
+
+def agent_panels(conn: Connection, resources: list[ResourceResponse]) -> list[AgentPanel]:
+    """Each agent of the build's resources with its status as of now, its startup log so far and its ports."""
     now = datetime.now(UTC)
     panels = []
     for resource in resources:
         for listed in resource.agents:
             agent = agents.find_agent(conn, listed.id)
             logs = [agent_log_response(r) for r in agents.logs_after(conn, agent.id, 0)]
-            panels.append((agent_response(agent, agents.metadata_results(conn, agent.id), now), logs))
+            panels.append((agent_response(agent, agents.metadata_results(conn, agent.id), now), logs,
+                           agent_reports.listening_ports(conn, agent, now)))
     return panels
 
 

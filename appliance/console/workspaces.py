@@ -157,7 +157,8 @@ def workspace_detail(conn: Connection, subject: Subject, workspace_id: str) -> A
                   actions=allowed_actions(found.status, is_outdated=found.outdated),
                   apps=app_links(conn, latest.job.id, found.owner_name, found.name),
                   connections=[connection_response(r) for r in list_connections(conn, subject, workspace_id)],
-                  is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2")
+                  is_live=is_live(job_response(latest.job)), api_base=request.script_root + "/api/v2",
+                  cli_ref=found.name if found.owner_id == subject.user_id else f"{workspace.owner_name}/{found.name}")
 
 
 def _build(conn: Connection, subject: Subject, workspace_id: str, transition: str) -> Response:

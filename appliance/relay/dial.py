@@ -35,6 +35,7 @@ CONNECT_TIMEOUT = 15.0  # seconds for the relay handshake and then the SSH login
 # AEAD ciphers only, AES-GCM first: with AES-NI it moves about 1.5x chacha20's bytes per CPU second here.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 ADMISSION_GRACE = 5.0  # seconds a fresh key may be refused while the relay hears of it
+REASON_GRACE = 0.5  # seconds an ended session waits for the relay connection to say why it closed
 
 
 @dataclass
@@ -111,6 +112,8 @@ async def attach(pairing: PairResponse, node: NodeKey, ssh_key: asyncssh.SSHKey,
         try:
             yield Session(ssh, pairing, derp)
         except (asyncssh.Error, RelayClosed, OSError, asyncio.IncompleteReadError) as err:
+            # SSH may notice first; the pump ends a moment later with the relay's reason (access revoked).
+            await asyncio.wait([pump], timeout=REASON_GRACE)
             raise OperatorError(f"The session to the workspace's agent ended: {_why_ended(pump, err)}.",
                                 "The workspace may have stopped, your token been revoked, or the relay or the "
                                 "agent restarted; check 'appliance show WORKSPACE' and run the command again.") from err

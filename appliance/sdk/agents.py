@@ -34,6 +34,10 @@ METADATA_VALUE_CHARS = 4096
 # What a pairing is for: the connection audit records it (terminal: the console's web terminal,
 # app: the console's path-based app proxy; the rest are CLI commands and OpenSSH through --stdio).
 ConnectionKind = Literal["ssh", "terminal", "port-forward", "app", "ping", "speedtest"]
+# Coder's app health: disabled (no healthcheck), initializing (none answered yet), healthy, unhealthy.
+AppHealth = Literal["disabled", "initializing", "healthy", "unhealthy"]
+MAX_LISTENING_PORTS = 1000  # per report: the agent sends the lowest ports when more listen
+MAX_APPS = 100  # health changes per report
 
 
 # --- DERP map (Coder's tailcfg.DERPMap shape, one embedded region) ---
@@ -72,6 +76,21 @@ class AgentMetadataDescription(BaseModel):
     timeout: int  # seconds a run may take
 
 
+class AppHealthcheck(BaseModel):
+    url: str  # fetched from inside the workspace; any answer below 500 counts as healthy (Coder's rule)
+    interval: int  # seconds between checks
+    threshold: int  # consecutive failures that make the app unhealthy
+
+
+class AgentApp(BaseModel):
+    """An app the template declares on this agent; the agent checks the health of those with a healthcheck."""
+
+    id: str
+    slug: str
+    url: str
+    healthcheck: AppHealthcheck | None
+
+
 class AgentManifest(BaseModel):
     """GET /api/v2/workspaceagents/me/manifest: what the agent needs to do its job."""
 
@@ -90,6 +109,7 @@ class AgentManifest(BaseModel):
     # OpenSSH public key line of the control plane's SSH user CA: the agent's SSH server accepts a
     # client certificate this CA signed for principal agent_id, and nothing else.
     ssh_user_ca: str
+    apps: list[AgentApp] = Field(default_factory=list)
 
 
 class AgentRelayRequest(Body):
@@ -135,6 +155,26 @@ class MetadataRequest(Body):
     """POST /api/v2/workspaceagents/me/metadata: the latest result of some metadata blocks."""
 
     results: list[MetadataResult] = Field(max_length=100)
+
+
+class ListeningPort(Body):
+    """A TCP port something listens on inside the workspace (Coder's WorkspaceAgentListeningPort)."""
+
+    port: int = Field(ge=1, le=65535)
+    network: Literal["tcp"] = "tcp"
+    process_name: Line = Field(default="", max_length=128)  # empty when the agent may not read it
+
+
+class ListeningPortsRequest(Body):
+    """POST /api/v2/workspaceagents/me/listening-ports: every port listening now (replaces the last report)."""
+
+    ports: list[ListeningPort] = Field(max_length=MAX_LISTENING_PORTS)
+
+
+class AppHealthRequest(Body):
+    """POST /api/v2/workspaceagents/me/app-health: app id -> its new health (Coder's PostAppHealth)."""
+
+    healths: dict[str, Literal["initializing", "healthy", "unhealthy"]] = Field(max_length=MAX_APPS)
 
 
 # --- a client's side ---
@@ -200,6 +240,12 @@ class WorkspaceAgentResponse(BaseModel):
     ready_at: Timestamp | None
     version: str
     metadata: list[MetadataResponse]
+
+
+class ListeningPortsResponse(BaseModel):
+    """GET /api/v2/workspaceagents/{id}/listening-ports: what the agent last reported (none while disconnected)."""
+
+    ports: list[ListeningPort]
 
 
 class RelayStatsResponse(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from appliance.sdk.agents import ConnectionKind, ConnectionStatus, LifecycleState
+from appliance.sdk.agents import AppHealth, ConnectionKind, ConnectionStatus, LifecycleState
 from appliance.sdk.base import Body, Line, Query, Timestamp
 from appliance.sdk.jobs import JobResponse
 from appliance.sdk.templates import AppResponse
@@ -36,6 +36,10 @@ class WorkspacesQuery(Query):
     name: Line = Field(default="", description="Only the workspace with this name.")
 
 
+class WorkspaceAppResponse(AppResponse):
+    health: AppHealth  # as the agent's healthcheck last saw it; disabled when the app has none
+
+
 class AgentResponse(BaseModel):
     id: str
     name: str
@@ -43,7 +47,7 @@ class AgentResponse(BaseModel):
     arch: str
     status: ConnectionStatus  # as Coder computes it; GET /api/v2/workspaceagents/{id} adds the details
     lifecycle_state: LifecycleState
-    apps: list[AppResponse]
+    apps: list[WorkspaceAppResponse]
 
 
 class ResourceResponse(BaseModel):

@@ -19,6 +19,7 @@ from appliance.errors import Conflict, InvalidInput, NotFound, TooLarge, Unautho
 from appliance.pki.ssh_ca import InvalidSshKey, parse_public_key, public_key_line
 from appliance.sdk.agents import (
     AGENT_TOKEN_ENV,
+    AgentApp,
     AgentLogLine,
     AgentManifest,
     AgentMetadataDescription,
@@ -137,14 +138,14 @@ def agent_not_found(ref: str) -> NotFound:
                     "Agent ids are listed under a workspace's resources (`appliance list`, GET /api/v2/workspaces/ID).")
 
 
-def manifest(agent: Agent, derp: DerpMap, ssh_user_ca: str) -> AgentManifest:
+def manifest(agent: Agent, derp: DerpMap, ssh_user_ca: str, apps: list[AgentApp]) -> AgentManifest:
     return AgentManifest(
         agent_id=str(agent.id), agent_name=agent.name, workspace_id=str(agent.workspace_id),
         workspace_name=agent.workspace_name, owner_name=agent.owner_name, directory=agent.directory,
         env=agent.env, startup_script=agent.startup_script,
         startup_script_timeout_seconds=agent.startup_script_timeout_seconds,
         connection_timeout_seconds=agent.times.connection_timeout_seconds, metadata=agent.descriptions,
-        derp_map=derp, ssh_user_ca=ssh_user_ca)
+        derp_map=derp, ssh_user_ca=ssh_user_ca, apps=apps)
 
 
 def node_key_bytes(hex_key: str) -> bytes:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
 from appliance.db.database import Connection
 from appliance.provisioner.extract import Agent, StateResource
+from appliance.sdk.agents import AppHealth
+from appliance.workspaces.agent_reports import has_healthcheck
+
+
+def initial_health(healthcheck: dict[str, Any] | None) -> AppHealth:
+    """Coder's: an app the agent will check is initializing until the first answer; one it will not, disabled."""
+    return "initializing" if has_healthcheck(healthcheck) else "disabled"
 
 
 def _store_agent(conn: Connection, resource_id: UUID, agent: Agent) -> None:
@@ -20,10 +28,10 @@ def _store_agent(conn: Connection, resource_id: UUID, agent: Agent) -> None:
          agent.startup_script_timeout_seconds, agent.troubleshooting_url, Jsonb(agent.metadata))).fetchone()
     assert row is not None
     for app in agent.apps:
-        conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, share, healthcheck)"
-                     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        conn.execute("INSERT INTO workspace_apps (agent_id, slug, display_name, url, command, share, healthcheck,"
+                     " health) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                      (row["id"], app["slug"], app["display_name"], app["url"], app["command"],
-                      app.get("share", "owner"), Jsonb(app["healthcheck"])))
+                      app.get("share", "owner"), Jsonb(app["healthcheck"]), initial_health(app["healthcheck"])))
 
 
 def store(conn: Connection, job_id: UUID, resources: list[StateResource]) -> None:

@@ -368,7 +368,7 @@ def resources(conn: Connection, build: Build) -> list[dict[str, Any]]:
                         "status": connection_status(ConnectionTimes.from_row(a), now),
                         "lifecycle_state": a["lifecycle_state"],
                         "apps": [{"slug": p["slug"], "display_name": p["display_name"], "url": p["url"],
-                                  "command": p["command"], "share": p["share"]}
+                                  "command": p["command"], "share": p["share"], "health": p["health"]}
                                  for p in apps if p["agent_id"] == a["id"]]}
                        for a in mine]})
     return found

@@ -55,6 +55,13 @@ def seed_template(conninfo: str, name: str = "agents") -> None:
         conn.execute("UPDATE templates SET active_version_id = %s WHERE id = %s", (version[0], template[0]))
 
 
+def seeded_member(owner_api: Api, conninfo: str, username: str = "dev") -> Api:
+    """A member of a site with the seeded 'agents' template, logged in: whoever makes the seeded workspaces."""
+    seed_template(conninfo)
+    owner_api.create_user(username=username)
+    return owner_api.as_user(owner_api.login(username))
+
+
 def agent_state(token: str, apps: Sequence[dict[str, Any]] = (), **attrs: Any) -> bytes:
     """A state with one agent "main" (`attrs` override its attributes) and `apps` (appliance_app attributes)."""
     agent = {"id": str(uuid.uuid4()), "os": "linux", "arch": "amd64", "token": token, "dir": "/home/dev",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import requests
 
 DEFAULT_PASSWORD = "correct-horse-battery"
 _counter = itertools.count(1)
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @dataclass
@@ -66,3 +68,13 @@ class Api:
             assert response.status_code == 200, response.text
             user = response.json()
         return user
+
+
+def console_session(base: str, username: str) -> requests.Session:
+    """A browser's session: logged in through the console's form (CSRF token and all), holding its cookie."""
+    session = requests.Session()
+    found = _CSRF.search(session.get(base + "/login", timeout=10).text)
+    assert found, "the login form has no CSRF token"
+    session.post(base + "/login", timeout=10,
+                 data={"csrf_token": found.group(1), "login": username, "password": DEFAULT_PASSWORD, "next": ""})
+    return session

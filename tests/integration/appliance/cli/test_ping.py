@@ -3,48 +3,24 @@ and what a developer reads when the workspace is stopped or its agent has not co
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.support.agents import SeededAgent, seed_agent, seed_template
+from tests.support.agents import SeededAgent
 from tests.support.api import Api
-from tests.support.relay_agent import StandInAgent, agent_in_thread
+from tests.support.cli import COMMAND, cli_env, run_cli
+from tests.support.relay_agent import StandInAgent
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def member(owner_api: Api, shared_conninfo: str) -> Api:
-    seed_template(shared_conninfo)
-    owner_api.create_user(username="dev")
-    return owner_api.as_user(owner_api.login("dev"))
-
-
-@pytest.fixture
-def seeded(member: Api, shared_conninfo: str) -> SeededAgent:
-    return seed_agent(member, shared_conninfo, name="box")
-
-
-@pytest.fixture
-def agent(server: LiveServer, seeded: SeededAgent, tmp_path: Path) -> Iterator[StandInAgent]:
-    with agent_in_thread(StandInAgent(server.url, seeded.token, str(tmp_path))) as running:
-        yield running
-
-
 def appliance(server: LiveServer, member: Api, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    env |= {"APPLIANCE_URL": server.url, "APPLIANCE_SESSION_TOKEN": member.token or ""}
-    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return run_cli(server.url, member, *args)
 
 
 def test_ping_reports_each_round_trip_and_that_the_path_is_the_relay(
@@ -93,9 +69,8 @@ def test_ping_of_a_stopped_workspace_says_to_start_it(server: LiveServer, member
 
 def test_stopping_the_workspace_ends_a_running_ping_with_the_relays_reason(
         server: LiveServer, member: Api, seeded: SeededAgent, agent: StandInAgent) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    env |= {"APPLIANCE_URL": server.url, "APPLIANCE_SESSION_TOKEN": member.token or ""}
-    with subprocess.Popen([sys.executable, "-m", "appliance", "ping", "box", "-n", "600", "--interval", "0.1"],
+    env = cli_env(server.url, member)
+    with subprocess.Popen([*COMMAND, "ping", "box", "-n", "600", "--interval", "0.1"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as pinging:
         assert pinging.stdout is not None and pinging.stderr is not None
         assert pinging.stdout.readline().startswith("pong 1 from box via DERP relay")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 
 import psycopg
@@ -11,20 +10,14 @@ import pytest
 import requests
 
 from tests.support.agents import SeededAgent, seed_agent, seed_template
-from tests.support.api import DEFAULT_PASSWORD, Api
+from tests.support.api import Api, console_session
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.integration
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def _browser(server: LiveServer, username: str) -> requests.Session:
-    session = requests.Session()
-    found = _CSRF.search(session.get(server.url + "/login", timeout=10).text)
-    assert found
-    session.post(server.url + "/login", timeout=10,
-                 data={"csrf_token": found.group(1), "login": username, "password": DEFAULT_PASSWORD, "next": ""})
-    return session
+    return console_session(server.url, username)
 
 
 @pytest.fixture
