@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     # Reaching a workspace's agent: every byte through the relay.
     "ping": "appliance.cli.ping:ping",
     "speedtest": "appliance.cli.ping:speedtest",
+    "ssh": "appliance.cli.ssh:ssh",
+    "config-ssh": "appliance.cli.ssh_config:config_ssh",
 }
 
 
