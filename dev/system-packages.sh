@@ -14,8 +14,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # chromium: browser tests; dpkg-dev, gnupg: bundle build tests;
   # systemd-container: the fresh offline host (systemd-nspawn) of the end-to-end tests;
   # vagrant: `vagrant validate` of the operator Vagrantfile; nginx: the installed layout's front
-  # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py).
-  packages+=(chromium git dpkg-dev gnupg systemd-container vagrant nginx)
+  # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py);
+  # openssh-client, rsync: ssh/scp/sftp/rsync through `appliance ssh --stdio` (tests/.../cli/test_ssh.py).
+  packages+=(chromium git dpkg-dev gnupg systemd-container vagrant nginx openssh-client rsync)
 fi
 # A system python3 needs python3-venv for 'python3 -m venv'; pyenv and similar builds do not.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
