@@ -156,8 +156,9 @@ def scp_throughput(where: Site, megabytes: int, rounds: int) -> None:
     print("  direct  = OpenSSH scp -> TCP 127.0.0.1 -> the agent's SSH server code (serve_session), own process")
     print("  relayed = OpenSSH scp -> appliance ssh --stdio -> relay -> agent process -> the same server code")
     for direction in ("up", "down"):
-        print(f"  {direction:<4} direct {rate['direct', direction]:7.1f} MB/s   relayed {rate['relayed', direction]:7.1f}"
-              f" MB/s   ratio {rate['relayed', direction] / rate['direct', direction]:.2f}x")
+        direct, relayed = rate["direct", direction], rate["relayed", direction]
+        print(f"  {direction:<4} direct {direct:7.1f} MB/s   relayed {relayed:7.1f} MB/s   "
+              f"ratio {relayed / direct:.2f}x")
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ from typing import Any
 
 import asyncssh
 
-from appliance.relay.preamble import PreambleError, certified_key, read_preamble
 from appliance.relay.dial import CIPHERS, ECHO, SINK, SOURCE
+from appliance.relay.preamble import PreambleError, certified_key, read_preamble
 
 log = logging.getLogger(__name__)
 

@@ -103,8 +103,12 @@ async def _stdio(client: ApiClient, agent_id: str, alias: str) -> None:
         write_known_host(alias, stream.pairing.agent_ssh_host_key)
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def finished() -> None:
+            loop.call_soon_threadsafe(done.set)
+
         stream.sock.setblocking(True)
-        for target in (_stdin_to(stream.sock), _to_stdout(stream.sock, lambda: loop.call_soon_threadsafe(done.set))):
+        for target in (_stdin_to(stream.sock), _to_stdout(stream.sock, finished)):
             threading.Thread(target=target, daemon=True).start()
         await asyncio.wait([asyncio.create_task(done.wait()), stream.pump], return_when=asyncio.FIRST_COMPLETED)
 

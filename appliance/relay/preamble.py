@@ -20,7 +20,7 @@ import asyncio
 import socket
 
 import asyncssh
-from asyncssh.public_key import CERT_TYPE_USER
+from asyncssh.public_key import CERT_TYPE_USER, SSHOpenSSHCertificate
 
 CERT_PREFIX = b"appliance-ssh-cert "
 SSH_BANNER_START = b"S"  # every SSH identification string begins "SSH-"
@@ -45,6 +45,8 @@ def certified_key(line: bytes, user_ca: str, agent_id: str) -> asyncssh.SSHKey:
         cert = asyncssh.import_certificate(line[len(CERT_PREFIX):].strip())  # checks the CA's signature
     except (asyncssh.KeyImportError, ValueError) as err:
         raise PreambleError(f"the certificate line is not an OpenSSH certificate ({err})") from err
+    if not isinstance(cert, SSHOpenSSHCertificate):
+        raise PreambleError("the certificate line is not an OpenSSH certificate")
     ca = asyncssh.import_public_key(user_ca.strip())
     if cert.signing_key.public_data != ca.public_data:
         raise PreambleError("the certificate is not signed by the site's SSH user CA")
@@ -86,7 +88,12 @@ def _take(sock: socket.socket, count: int) -> bytes:
 async def _readable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
     try:
         await ready
     finally:

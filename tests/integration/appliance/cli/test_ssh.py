@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,3 +239,41 @@ def test_ssh_waits_for_an_agent_that_connects_later(site: Site, shared_conninfo:
             out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err
     assert out == "arrived\n"
+
+
+def _read_until(master: int, pattern: str, seen: bytearray, timeout: float = 30) -> str:
+    """Read the terminal until `pattern` shows (after what was seen before); what was read."""
+    deadline = time.monotonic() + timeout
+    start = len(seen)
+    while re.search(pattern, seen[start:].decode(errors="replace")) is None:
+        ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"never saw {pattern!r} in {bytes(seen[start:])!r}"
+        seen += os.read(master, 4096)
+    return seen[start:].decode(errors="replace")
+
+
+def _set_size(fd: int, rows: int, columns: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def test_an_interactive_shell_has_a_pty_with_term_and_follows_the_window_size(site: Site) -> None:
+    master, slave = os.openpty()
+    _set_size(slave, 30, 100)
+    # setsid --ctty: the terminal becomes the CLI's controlling terminal, so a resize sends it SIGWINCH
+    # (a preexec_fn could deadlock the fork of this threaded test process).
+    with subprocess.Popen(["setsid", "--ctty", sys.executable, "-m", "appliance", "ssh", "box"], stdin=slave,
+                          stdout=slave, stderr=slave, env=site.env() | {"TERM": "vt220"}) as shell:
+        os.close(slave)
+        try:
+            seen = bytearray()
+            _read_until(master, r"[#$] ", seen)  # the prompt: a shell may drop what was typed before it
+            os.write(master, b"echo T=$TERM; stty size\n")
+            assert "30 100" in _read_until(master, r"T=vt220\s+30 100", seen)
+            _set_size(master, 40, 120)  # the terminal resized: our process gets SIGWINCH, the shell the new size
+            time.sleep(0.5)
+            os.write(master, b"stty size; exit 5\n")
+            _read_until(master, r"40 120", seen)
+            assert shell.wait(30) == 5
+        finally:
+            shell.kill()
+            os.close(master)
