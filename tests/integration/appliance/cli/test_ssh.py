@@ -22,7 +22,7 @@ import asyncssh
 import psycopg
 import pytest
 
-from tests.support.agents import SeededAgent, finish_build, seed_agent, seed_template
+from tests.support.agents import SeededAgent, agent_process, finish_build, seed_agent, seed_template
 from tests.support.api import Api
 from tests.support.postgres import truncate_all
 from tests.support.relay_agent import StandInAgent, agent_in_thread
@@ -256,13 +256,17 @@ def _set_size(fd: int, rows: int, columns: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
 
-def test_an_interactive_shell_has_a_pty_with_term_and_follows_the_window_size(site: Site) -> None:
+def test_an_interactive_shell_has_a_pty_with_term_and_follows_the_window_size(site: Site, shared_conninfo: str,
+                                                                           tmp_path: Path) -> None:
+    # The real agent as its own process: the stand-in would fork the shell from this threaded test process.
+    tty = seed_agent(site.member, shared_conninfo, name="tty")
     master, slave = os.openpty()
     _set_size(slave, 30, 100)
     # setsid --ctty: the terminal becomes the CLI's controlling terminal, so a resize sends it SIGWINCH
     # (a preexec_fn could deadlock the fork of this threaded test process).
-    with subprocess.Popen(["setsid", "--ctty", sys.executable, "-m", "appliance", "ssh", "box"], stdin=slave,
-                          stdout=slave, stderr=slave, env=site.env() | {"TERM": "vt220"}) as shell:
+    with agent_process(site.server.url, tty.token, tmp_path / "agent"), \
+            subprocess.Popen(["setsid", "--ctty", sys.executable, "-m", "appliance", "ssh", "tty"], stdin=slave,
+                             stdout=slave, stderr=slave, env=site.env() | {"TERM": "vt220"}) as shell:
         os.close(slave)
         try:
             seen = bytearray()
