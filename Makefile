@@ -59,6 +59,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/image_import.py
 	$(BIN)/python benchmarks/workspace_start.py
 	$(BIN)/python benchmarks/relay.py
+	$(BIN)/python benchmarks/connections.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -14,8 +14,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # chromium: browser tests; dpkg-dev, gnupg: bundle build tests;
   # systemd-container: the fresh offline host (systemd-nspawn) of the end-to-end tests;
   # vagrant: `vagrant validate` of the operator Vagrantfile; nginx: the installed layout's front
-  # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py).
-  packages+=(chromium git dpkg-dev gnupg systemd-container vagrant nginx)
+  # in the log-follower load test (tests/integration/appliance/gateway/test_follow_load.py);
+  # openssh-client, rsync: ssh/scp/sftp/rsync through `appliance ssh --stdio` (tests/.../cli/test_ssh.py).
+  packages+=(chromium git dpkg-dev gnupg systemd-container vagrant nginx openssh-client rsync)
 fi
 # npm: the console's terminal (xterm.js) is fetched with `npm pack` at build time
 # (bundles/build/console_assets.py). A machine with Node.js from elsewhere already has it.

@@ -1,10 +1,13 @@
 """The agent's SSH server on one relayed stream: certificate-only login, shells, exec, SFTP, forwarding.
 
 A client logs in only with an OpenSSH certificate the control plane's user CA signed for principal
-= this agent's id (ADR 0026); there are no passwords and no plain keys. Beside sessions it serves
-three subsystems `appliance ping` and `appliance speedtest` use: echo (bytes back as they come),
-source (bytes until the client closes) and sink (counts bytes until EOF, then answers the count);
-and the web terminal's reconnecting PTYs, `appliance-rpty:<reconnect id>` (rpty.py).
+= this agent's id (ADR 0026); there are no passwords and no other keys. OpenSSH behind `appliance
+ssh --stdio` cannot present a certificate it did not have when it started, so that ProxyCommand
+sends the certificate first, as one preamble line, and this connection then accepts the key it
+certifies (ADR 0029, appliance/relay/preamble.py). Beside sessions it serves three subsystems
+`appliance ping` and `appliance speedtest` use: echo (bytes back as they come), source (bytes until
+the client closes) and sink (counts bytes until EOF, then answers the count); and the web terminal's
+reconnecting PTYs, `appliance-rpty:<reconnect id>` (rpty.py). Agent forwarding is never offered.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncssh
 from appliance.agent import rpty
 from appliance.agent.rpty import resize, take_terminal
 from appliance.relay.dial import CIPHERS, ECHO, RPTY_PREFIX, SINK, SOURCE
+from appliance.relay.preamble import PreambleError, certified_key, read_preamble
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,25 @@ class _Sftp(asyncssh.SFTPServer):
     def map_path(self, path: bytes) -> bytes:
         return super().map_path(path if path.startswith(b"/") else self._directory + path)
 
+    def exit(self) -> None:
+        # As OpenSSH's sftp-server: exit status 0, which scp (SFTP mode since OpenSSH 9.0) requires of ssh.
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self.channel.exit(0)
+
 
 def authorized_line(user_ca: str, agent_id: str) -> str:
-    """The only client key this server trusts: certificates from the CA that name this agent."""
+    """The client key this server trusts: certificates from the CA that name this agent."""
     return f'cert-authority,principals="{agent_id}" {user_ca.strip()}'
+
+
+async def authorized_keys(sock: socket.socket, user_ca: str, agent_id: str) -> str:
+    """What this one connection accepts: the CA line, plus the key a preamble's certificate vouched for."""
+    line = authorized_line(user_ca, agent_id)
+    preamble = await asyncio.wait_for(read_preamble(sock), LOGIN_TIMEOUT)
+    if preamble is None:
+        return line
+    key = certified_key(preamble, user_ca, agent_id)
+    return line + "\n" + key.export_public_key("openssh").decode().strip()
 
 
 async def serve_session(sock: socket.socket, *, host_key: asyncssh.SSHKey, user_ca: str, agent_id: str,
@@ -69,9 +88,15 @@ async def serve_session(sock: socket.socket, *, host_key: asyncssh.SSHKey, user_
         await _handle(process, workdir, env)
 
     try:
+        trusted = await authorized_keys(sock, user_ca, agent_id)
+    except (PreambleError, TimeoutError, OSError) as err:
+        log.info("ssh_preamble_refused agent_id=%s reason=%s", agent_id, err)
+        sock.close()
+        return
+    try:
         conn = await asyncssh.run_server(
             sock, server_factory=_Server, server_host_keys=[host_key],
-            authorized_client_keys=asyncssh.import_authorized_keys(authorized_line(user_ca, agent_id)),
+            authorized_client_keys=asyncssh.import_authorized_keys(trusted), agent_forwarding=False,
             password_auth=False, kbdint_auth=False, gss_host=None, encoding=None,
             process_factory=handle, sftp_factory=lambda chan: _Sftp(chan, workdir),
             compression_algs=["none"],  # the payload is mostly already compressed or random; spare the CPU

@@ -7,7 +7,7 @@ from flask import Response
 from appliance.api.blueprints import v2
 from appliance.api.context import authenticated, current_user
 from appliance.api.spec import endpoint, json_response
-from appliance.auth import apikeys, users
+from appliance.auth import apikeys, ssh_keys, users
 from appliance.auth.login import log_in
 from appliance.auth.web import (
     clear_session_cookie,
@@ -23,6 +23,7 @@ from appliance.sdk.users import (
     ChangePasswordRequest,
     CreateUserRequest,
     FirstUserWithTokenRequest,
+    GitSSHKeyResponse,
     LoginRequest,
     LoginResponse,
     UpdateRolesRequest,
@@ -142,3 +143,24 @@ def delete_user(user: str) -> Response:
         users.delete_user(conn, subject, user, request_info())
     return json_response(MessageResponse(message=f"User {user} deleted."))
 
+
+
+def _git_ssh_key(key: ssh_keys.UserSshKey) -> GitSSHKeyResponse:
+    return GitSSHKeyResponse(user_id=str(key.user_id), created_at=key.created_at, updated_at=key.updated_at,
+                             public_key=key.public_key)
+
+
+@endpoint(v2, "GET", "/users/<user>/gitsshkey", summary="The user's SSH public key for Git (made on first use)",
+          tag=TAG, response=GitSSHKeyResponse, errors=(403, 404))
+def get_git_ssh_key(user: str) -> Response:
+    with authenticated() as (conn, subject):
+        key = ssh_keys.get_key(conn, subject, user)
+    return json_response(_git_ssh_key(key))
+
+
+@endpoint(v2, "PUT", "/users/<user>/gitsshkey", summary="Regenerate the user's SSH key for Git", tag=TAG,
+          response=GitSSHKeyResponse, errors=(403, 404))
+def regenerate_git_ssh_key(user: str) -> Response:
+    with authenticated() as (conn, subject):
+        key = ssh_keys.regenerate(conn, subject, user, request_info())
+    return json_response(_git_ssh_key(key))

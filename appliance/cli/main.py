@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "ping": "appliance.cli.ping:ping",
     "speedtest": "appliance.cli.ping:speedtest",
     "port-forward": "appliance.cli.port_forward:port_forward",
+    "ssh": "appliance.cli.ssh:ssh",
+    "config-ssh": "appliance.cli.ssh_config:config_ssh",
 }
 
 

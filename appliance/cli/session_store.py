@@ -17,7 +17,13 @@ class StoredSession:
     ca_file: str | None = None
 
 
+CONFIG_DIR_ENV = "APPLIANCE_CONFIG_DIR"  # what `appliance config-ssh` pins in each ProxyCommand
+
+
 def config_dir() -> Path:
+    """Where the CLI keeps its session and keys: $APPLIANCE_CONFIG_DIR, else $XDG_CONFIG_HOME/appliance."""
+    if explicit := os.environ.get(CONFIG_DIR_ENV):
+        return Path(explicit)
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "appliance"
 

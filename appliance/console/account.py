@@ -1,4 +1,4 @@
-"""The account page: profile, password change and API tokens (each shown once)."""
+"""The account page: profile, password change, API tokens (each shown once) and the SSH key for Git."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from flask import flash, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from appliance.auth import apikeys, users
+from appliance.auth import apikeys, ssh_keys, users
 from appliance.auth.rbac import Subject
 from appliance.auth.web import request_info, server_config
 from appliance.config import parse_duration
@@ -28,7 +28,7 @@ def _account_page(conn: Connection, subject: Subject, status: int = 200, **extra
     lifetimes = [(v, label) for v, label in TOKEN_LIFETIMES
                  if parse_duration(v) <= server_config().max_token_lifetime]
     return render("account.html", status, me=me, tokens=tokens, lifetimes=lifetimes,
-                  form_nonce=secrets.token_urlsafe(16), **extra)
+                  git_ssh_key=ssh_keys.get_key(conn, subject, "me"), form_nonce=secrets.token_urlsafe(16), **extra)
 
 
 def _is_resubmission(nonce: str) -> bool:
@@ -84,4 +84,13 @@ def change_password(conn: Connection, subject: Subject) -> Response:
     users.change_password(conn, subject, "me", old_password=request.form.get("old_password", ""),
                           new_password=new, info=request_info())
     flash("Password changed. Your other sessions were logged out.", "success")
+    return redirect(url_for("console.account"))
+
+
+@bp.post("/account/gitsshkey/regenerate")
+@page(back="console.account")
+def regenerate_git_ssh_key(conn: Connection, subject: Subject) -> Response:
+    ssh_keys.regenerate(conn, subject, "me", request_info())
+    flash("A new SSH key was made. Add its public key to your Git server; the old one no longer works "
+          "in new workspace builds.", "success")
     return redirect(url_for("console.account"))

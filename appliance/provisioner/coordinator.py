@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from appliance.auth.ssh_keys import ensure_key
 from appliance.auth.users import find_user
 from appliance.config import ServerConfig
 from appliance.db.database import Connection, Row
@@ -144,7 +145,7 @@ def _build_spec(conn: Connection, row: Row, site: JobSite) -> JobSpec:
            "APPLIANCE_WORKSPACE_OWNER_ID": str(owner.id), "APPLIANCE_WORKSPACE_OWNER_NAME": owner.username,
            "APPLIANCE_WORKSPACE_OWNER_EMAIL": owner.email,
            "APPLIANCE_WORKSPACE_OWNER_GROUPS": json.dumps(sorted(owner.roles)),
-           "APPLIANCE_WORKSPACE_OWNER_SSH_PUBLIC_KEY": ""}
+           "APPLIANCE_WORKSPACE_OWNER_SSH_PUBLIC_KEY": ensure_key(conn, owner.id).public_key}
     env.update({parameter_env(name): value for name, value in build.parameters.items()})
     state = workspaces.previous_state(conn, build)
     hidden = extract.sensitive_values(state or b"")

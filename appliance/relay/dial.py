@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import tenacity
 from appliance.errors import OperatorError
 from appliance.relay.client import DerpClient, RelayClosed, RelayRefused, connect
 from appliance.relay.keys import NodeKey, parse_hex_key
+from appliance.relay.preamble import cert_line
 from appliance.relay.stream import PeerStreams
 from appliance.sdk.agents import RELAY_PATH, ConnectionKind, PairRequest, PairResponse
 from appliance.sdk.client import Client
@@ -36,6 +38,16 @@ CONNECT_TIMEOUT = 15.0  # seconds for the relay handshake and then the SSH login
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 ADMISSION_GRACE = 5.0  # seconds a fresh key may be refused while the relay hears of it
 REASON_GRACE = 0.5  # seconds an ended session waits for the relay connection to say why it closed
+
+
+@dataclass
+class Stream:
+    """One end of a relayed byte stream to an agent, the relay connection under it, and its pump."""
+
+    sock: socket.socket
+    relay: DerpClient
+    pump: asyncio.Task[None]
+    pairing: PairResponse
 
 
 @dataclass
@@ -103,26 +115,45 @@ async def attach(pairing: PairResponse, node: NodeKey, ssh_key: asyncssh.SSHKey,
     What a client that paired some other way uses: the console's gateway pairs in-process, on the
     browser user's behalf (appliance.workspaces.pairing), then attaches here as the CLI does.
     """
-    derp = await dial_relay(url, node, context, websocket)
-    streams = PeerStreams(derp)
-    pump = asyncio.create_task(streams.run())
-    try:
-        sock = await streams.connect(parse_hex_key(pairing.agent_node_key))
-        ssh = await _login(sock, pairing, ssh_key)
+    async with relayed_stream(pairing, node, url, context, websocket=websocket) as stream:
+        ssh = await _login(stream.sock, pairing, ssh_key)
         try:
-            yield Session(ssh, pairing, derp)
+            yield Session(ssh, pairing, stream.relay)
         except (asyncssh.Error, RelayClosed, OSError, asyncio.IncompleteReadError) as err:
             # SSH may notice first; the pump ends a moment later with the relay's reason (access revoked).
-            await asyncio.wait([pump], timeout=REASON_GRACE)
-            raise OperatorError(f"The session to the workspace's agent ended: {_why_ended(pump, err)}.",
+            await asyncio.wait([stream.pump], timeout=REASON_GRACE)
+            raise OperatorError(f"The session to the workspace's agent ended: {_why_ended(stream.pump, err)}.",
                                 "The workspace may have stopped, your token been revoked, or the relay or the "
                                 "agent restarted; check 'appliance show WORKSPACE' and run the command again.") from err
         finally:
             ssh.close()
             await ssh.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def relayed_stream(pairing: PairResponse, node: NodeKey, url: str, context: ssl.SSLContext | None, *,
+                         websocket: bool = False) -> AsyncIterator[Stream]:
+    """A byte stream to the paired agent through the relay at `url`, before anyone speaks SSH on it."""
+    derp = await dial_relay(url, node, context, websocket)
+    streams = PeerStreams(derp)
+    pump = asyncio.create_task(streams.run())
+    try:
+        yield Stream(await streams.connect(parse_hex_key(pairing.agent_node_key)), derp, pump, pairing)
     finally:
         pump.cancel()
         await derp.close()
+
+
+@contextlib.asynccontextmanager
+async def open_stdio_stream(client: Client, agent_id: str, ssh_key: asyncssh.SSHKey) -> AsyncIterator[Stream]:
+    """What `appliance ssh --stdio` pipes OpenSSH into: a stream that began with the certificate line for
+    `ssh_key` (appliance.relay.preamble), so the agent lets OpenSSH log in with that key."""
+    node = NodeKey.generate()
+    pairing = await asyncio.to_thread(pair, client, agent_id, node, ssh_key, "ssh")
+    url = relay_url(client.url)
+    async with relayed_stream(pairing, node, url, _ssl_context(url, client.ca_file)) as stream:
+        stream.sock.sendall(cert_line(pairing.ssh_certificate))  # one short line into an empty socket buffer
+        yield stream
 
 
 def _why_ended(pump: asyncio.Task[None], err: BaseException) -> str:

@@ -80,3 +80,12 @@ class UserListResponse(BaseModel):
 
 class LoginResponse(BaseModel):
     session_token: str
+
+
+class GitSSHKeyResponse(BaseModel):
+    """GET/PUT /api/v2/users/{user}/gitsshkey: the workspace owner's SSH public key (Coder's gitsshkey)."""
+
+    user_id: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    public_key: str  # OpenSSH line; templates read it as data.appliance_workspace_owner.ssh_public_key

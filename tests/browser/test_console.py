@@ -208,8 +208,9 @@ def test_api_token_is_shown_once_and_can_be_revoked(
     assert token
 
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
-    page.get_by_role("button", name="Copy").click()
-    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    new_token = page.locator("#new-token")  # the SSH key section has a Copy button of its own
+    new_token.get_by_role("button", name="Copy").click()
+    expect(new_token.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == token
 
     me = me_with_token(base_url, token)
@@ -264,6 +265,20 @@ def test_resubmitting_the_create_token_form_creates_nothing_more(page: Page, bas
     page.goto("/account")
     expect(flash(page, "info")).to_contain_text("already created and its value shown once")
     expect(page.locator("tr", has=page.get_by_role("cell", name="ci", exact=True))).to_have_count(1)
+
+
+def test_the_account_page_shows_the_ssh_key_and_regenerates_it_after_a_confirmation(
+        page: Page, base_url: str) -> None:
+    make_owner(base_url)
+    log_in(page, "owner")
+    page.goto("/account")
+    key = page.locator("#git-ssh-public-key")
+    first = key.inner_text().strip()
+    assert first.startswith("ssh-ed25519 ")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#git-ssh-key").get_by_role("button", name="Regenerate").click()
+    expect(flash(page, "success")).to_contain_text("A new SSH key was made")
+    assert key.inner_text().strip() not in ("", first)
 
 
 # -- 4. users admin and what each role sees -------------------------------------------------------

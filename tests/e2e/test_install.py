@@ -596,6 +596,32 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     print(f"relay checks: {time.monotonic() - phase:.1f}s")
 
 
+def test_appliance_ssh_reaches_the_workspace_through_nginx_and_the_relay(installed: Installed) -> None:
+    # After the relay test above, which stopped the workspace: start it again, then SSH in as a developer would.
+    phase = time.monotonic()
+    host = installed.host
+    token = _login(host)
+    workspace, agent_id = _workspace_agent(host, "dev", token)
+    if workspace["latest_build"]["transition"] != "start":
+        status, body = https(host, "POST", f"/api/v2/workspaces/{workspace['id']}/builds", {"transition": "start"},
+                             token)
+        assert status == 201, body
+        started = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
+        assert started["status"] == "running", _job_failure(host, started, token)
+        workspace, agent_id = _workspace_agent(host, "dev", token)
+    _wait_agent_ready(host, workspace["id"], agent_id, token)
+    login = host.run(APPLIANCE, "login", "https://appliance-host", "--username", "admin", "--password", PASSWORD,
+                     "--ca-file", CA_BUNDLE)
+    assert login.returncode == 0, login.stdout + login.stderr
+    command = host.run(APPLIANCE, "ssh", "dev", "--", "echo ssh-$((6*7)) in $(hostname); exit 3", timeout=120)
+    assert command.returncode == 3, command.stdout + command.stderr + host.journal("appliance-relay.service")
+    assert command.stdout.startswith("ssh-42 in "), command.stdout
+    # OpenSSH's side: --stdio relays the agent's own SSH banner (OpenSSH would speak SSH on from here).
+    banner = host.sh(f"timeout 60 {APPLIANCE} ssh --stdio appliance.dev </dev/null | head -c 8")
+    assert banner.stdout == "SSH-2.0-", banner.stdout + banner.stderr
+    print(f"ssh checks: {time.monotonic() - phase:.1f}s")
+
+
 def test_the_front_comes_up_whichever_of_nginx_and_the_runtime_service_starts_first(installed: Installed) -> None:
     # At boot the two units start in parallel: a runtime service that starts first must leave nginx its port.
     host = installed.host

@@ -10,6 +10,7 @@ import asyncssh
 import pytest
 
 from appliance.relay.dial import ECHO, SINK, SOURCE
+from appliance.relay.preamble import CERT_PREFIX, MAX_LINE, cert_line
 from tests.support.ssh_session import SessionKeys, login, serve, session_over_socketpair
 
 KEYS = SessionKeys()
@@ -124,3 +125,48 @@ def test_echo_source_and_sink_serve_ping_and_speedtest(tmp_path: Path) -> None:
             assert len(await source.stdout.readexactly(200_000)) == 200_000
             source.close()
     run(check())
+
+
+def test_after_a_certificate_line_the_certified_key_logs_in_as_openssh_does(tmp_path: Path) -> None:
+    async def check() -> None:
+        agent_end, client_end = socket.socketpair()
+        server = serve(agent_end, KEYS, str(tmp_path))
+        client_end.sendall(cert_line(KEYS.certificate().export_certificate().decode()))
+        conn = await login(client_end, KEYS, client_keys=[KEYS.user])  # the bare key, as OpenSSH offers it
+        result = await conn.run("echo in")
+        assert result.stdout == b"in\n"
+        conn.close()
+        await asyncio.wait_for(server, 10)
+    run(check())
+
+
+def test_a_replayed_certificate_line_without_the_private_key_is_refused(tmp_path: Path) -> None:
+    async def attempt() -> None:
+        agent_end, client_end = socket.socketpair()
+        server = serve(agent_end, KEYS, str(tmp_path))
+        client_end.sendall(cert_line(KEYS.certificate().export_certificate().decode()))
+        with pytest.raises(asyncssh.PermissionDenied):
+            await login(client_end, KEYS, client_keys=[asyncssh.generate_private_key("ssh-ed25519")])
+        await asyncio.wait_for(server, 10)
+    run(attempt())
+
+
+@pytest.mark.parametrize("first_bytes", [CERT_PREFIX + b"x" * MAX_LINE, b"GET / HTTP/1.1\r\n\r\n",
+                                         CERT_PREFIX + b"garbage\n"],
+                         ids=["an endless certificate line", "another protocol", "a malformed certificate line"])
+def test_a_stream_that_begins_badly_is_closed_with_a_log_line(first_bytes: bytes, tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    async def attempt() -> None:
+        agent_end, client_end = socket.socketpair()
+        server = serve(agent_end, KEYS, str(tmp_path))
+        await asyncio.get_running_loop().sock_sendall(client_end, first_bytes)
+        await asyncio.wait_for(server, 10)
+        client_end.settimeout(5)
+        try:
+            answer = client_end.recv(100)
+        except ConnectionResetError:  # closed with our bytes unread
+            answer = b""
+        assert answer == b""  # closed, without a word of SSH
+    caplog.set_level("INFO", logger="appliance.agent.sshd")
+    run(attempt())
+    assert "ssh_preamble_refused" in caplog.text

@@ -67,6 +67,8 @@ def test_every_operation_a_session_can_reach_answers_with_its_declared_model(own
     token = owner_api.post("/api/v2/users/me/keys/tokens", json={"token_name": "ci"}).json()["token"]
     owner_api.get("/api/v2/users/me/keys/tokens")
     owner_api.delete(f"/api/v2/users/me/keys/{token['id']}")
+    owner_api.get("/api/v2/users/me/gitsshkey")
+    owner_api.put("/api/v2/users/me/gitsshkey")
     (tmp_path / "main.tf").write_text('terraform {}\n')
     digest = owner_api.post("/api/v2/files", data=source_archive(tmp_path),
                             headers={"Content-Type": "application/x-tar"}).json()["hash"]

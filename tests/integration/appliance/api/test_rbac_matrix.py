@@ -257,6 +257,12 @@ ROUTES: list[Route] = [
     Route("DELETE", U + "/{user}", "delete a member", USER_ADMINS, _user(lambda w: w.member["id"])),
     Route("DELETE", U + "/{user}", "delete a template admin", OWNERS, _user(lambda w: w.privileged["id"]),
           finding=9),
+    # The workspace owner's SSH key (Coder's gitsshkey): its holder, and those who manage the account.
+    Route("GET", U + "/{user}/gitsshkey", "read their own SSH key", EVERYONE, _user(lambda w: "me")),
+    Route("GET", U + "/{user}/gitsshkey", "read a member's SSH key", USER_ADMINS, _user(lambda w: w.member["id"])),
+    Route("PUT", U + "/{user}/gitsshkey", "regenerate their own SSH key", EVERYONE, _user(lambda w: "me")),
+    Route("PUT", U + "/{user}/gitsshkey", "regenerate a member's SSH key", USER_ADMINS,
+          _user(lambda w: w.member["id"])),
     # Tokens.
     Route("POST", U + "/{user}/keys/tokens", "create their own token", EVERYONE, _user(lambda w: "me"),
           lambda w: {"json": {"token_name": f"t{uuid.uuid4().hex[:8]}"}}),
