@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from tests.support.appliance_provider import provider_cache_env
 from tests.support.images import seed_server_cache
 from tests.support.postgres import free_port, postgres_processes_for, traversable_temp_dir
 from tests.support.server import wait_for_health
+from tests.support.terminal import terminal_url, web_terminal
 from tests.support.workspaces import wait_build, wait_version
 
 APPLIANCE = [sys.executable, "-m", "appliance"]
@@ -302,6 +304,7 @@ def test_a_fresh_server_serves_its_agent_and_a_podman_debian_workspace_connects_
         pinged = _appliance_cli(url, api, "ping", "box", "-n", "2", "--interval", "0.1")
         assert pinged.returncode == 0, pinged.stderr
         assert pinged.stdout.count("via DERP relay, never direct (region 999 Appliance Embedded Relay)") == 2
+        _developer_gets_in(url, api, agent_id, data_dir.parent)
         # A ping running while the workspace stops ends with the reason, not a hang or a traceback.
         running = _appliance_cli_background(url, api, "ping", "box", "-n", "600", "--interval", "0.2")
         time.sleep(2)
@@ -317,6 +320,31 @@ def test_a_fresh_server_serves_its_agent_and_a_podman_debian_workspace_connects_
         output, _ = process.communicate(timeout=60)
     assert f"Workspace agent: {url}/bin/appliance-agent-linux-amd64" in output or \
         f"then {url}/bin/appliance-agent-linux-amd64" in output, output
+
+
+def _developer_gets_in(url: str, api: Api, agent_id: str, work: Path) -> None:
+    """Issue 15's acceptance on the podman-debian workspace: a command over `appliance ssh`, OpenSSH's ssh
+    through `appliance config-ssh`'s block, and the console's web terminal."""
+    env = _cli_env(url, api) | {"APPLIANCE_CONFIG_DIR": str(work / "cli-config")}
+    command = "echo ssh-$((6*7)) on $(. /etc/os-release; echo $ID); exit 3"
+    ssh = subprocess.run([*APPLIANCE, "ssh", "box", "--", command], capture_output=True, text=True, env=env,
+                         timeout=120, check=False)
+    assert ssh.returncode == 3 and "ssh-42 on debian" in ssh.stdout, ssh.stderr
+    config = work / "ssh_config"
+    written = subprocess.run([*APPLIANCE, "config-ssh", "--ssh-config-file", str(config)], capture_output=True,
+                             text=True, env=env, timeout=120, check=False)
+    assert written.returncode == 0 and "Host appliance.box" in config.read_text(), written.stderr
+    openssh = subprocess.run(["ssh", "-F", str(config), "appliance.box", "echo openssh-$((6*7)) as $(whoami)"],
+                             capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert openssh.returncode == 0 and "openssh-42 as dev" in openssh.stdout, openssh.stderr
+
+    async def terminal() -> None:
+        async with web_terminal(terminal_url(url, agent_id), token=api.token or "", origin=None,
+                                cookie=False) as screen:
+            await screen.type("echo term-$((6*7)) $TERM\r")
+            await screen.until("term-42 xterm-256color", within=60)
+
+    asyncio.run(terminal())
 
 
 def _cli_env(url: str, api: Api) -> dict[str, str]:
