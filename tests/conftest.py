@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.provider_zips import real_provider_zip
+
 _KINDS = ("unit", "integration", "browser", "e2e")
 
 
@@ -51,3 +53,13 @@ def _searchable_temp_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tmp_path_factory, "mktemp", searchable)
         yield
+
+
+@pytest.fixture(scope="session")
+def hello_provider_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The greeting test provider packaged as `hello` 1.0.0, a real provider (PyInstaller, half a minute).
+
+    Built once per session: the mirror's terraform tests and the e2e release both serve it, each
+    from a copy laid out as it needs.
+    """
+    return real_provider_zip(tmp_path_factory.mktemp("hello-provider"), "hello", "1.0.0")

@@ -20,6 +20,7 @@ from pathlib import Path
 from bundles.build import oci_image
 from bundles.build.apt_sources import APT_DIR, DebianMirror, debian_mirror, sources_list
 from bundles.build.assemble import build_time
+from bundles.build.cache_lock import building
 from bundles.build.debs import require_tool, run_checked
 from bundles.build.oci_image import Descriptor, ImageConfig, write_layout
 from bundles.errors import BundleError
@@ -192,9 +193,12 @@ def cached_base_image(cache: Path, *, tag: str = DEFAULT_TAG, apt_dir: Path = AP
     layout, done = images / f"{tag}-{key}", images / f"{tag}-{key}.complete"
     if done.is_file() and (layout / "index.json").is_file():
         return layout
-    build_base_image(layout, cache, tag=tag, apt_dir=apt_dir)
-    done.write_text(f"{layout.name}\n")
-    for stale in images.glob(f"{tag}-*"):   # older inputs' images: a layout is over 100 MB
-        if stale.name not in (layout.name, done.name):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    with building(images):
+        if done.is_file() and (layout / "index.json").is_file():   # made by another build while this one waited
+            return layout
+        build_base_image(layout, cache, tag=tag, apt_dir=apt_dir)
+        done.write_text(f"{layout.name}\n")
+        for stale in images.glob(f"{tag}-*"):   # older inputs' images: a layout is over 100 MB
+            if stale.name not in (layout.name, done.name):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     return layout

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bundles.build.apt_sources import debian_mirror, sources_list
+from bundles.build.cache_lock import building
 from bundles.errors import BundleError
 
 
@@ -39,14 +40,16 @@ def baseline_rootfs(cache: Path, distribution: str, architecture: str, packages:
     root = cache / "debootstrap" / f"{distribution}-{architecture}-{key}"
     if (root / ".complete").exists():
         return root
-    shutil.rmtree(root, ignore_errors=True)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    mirror = debian_mirror(distribution)
-    argv = ["debootstrap", "--variant=minbase", f"--arch={architecture}"]
-    if packages:
-        argv.append(f"--include={','.join(packages)}")
-    run_checked([*argv, distribution, str(root), mirror.main], f"debootstrap {distribution}")
-    (root / ".complete").write_text(datetime.now(UTC).isoformat() + "\n")
+    with building(root.parent):
+        if (root / ".complete").exists():   # made by another build while this one waited
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+        mirror = debian_mirror(distribution)
+        argv = ["debootstrap", "--variant=minbase", f"--arch={architecture}"]
+        if packages:
+            argv.append(f"--include={','.join(packages)}")
+        run_checked([*argv, distribution, str(root), mirror.main], f"debootstrap {distribution}")
+        (root / ".complete").write_text(datetime.now(UTC).isoformat() + "\n")
     return root
 
 

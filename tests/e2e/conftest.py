@@ -2,7 +2,9 @@
 
 The baseline is the same cached debootstrap rootfs the bundle's apt closure is computed against
 (bundles/appliance.toml's target.baseline_packages), so a test host is exactly what the bundle
-expects to find. Every test gets its own copy, powered off and removed afterwards.
+expects to find. Each module gets its own copy, powered off and removed afterwards; its tests
+share it (a boot is seconds of a 2-core CI run each), so they leave what they add under names
+and ports of their own.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ def baseline() -> Path:
     return baseline_rootfs(CACHE, recipe.distribution, recipe.architecture, recipe.baseline_packages)
 
 
-@pytest.fixture
-def offline_host(baseline: Path, tmp_path: Path) -> Iterator[OfflineHost]:
-    """A freshly booted copy of the baseline with systemd as PID 1 and only loopback networking."""
-    with boot_offline_host(baseline, tmp_path / "host") as host:
+@pytest.fixture(scope="module")
+def offline_host(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflineHost]:
+    """A freshly booted copy of the baseline with systemd as PID 1 and only loopback networking, one per module."""
+    with boot_offline_host(baseline, tmp_path_factory.mktemp("offline") / "host") as host:
         print(f"offline host {host.machine}: copy {host.copy_seconds:.1f} s + boot {host.boot_seconds:.1f} s")
         yield host

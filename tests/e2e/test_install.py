@@ -4,6 +4,12 @@ installer's commands, and a working appliance, every service under systemd with 
 One module-scoped host is installed once; each check below is one test, run in order, so a
 later component (mirror, provisioner, registry, relay) adds its check as one more test that
 takes `installed`. Uninstall runs last.
+
+That host also gets the installs that must not happen or must recover, before the one every
+check uses: a tampered bundle, a blocked preflight, a failure midway, then the rerun that
+converges. Each is a full install's work on its own host, so they share this one
+(docs/adr/0033-ci-time.md); the fixture records what each attempt did and the host looked like
+after it, and a test of its own asserts on that record.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +33,11 @@ import semver
 
 from appliance import __version__ as checkout_version
 from appliance.sdk.runtime import LABEL_WORKSPACE
+from tests.support.agents import package_argv
 from tests.support.bundles import ReleaseKey, make_key, staged_source
+from tests.support.images import RELEASE_EPOCH
 from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
-from tests.support.provider_zips import real_provider_zip
 
 # The first test also pays for building the bundle (minutes, more on a cold .cache/bundle) and
 # installing it; every step below has its own timeout, so the default 300 s would only cut a build short.
@@ -65,11 +73,24 @@ class Release:
     public_binary: Path
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """An install the fixture ran before the one that converged, and the host's state right after it."""
+    result: subprocess.CompletedProcess[str]
+    untouched: bool   # no /opt/appliance, no /etc/appliance, no postgresql-15 package
+    log: str          # _explain's installer log and journal, for failure messages
+
+
 @dataclass
 class Installed:
     host: OfflineHost
     output: str
     seconds: float
+    # The attempts before the install that converged (_installs).
+    tampered: Attempt      # a bundle with three changed bytes in a wheel
+    tampered_member: str   # the wheel they are in
+    blocked: Attempt       # a squatter on port 443, no override
+    midway: Attempt        # the same squatter, its preflight check overridden
 
     @property
     def setup_token(self) -> str:
@@ -78,25 +99,62 @@ class Installed:
         return match.group(1)
 
 
+@contextmanager
+def _alongside(argv: list[str], **popen: Any) -> Iterator[list[str]]:
+    """Run argv while the block runs, on a core the block leaves idle; after it, the list holds argv's output.
+
+    If the block fails, argv is killed: nothing outlives the fixture that started it.
+    """
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    output: list[str] = []
+    try:
+        yield output
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    output.append(process.communicate(timeout=1800)[0] + f"(exit {process.returncode})")
+
+
+# What the bundle build's agent and image steps do (bundles/build/appliance_agent.py, collect.py), run
+# from the same source with the same cache: argv is the agent's output folder and the cache folder.
+WARM = """
+import subprocess, sys
+from pathlib import Path
+from bundles.build.base_image import cached_base_image
+cache = Path(sys.argv[2]).resolve()
+agent = ["agent", "package", sys.argv[1], "--cache-dir", str(cache / "agent")]
+subprocess.run([sys.executable, "-m", "appliance", *agent], check=True)
+cached_base_image(cache)
+"""
+
+
 @pytest.fixture(scope="session")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+def release(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Release:
     """The product bundle at VERSION, built from a bumped copy of the checkout and signed with a key made now."""
     work = tmp_path_factory.mktemp("release")
     started = time.monotonic()
     source = staged_source(REPO, work / "source", VERSION)
-    # A real provider (the tf-framework test provider, packaged like a release) for both the
-    # network mirror and the appliance's own registry; the product recipe ships none of its own yet.
-    package = real_provider_zip(work / "providers" / "registry.terraform.io/test/hello", "hello", "1.0.0")
-    (work / "registry/test/hello").mkdir(parents=True)
-    shutil.copy(package, work / "registry/test/hello")
     # Run from the copy, as a release engineer runs from a checkout: its bundles tool, its appliance.
-    recipe = source / "bundles/appliance.toml"
-    result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", str(recipe), "--version", VERSION,
-                             "--output", str(work), "--cache-dir", str(CACHE),
-                             "--providers-from", str(work / "providers"), "--registry-from", str(work / "registry")],
-                            capture_output=True, text=True, timeout=1800, cwd=source, check=False,
-                            env={**os.environ, "SOURCE_DATE_EPOCH": "1780000000", "PYTHONPATH": str(source)})
-    assert result.returncode == 0, result.stderr[-3000:]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": RELEASE_EPOCH, "PYTHONPATH": str(source)}
+    # Two of the build's steps need nothing the others make: the agent (PyInstaller, a minute) and
+    # the base image (debootstrap, two). On a cold cache a process of its own makes them beside the
+    # build's first steps, so two cores work at once; the build's own steps then find them in the
+    # cache (its image step waits on the cache's lock while the image is still being made).
+    with _alongside([sys.executable, "-c", WARM, str(work / "warm-agent"), str(CACHE)], cwd=source, env=env) as warm:
+        # A real provider (the tf-framework test provider, packaged like a release) for both the
+        # network mirror and the appliance's own registry; the product recipe ships none of its own yet.
+        # Asked for here, not as an argument, so that its first build overlaps the warming too.
+        hello: Path = request.getfixturevalue("hello_provider_zip")
+        for folder in (work / "providers" / "registry.terraform.io/test/hello", work / "registry/test/hello"):
+            folder.mkdir(parents=True)
+            shutil.copy(hello, folder)
+        recipe = source / "bundles/appliance.toml"
+        result = subprocess.run([sys.executable, "-m", "bundles", "build", "--recipe", str(recipe), "--version",
+                                 VERSION, "--output", str(work), "--cache-dir", str(CACHE), "--providers-from",
+                                 str(work / "providers"), "--registry-from", str(work / "registry")],
+                                capture_output=True, text=True, timeout=1800, cwd=source, check=False, env=env)
+    assert result.returncode == 0, f"{result.stderr[-3000:]}\n--- warming ---\n{warm[0][-2000:]}"
     key = make_key(work, "release")
     signed = subprocess.run([sys.executable, "-m", "bundles", "sign", str(work / BUNDLE), "--key", key.fingerprint,
                              "--gnupghome", str(key.home)], capture_output=True, text=True, check=False)
@@ -132,15 +190,58 @@ def _explain(host: OfflineHost, result: subprocess.CompletedProcess[str]) -> str
             f"--- journal (errors) ---\n{journal[-4000:]}")
 
 
+UNTOUCHED = "! test -e /opt/appliance && ! test -e /etc/appliance && ! dpkg -s postgresql-15 >/dev/null 2>&1"
+
+
+def _attempt(host: OfflineHost, extra: str = "") -> Attempt:
+    result, seconds = _install(host, extra)
+    print(f"install attempt{' ' + extra if extra else ''}: exit {result.returncode} after {seconds:.0f}s")
+    return Attempt(result, host.sh(UNTOUCHED).returncode == 0, _explain(host, result))
+
+
+def _tampered(release: Release, folder: Path) -> tuple[Release, str]:
+    """The release with three bytes of its flask wheel changed (the installer member left intact)."""
+    import tarfile
+
+    tampered = folder / BUNDLE
+    shutil.copyfile(release.bundle, tampered)
+    with tarfile.open(tampered) as tar:
+        wheel = next(i for i in tar.getmembers() if i.name.startswith("wheels/flask-"))
+    with tampered.open("r+b") as raw:
+        raw.seek(wheel.offset_data + 100)
+        raw.write(b"\x00\x01\x02")
+    return Release(tampered, release.key, release.public_binary), wheel.name
+
+
+def _installs(host: OfflineHost, release: Release, work: Path) -> Installed:
+    """The installs that must change nothing or must recover, each on the host as the previous one left it,
+    then the rerun that converges."""
+    tampered_release, member = _tampered(release, work)
+    _prepare(host, tampered_release)
+    tampered = _attempt(host)
+    _prepare(host, release)
+    host.run("systemd-run", "--unit=squatter", "python3", "-m", "http.server", "443")
+    time.sleep(1)
+    blocked = _attempt(host)
+    midway = _attempt(host, "--ignore-preflight ports")
+    host.run("systemctl", "stop", "squatter")
+    result, seconds = _install(host)
+    assert result.returncode == 0, _explain(host, result)
+    print(f"install time: {seconds:.0f}s (converging after the midway failure) for a "
+          f"{release.bundle.stat().st_size / 1e6:.1f} MB bundle")
+    return Installed(host, result.stdout + result.stderr, seconds, tampered, member, blocked, midway)
+
+
 @pytest.fixture(scope="module")
 def installed(release: Release, baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    with boot_offline_host(baseline, tmp_path_factory.mktemp("installed") / "host") as host:
+    work = tmp_path_factory.mktemp("installed")
+    with boot_offline_host(baseline, work / "host") as host:
         host.delegate_cgroup_controllers()   # writable as on a real host: workspaces get CPU and memory limits
-        _prepare(host, release)
-        result, seconds = _install(host)
-        assert result.returncode == 0, _explain(host, result)
-        print(f"install time: {seconds:.0f}s for a {release.bundle.stat().st_size / 1e6:.1f} MB bundle")
-        yield Installed(host, result.stdout + result.stderr, seconds)
+        # The installs leave a core idle for minutes: the checkout's agent executable, which the
+        # integration tests run later (tests/support/agents.py's cache), is built on it meanwhile.
+        with _alongside(package_argv(work / "checkout-agent"), cwd=REPO):
+            installed = _installs(host, release, work)
+        yield installed
 
 
 REQUEST = """
@@ -174,6 +275,32 @@ def https(host: OfflineHost, method: str, path: str, body: dict[str, Any] | None
                       content_type)
     answer = json.loads(result.stdout)
     return int(answer["status"]), str(answer["body"])
+
+
+# -- installs that must not happen, or must recover (on the same host, before the install that converged) --
+
+
+def test_a_tampered_bundle_installs_nothing(installed: Installed) -> None:
+    tampered = installed.tampered
+    assert tampered.result.returncode == 3, tampered.log
+    assert f"Bundle rejected (hash-mismatch): member {installed.tampered_member}" in tampered.result.stderr
+    assert tampered.untouched, tampered.log
+
+
+def test_a_failed_preflight_changes_nothing_and_a_midway_failure_converges_on_rerun(installed: Installed) -> None:
+    blocked, midway = installed.blocked, installed.midway
+    assert blocked.result.returncode == 1, blocked.log
+    assert "ports" in blocked.result.stderr and "blocking check(s) failed" in blocked.result.stderr
+    assert blocked.untouched, blocked.log
+
+    assert midway.result.returncode == 1, midway.log
+    assert "Playbooks:" in midway.result.stderr and "nginx" in midway.result.stderr, midway.log
+
+    host = installed.host  # the rerun converged (the fixture asserts its exit code), with the squatter gone
+    assert https(host, "GET", "/healthz") == (200, "OK")
+    overrides = [json.loads(line) for line in host.read_text(
+        "/var/lib/appliance/installer/preflight-overrides.jsonl").splitlines()]
+    assert [o["check"] for o in overrides] == ["ports"]  # recorded even though that run failed later
 
 
 # -- checks on the installed host, in order -----------------------------------------------------
@@ -736,48 +863,3 @@ def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> 
         assert host.run("systemctl", "is-active", unit).stdout.strip() != "active"
     assert host.sh("test -d /var/lib/appliance/pki && test -d /var/lib/postgresql/15/main && "
                    "test -f /etc/appliance/appliance.toml && ! test -e /opt/appliance").returncode == 0
-
-
-# -- installs that must not happen, or must recover ---------------------------------------------
-
-
-def test_a_tampered_bundle_installs_nothing(release: Release, offline_host: OfflineHost, tmp_path: Path) -> None:
-    import tarfile
-
-    tampered = tmp_path / BUNDLE
-    tampered.write_bytes(release.bundle.read_bytes())
-    with tarfile.open(tampered) as tar:
-        wheel = next(i for i in tar.getmembers() if i.name.startswith("wheels/flask-"))
-    with tampered.open("r+b") as raw:
-        raw.seek(wheel.offset_data + 100)
-        raw.write(b"\x00\x01\x02")
-    _prepare(offline_host, Release(tampered, release.key, release.public_binary))
-    result, _ = _install(offline_host)
-    assert result.returncode == 3
-    assert f"Bundle rejected (hash-mismatch): member {wheel.name}" in result.stderr
-    assert offline_host.sh("! test -e /opt/appliance && ! test -e /etc/appliance && "
-                           "! dpkg -s postgresql-15 >/dev/null 2>&1").returncode == 0
-
-
-def test_a_failed_preflight_changes_nothing_and_a_midway_failure_converges_on_rerun(
-        release: Release, offline_host: OfflineHost) -> None:
-    host = offline_host
-    _prepare(host, release)
-    host.run("systemd-run", "--unit=squatter", "python3", "-m", "http.server", "443")
-    time.sleep(1)
-    blocked, _ = _install(host)
-    assert blocked.returncode == 1
-    assert "ports" in blocked.stderr and "blocking check(s) failed" in blocked.stderr
-    assert host.sh("! test -e /opt/appliance && ! test -e /etc/appliance").returncode == 0
-
-    midway, _ = _install(host, "--ignore-preflight ports")
-    assert midway.returncode == 1
-    assert "Playbooks:" in midway.stderr and "nginx" in midway.stderr, _explain(host, midway)
-
-    host.run("systemctl", "stop", "squatter")
-    converged, _ = _install(host)
-    assert converged.returncode == 0, _explain(host, converged)
-    assert https(host, "GET", "/healthz") == (200, "OK")
-    overrides = [json.loads(line) for line in host.read_text(
-        "/var/lib/appliance/installer/preflight-overrides.jsonl").splitlines()]
-    assert [o["check"] for o in overrides] == ["ports"]  # recorded even though that run failed later

@@ -175,3 +175,8 @@ def agent_log(api: Api, agent_id: str) -> list[str]:
 
 
 AGENT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "agent"  # beside the provider's .cache/provider
+
+
+def package_argv(out: Path) -> list[str]:
+    """`appliance agent package` of the checkout into `out`, cached in AGENT_CACHE (PyInstaller once per change)."""
+    return [sys.executable, "-m", "appliance", "agent", "package", str(out), "--cache-dir", str(AGENT_CACHE)]

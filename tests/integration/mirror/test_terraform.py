@@ -26,7 +26,6 @@ from mirror.cliconfig import terraform_cli_config
 from mirror.hashes import dirhash_h1
 from mirror.signing import signing_key
 from tests.support.postgres import free_port
-from tests.support.provider_zips import real_provider_zip
 from tests.support.server import make_config
 
 MIRRORED = "registry.terraform.io/test/hello"
@@ -41,13 +40,14 @@ class Appliance:
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory: pytest.TempPathFactory, shared_conninfo: str) -> Iterator[Appliance]:
+def appliance(tmp_path_factory: pytest.TempPathFactory, shared_conninfo: str,
+              hello_provider_zip: Path) -> Iterator[Appliance]:
     if shutil.which("terraform") is None:
         pytest.fail("terraform is not on PATH; these tests run the real terraform CLI")
     work = tmp_path_factory.mktemp("mirror-e2e")
-    package = real_provider_zip(work / "src" / MIRRORED, "hello", "1.0.0")
-    (work / "registry-src/test/hello").mkdir(parents=True)
-    shutil.copy(package, work / "registry-src/test/hello")
+    for folder in (work / "src" / MIRRORED, work / "registry-src/test/hello"):
+        folder.mkdir(parents=True)
+        shutil.copy(hello_provider_zip, folder)
     build_mirror(work / "tree", [work / "src"], [work / "registry-src"], signing_key(work / "signing"))
     ca = CertificateAuthority(work / "pki")
     ca.init(b"terraform-test-passphrase")

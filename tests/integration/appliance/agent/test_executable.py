@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from appliance import __version__
 from appliance.server.agent_binary import cache_path
-from tests.support.agents import AGENT_CACHE, agent_log, agent_process, agent_workspace, wait_agent
+from tests.support.agents import AGENT_CACHE, agent_log, agent_process, agent_workspace, package_argv, wait_agent
 from tests.support.api import Api
 from tests.support.server import LiveServer
 
@@ -22,8 +21,7 @@ pytestmark = pytest.mark.integration
 
 def package(out: Path) -> float:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "appliance", "agent", "package", str(out),
-                             "--cache-dir", str(AGENT_CACHE)], capture_output=True, text=True, timeout=900, check=False)
+    result = subprocess.run(package_argv(out), capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stderr
     assert f"as {out / 'appliance-agent-linux-amd64'}" in result.stdout
     return time.monotonic() - started
