@@ -27,6 +27,7 @@ from appliance.db.database import Database
 from appliance.db.migrate import require_current_schema
 from appliance.errors import ConfigError
 from appliance.relay import frames
+from appliance.relay.inbox import Inbox, close_transport
 from appliance.relay.service import RelayService, build_service
 from appliance.relay.upgrade import PROBE_HEADERS, Refusal, derp_switch_headers, requested_upgrade
 from appliance.sdk.relay_constants import RELAY_LATENCY_PATH, RELAY_PATH
@@ -36,8 +37,6 @@ log = logging.getLogger("appliance.relay")
 SOCKET_MODE = 0o660  # owner and the appliance group, which nginx's workers are in
 HEAD_BYTES = 16 << 10  # a request head larger than this is refused
 HEAD_SECONDS = 10.0  # to send the request head
-READ_HIGH_WATER = 1 << 20  # buffered input past which the socket stops being read (TCP backpressure)
-READ_LOW_WATER = 256 << 10
 WRITE_HIGH_WATER = 256 << 10
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_MAX_MESSAGE = frames.MAX_FRAME_SIZE + frames.HEADER_LEN
@@ -47,17 +46,14 @@ PROBE_PATHS = frozenset({f"{RELAY_PATH}/probe", RELAY_LATENCY_PATH})
 class Connection(asyncio.Protocol):
     """One client socket: an HTTP request head, then (after a 101) the ByteConn Relay.serve reads."""
 
-    __slots__ = ("_buffer", "_eof", "_head", "_paused", "_read_waiter", "_service", "_tasks", "_timer",
-                 "_transport", "_write_waiter", "remote")
+    __slots__ = ("_head", "_inbox", "_service", "_tasks", "_timer", "_transport", "_write_waiter", "remote")
 
     def __init__(self, service: RelayService, tasks: set[asyncio.Task[None]]) -> None:
         self._service = service
         self._head: h11.Connection | None = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_BYTES)
-        self._buffer = frames.Chunks()
+        self._inbox = Inbox(None)
         self._transport: asyncio.Transport | None = None
-        self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
-        self._eof = self._paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks = tasks
         self.remote = ""
@@ -67,6 +63,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._inbox = Inbox(transport)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else "local"
@@ -76,20 +73,14 @@ class Connection(asyncio.Protocol):
         if self._head is not None:
             self._read_head(data)
             return
-        self._buffer.append(data)
-        if self._buffer.size > READ_HIGH_WATER and not self._paused and self._transport is not None:
-            self._paused = True
-            self._transport.pause_reading()
-        self._wake_reader()
+        self._inbox.feed(data)
 
     def eof_received(self) -> bool:
-        self._eof = True
-        self._wake_reader()
+        self._inbox.feed_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._wake_reader()
+        self._inbox.feed_eof()
         if self._write_waiter is not None and not self._write_waiter.done():
             self._write_waiter.set_exception(ConnectionResetError("the connection is closed"))
         if self._timer is not None:
@@ -170,7 +161,7 @@ class Connection(asyncio.Protocol):
         self._head = None
         if self._timer is not None:
             self._timer.cancel()
-        self._buffer.append(bytes(leftover))
+        self._inbox.feed(bytes(leftover))
         conn: Connection | WebSocketConn = WebSocketConn(self) if wanted == "websocket" else self
         task = asyncio.get_running_loop().create_task(self._service.relay.serve(conn))
         self._tasks.add(task)
@@ -178,21 +169,8 @@ class Connection(asyncio.Protocol):
 
     # --- ByteConn ---
 
-    def _wake_reader(self) -> None:
-        if self._read_waiter is not None and not self._read_waiter.done():
-            self._read_waiter.set_result(None)
-
     async def read_exactly(self, n: int) -> bytes:
-        while self._buffer.size < n:
-            if self._eof:
-                raise ConnectionResetError("the peer closed the connection")
-            self._read_waiter = asyncio.get_running_loop().create_future()
-            await self._read_waiter
-        data = self._buffer.take(n)
-        if self._paused and self._buffer.size < READ_LOW_WATER and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
-        return data
+        return await self._inbox.read_exactly(n)
 
     async def write(self, data: bytes) -> None:
         transport = self._transport
@@ -203,15 +181,8 @@ class Connection(asyncio.Protocol):
             await self._write_waiter
 
     async def close(self) -> None:
-        transport = self._transport
-        if transport is not None:
-            # Bytes still waiting mean the peer is not reading: a close would wait on it forever.
-            if transport.get_write_buffer_size():
-                transport.abort()
-            else:
-                transport.close()
-        self._eof = True
-        self._wake_reader()
+        close_transport(self._transport)
+        self._inbox.feed_eof()
 
 
 class WebSocketConn:

@@ -18,14 +18,13 @@ from aiohttp import WSMsgType, web
 from appliance.config import ServerConfig
 from appliance.db.database import Database
 from appliance.relay import frames
+from appliance.relay.inbox import Inbox, close_transport
 from appliance.relay.service import RelayService, build_service
 from appliance.relay.upgrade import PROBE_HEADERS, Refusal, derp_switch_headers, requested_upgrade
 from appliance.sdk.relay_constants import RELAY_LATENCY_PATH, RELAY_PATH
 
 log = logging.getLogger("appliance.relay")
 
-READ_HIGH_WATER = 1 << 20  # buffered input past which the socket stops being read (TCP backpressure)
-READ_LOW_WATER = 256 << 10
 WS_CLOSE_SECONDS = 2.0
 
 
@@ -41,39 +40,18 @@ class RawConn:
         self.remote = request.remote or ""
         self._response = response
         self._transport = request.transport
-        self._buffer = frames.Chunks()
-        self._waiter: asyncio.Future[None] | None = None
-        self._eof = False
-        self._paused = False
+        self._inbox = Inbox(request.transport)
 
     # aiohttp's payload-parser interface (what WebSocketReader offers)
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._buffer.append(data)
-        if self._buffer.size > READ_HIGH_WATER and not self._paused and self._transport is not None:
-            self._paused = True
-            self._transport.pause_reading()
-        self._wake()
+        self._inbox.feed(data)
         return False, b""
 
     def feed_eof(self) -> None:
-        self._eof = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._inbox.feed_eof()
 
     async def read_exactly(self, n: int) -> bytes:
-        while self._buffer.size < n:
-            if self._eof:
-                raise ConnectionResetError("the peer closed the connection")
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        data = self._buffer.take(n)
-        if self._paused and self._buffer.size < READ_LOW_WATER and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
-        return data
+        return await self._inbox.read_exactly(n)
 
     async def write(self, data: bytes) -> None:
         if self._transport is None or self._transport.is_closing():
@@ -81,13 +59,8 @@ class RawConn:
         await self._response.write(data)
 
     async def close(self) -> None:
-        if self._transport is not None:
-            # Bytes still waiting mean the peer is not reading: a close would wait on it forever.
-            if self._transport.get_write_buffer_size():
-                self._transport.abort()
-            else:
-                self._transport.close()
-        self.feed_eof()
+        close_transport(self._transport)
+        self._inbox.feed_eof()
 
 
 class WebSocketConn:
