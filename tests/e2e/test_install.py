@@ -626,11 +626,16 @@ CA_BUNDLE = "/var/lib/appliance/pki/ca-bundle.pem"
 PING_UNIT = "appliance-ping-probe.service"
 
 
-def _workspace_agent(host: OfflineHost, name: str, token: str) -> tuple[dict[str, Any], str]:
-    """The workspace called `name` and the id of the one agent its latest build made."""
+def _workspace(host: OfflineHost, name: str, token: str) -> dict[str, Any]:
     status, body = https(host, "GET", f"/api/v2/workspaces?name={name}", token=token)
     assert status == 200, body
     [workspace] = json.loads(body)["workspaces"]
+    return dict(workspace)
+
+
+def _workspace_agent(host: OfflineHost, name: str, token: str) -> tuple[dict[str, Any], str]:
+    """The workspace called `name` and the id of the one agent its latest build made."""
+    workspace = _workspace(host, name, token)
     [agent] = [a for r in workspace["latest_build"]["resources"] for a in r["agents"]]
     return workspace, str(agent["id"])
 
@@ -728,14 +733,14 @@ def test_appliance_ssh_reaches_the_workspace_through_nginx_and_the_relay(install
     phase = time.monotonic()
     host = installed.host
     token = _login(host)
-    workspace, agent_id = _workspace_agent(host, "dev", token)
+    workspace = _workspace(host, "dev", token)
     if workspace["latest_build"]["transition"] != "start":
         status, body = https(host, "POST", f"/api/v2/workspaces/{workspace['id']}/builds", {"transition": "start"},
                              token)
         assert status == 201, body
         started = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
         assert started["status"] == "running", _job_failure(host, started, token)
-        workspace, agent_id = _workspace_agent(host, "dev", token)
+    workspace, agent_id = _workspace_agent(host, "dev", token)
     _wait_agent_ready(host, workspace["id"], agent_id, token)
     login = host.run(APPLIANCE, "login", "https://appliance-host", "--username", "admin", "--password", PASSWORD,
                      "--ca-file", CA_BUNDLE)
