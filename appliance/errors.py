@@ -52,6 +52,12 @@ class TooLarge(RequestError):
     status = 413
 
 
+class Unavailable(RequestError):
+    """Something this process needs for the request cannot be read now (a key, a signer)."""
+
+    status = 503
+
+
 class Throttled(RequestError):
     status = 429
 

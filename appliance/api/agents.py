@@ -17,8 +17,7 @@ from appliance.api.spec import endpoint, json_response
 from appliance.auth.rbac import Action, Resource, ResourceType, authorize
 from appliance.auth.web import database, request_info, server_config
 from appliance.db.database import Connection
-from appliance.errors import RequestError
-from appliance.pki.ssh_ca import SshCaUnavailable, SshUserCa, ssh_user_ca
+from appliance.pki.ssh_ca import SshUserCa
 from appliance.responses import agent_log_response, agent_response, relay_counters
 from appliance.sdk.agents import (
     AgentLogListResponse,
@@ -50,15 +49,8 @@ def _site_derp_map() -> DerpMap:
     return derp_map(server_config().access_url)
 
 
-class Unavailable(RequestError):
-    status = 503
-
-
 def _ca() -> SshUserCa:
-    try:
-        return ssh_user_ca(server_config().pki_dir)
-    except SshCaUnavailable as err:
-        raise Unavailable(err.message, err.hint) from err
+    return pairing.user_ca(server_config().pki_dir)
 
 
 def _agent_token() -> str | None:

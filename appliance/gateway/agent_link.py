@@ -19,20 +19,14 @@ from aiohttp import web
 from appliance.audit.record import RequestInfo
 from appliance.config import ServerConfig
 from appliance.db.database import Connection
-from appliance.errors import RequestError
 from appliance.gateway.auth import presented_token, require_subject
 from appliance.gateway.state import CONFIG, in_db
 from appliance.pki.layout import PkiLayout
-from appliance.pki.ssh_ca import SshCaUnavailable, ssh_user_ca
 from appliance.relay.dial import Session, attach, relay_url
 from appliance.relay.keys import NodeKey
 from appliance.sdk.agents import ConnectionKind, PairResponse
 from appliance.workspaces import pairing
 from appliance.workspaces.relay import derp_map
-
-
-class SshCaMissing(RequestError):
-    status = 503
 
 
 def request_info(request: web.Request) -> RequestInfo:
@@ -56,12 +50,8 @@ def relay_context(config: ServerConfig) -> ssl.SSLContext | None:
 def _pair(conn: Connection, token: str | None, info: RequestInfo, config: ServerConfig, agent_ref: str,
           node: NodeKey, ssh_key: asyncssh.SSHKey, kind: ConnectionKind, shared_app: str | None) -> PairResponse:
     subject = require_subject(conn, token)
-    try:
-        ca = ssh_user_ca(config.pki_dir)
-    except SshCaUnavailable as err:
-        raise SshCaMissing(err.message, err.hint) from err
     return pairing.pair(conn, subject, info, agent_ref, node_key=node.public,
-                        ssh_public_key=ssh_key.export_public_key().decode().strip(), ca=ca,
+                        ssh_public_key=ssh_key.export_public_key().decode().strip(), ca=pairing.user_ca(config.pki_dir),
                         derp=derp_map(config.access_url), kind=kind, shared_app=shared_app)
 
 

@@ -12,18 +12,27 @@ deletes its relay rows (a trigger), so the relay drops them.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from appliance.audit.record import RequestInfo, record
 from appliance.auth.rbac import Action, Subject, is_allowed
 from appliance.db.database import Connection
-from appliance.errors import Conflict, Forbidden
-from appliance.pki.ssh_ca import SshUserCa, parse_public_key
+from appliance.errors import Conflict, Forbidden, Unavailable
+from appliance.pki.ssh_ca import SshCaUnavailable, SshUserCa, parse_public_key, ssh_user_ca
 from appliance.sdk.agents import ConnectionKind, DerpMap, PairResponse
 from appliance.workspaces.agents import Agent, agent_not_found, find_agent, normalised_ssh_key
 
 PAIRING_LIFETIME = timedelta(hours=12)
 CONNECT = Action.UPDATE  # Coder's ssh / application_connect: the owner's own, and site owners'
 SHARED_APPS = frozenset({"authenticated", "public"})  # appliance_app.share values any logged-in user may open
+
+
+def user_ca(pki_dir: Path) -> SshUserCa:
+    """The SSH user CA a request pairs with: a 503 with the CA's own hint when this process cannot read it."""
+    try:
+        return ssh_user_ca(pki_dir)
+    except SshCaUnavailable as err:
+        raise Unavailable(err.message, err.hint) from err
 
 
 def visible_agent(conn: Connection, subject: Subject, ref: str) -> Agent:
