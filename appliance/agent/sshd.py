@@ -27,11 +27,11 @@ from appliance.agent import rpty
 from appliance.agent.rpty import resize, take_terminal
 from appliance.relay.dial import CIPHERS, ECHO, RPTY_PREFIX, SINK, SOURCE
 from appliance.relay.preamble import PreambleError, certified_key, read_preamble
+from appliance.sdk.agents import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 << 10
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # direct-tcpip reaches ports inside the workspace only
 LOGIN_TIMEOUT = 30.0  # seconds from the stream opening to a completed login
 
 
@@ -42,7 +42,7 @@ class _Server(asyncssh.SSHServer):
         return False
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        return dest_host in LOOPBACK
+        return dest_host in LOOPBACK_HOSTS  # ports inside the workspace only
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False

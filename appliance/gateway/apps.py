@@ -40,7 +40,8 @@ from appliance.gateway.errors import error_response, refuse_unsafe_target
 from appliance.gateway.proxy import CONNECT_SECONDS, HOP_BY_HOP, forwarded_headers
 from appliance.gateway.state import in_db
 from appliance.relay.dial import Session
-from appliance.workspaces.apps import LOOPBACK, AppTarget, find_app
+from appliance.sdk.agents import LOOPBACK_HOSTS
+from appliance.workspaces.apps import AppTarget, find_app
 
 log = logging.getLogger("appliance.gateway")
 
@@ -279,7 +280,7 @@ def _location(value: str, target: AppTarget, prefix: str) -> str:
     parts = urlsplit(value)
     if parts.netloc:
         try:
-            own = parts.hostname in LOOPBACK and (parts.port or target.port) == target.port
+            own = parts.hostname in LOOPBACK_HOSTS and (parts.port or target.port) == target.port
         except ValueError:
             own = False
         if not own:

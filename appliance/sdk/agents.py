@@ -28,6 +28,8 @@ AGENT_TOKEN_ENV = "APPLIANCE_AGENT_TOKEN"  # noqa: S105 (the variable name, not 
 REGION_CODE = "appliance"
 REGION_NAME = "Appliance Embedded Relay"
 NODE_KEY_HEX = r"^[0-9a-f]{64}$"
+# The only hosts the agent forwards to (direct-tcpip), so the only ones an app URL may name.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_LOG_BATCH = 1000  # lines per PATCH .../me/logs
 MAX_LOG_LINE_CHARS = 4096
 METADATA_VALUE_CHARS = 4096

@@ -16,10 +16,9 @@ from uuid import UUID
 from appliance.auth.rbac import Subject, is_allowed
 from appliance.db.database import Connection
 from appliance.errors import Conflict, NotFound, RequestError
+from appliance.sdk.agents import LOOPBACK_HOSTS
 from appliance.workspaces.agents import Agent, agents_of_newest_build
 from appliance.workspaces.pairing import CONNECT, SHARED_APPS
-
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # the agent forwards to loopback ports only
 
 
 class AppUnreachable(RequestError):
@@ -39,7 +38,7 @@ class AppTarget:
     port: int
     base_path: str  # the app URL's own path, which the request's rest is appended to
     is_owner: bool  # the workspace is the subject's own (another's app is sandboxed: ADR 0031)
-    health: str | None  # migration 000008's column, when present
+    health: str  # as the agent's healthcheck last reported it (disabled without one)
 
 
 def app_path(owner: str, workspace: str, agent: str, slug: str) -> str:
@@ -85,21 +84,21 @@ def _target(agent: Agent, row: dict[str, Any], is_own: bool) -> AppTarget:
         port = url.port or (443 if url.scheme == "https" else 80)
     except ValueError:
         port = 0
-    if url.scheme not in ("http", "https") or url.hostname not in LOOPBACK or not port:
+    if url.scheme not in ("http", "https") or url.hostname not in LOOPBACK_HOSTS or not port:
         raise AppUnreachable(f"App {row['slug']!r} of {agent.target} has the url {row['url']!r}, which the "
                              "workspace's agent cannot forward to.",
                              "Apps listen on the workspace's loopback: set the template's appliance_app url to "
                              "http://localhost:PORT (optionally with a path), then update the workspace.")
     return AppTarget(agent, row["slug"], row["share"], url.scheme, url.netloc, url.hostname or "", port,
-                     url.path.rstrip("/"), is_own, row.get("health"))
+                     url.path.rstrip("/"), is_own, row["health"])
 
 
 def app_links(conn: Connection, job_id: UUID, owner: str, workspace: str) -> list[dict[str, Any]]:
-    """A build's apps as the workspace page lists them: where each opens, who may, and its health if reported."""
+    """A build's apps as the workspace page lists them: where each opens, who may, and its health."""
     rows = conn.execute("SELECT p.*, a.name AS agent_name FROM workspace_apps p"
                         " JOIN workspace_agents a ON a.id = p.agent_id"
                         " JOIN workspace_resources r ON r.id = a.resource_id"
                         " WHERE r.job_id = %s ORDER BY a.name, p.slug", (job_id,)).fetchall()
     return [{"slug": r["slug"], "display_name": r["display_name"] or r["slug"], "agent": r["agent_name"],
-             "share": r["share"], "command": r["command"], "health": r.get("health"),
+             "share": r["share"], "command": r["command"], "health": r["health"],
              "href": app_path(owner, workspace, r["agent_name"], r["slug"]) if r["url"] else None} for r in rows]
