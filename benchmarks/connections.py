@@ -36,13 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from appliance.db.migrate import apply_migrations  # noqa: E402
-from appliance.pki.ssh_ca import ssh_user_ca  # noqa: E402
-from benchmarks.terminal_latency import KEYS, keystroke_rows  # noqa: E402
-from tests.support.agents import agent_process, seed_agent, seed_template, wait_agent  # noqa: E402
-from tests.support.api import Api  # noqa: E402
-from tests.support.postgres import create_database, running_cluster  # noqa: E402
-from tests.support.server import live_server  # noqa: E402
+from benchmarks.terminal_latency import KEYS, control_plane, keystroke_rows  # noqa: E402
+from tests.support.agents import agent_process, seed_agent, wait_agent  # noqa: E402
 
 MB = 1 << 20
 
@@ -113,27 +108,18 @@ def direct_server(work: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def site(work: Path) -> Iterator[Site]:
-    with running_cluster() as cluster:
-        conninfo = create_database(cluster.conninfo("postgres"), "bench_connections")
-        apply_migrations(conninfo)
-        pki = work / "pki"
-        ssh_user_ca(pki)
-        with live_server(conninfo, pki_dir=pki) as server:
-            api = Api(server.url)
-            api.create_first_user("owner")
-            api = api.as_user(api.login("owner"))
-            seed_template(conninfo)
-            home = work / "agent-home"
-            home.mkdir()
-            seeded = seed_agent(api, conninfo, name="bench", dir=str(home))
-            env = environment(work) | {"APPLIANCE_URL": server.url, "APPLIANCE_SESSION_TOKEN": api.token or ""}
-            with agent_process(server.url, seeded.token, work / "agent", env={"APPLIANCE_LOG_LEVEL": "warning"}), \
-                    direct_server(work) as direct_config:
-                wait_agent(api, seeded.agent_id, lambda a: a["status"] == "connected", home=work / "agent")
-                relayed_config = work / "ssh_config"
-                subprocess.run([sys.executable, "-m", "appliance", "config-ssh", "--ssh-config-file",
-                                str(relayed_config)], env=env, check=True, capture_output=True)
-                yield Site(env, relayed_config, home, direct_config, work / "direct-home", work)
+    with control_plane(work, "bench_connections") as (conninfo, server, api):
+        home = work / "agent-home"
+        home.mkdir()
+        seeded = seed_agent(api, conninfo, name="bench", dir=str(home))
+        env = environment(work) | {"APPLIANCE_URL": server.url, "APPLIANCE_SESSION_TOKEN": api.token or ""}
+        with agent_process(server.url, seeded.token, work / "agent", env={"APPLIANCE_LOG_LEVEL": "warning"}), \
+                direct_server(work) as direct_config:
+            wait_agent(api, seeded.agent_id, lambda a: a["status"] == "connected", home=work / "agent")
+            relayed_config = work / "ssh_config"
+            subprocess.run([sys.executable, "-m", "appliance", "config-ssh", "--ssh-config-file",
+                            str(relayed_config)], env=env, check=True, capture_output=True)
+            yield Site(env, relayed_config, home, direct_config, work / "direct-home", work)
 
 
 def _scp(config: Path, env: dict[str, str], source: str, target: str) -> float:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ from tests.support.agents import seed_agent, seed_template  # noqa: E402
 from tests.support.api import Api  # noqa: E402
 from tests.support.postgres import create_database, running_cluster  # noqa: E402
 from tests.support.relay_agent import StandInAgent, agent_in_thread  # noqa: E402
-from tests.support.server import live_server  # noqa: E402
+from tests.support.server import LiveServer, live_server  # noqa: E402
 from tests.support.terminal import WebTerminal, terminal_url, web_terminal  # noqa: E402
 
 KEYS = 400
@@ -136,20 +136,29 @@ def measure(keys: int = KEYS) -> dict[str, list[float]]:
     """Both sample sets: a throwaway PostgreSQL cluster, the control plane with its gateway and relay on
     one port (as `appliance server`), and a stand-in agent dialling the relay."""
     local = asyncio.run(local_pty(keys))
-    with tempfile.TemporaryDirectory(prefix="terminal-bench-") as work, running_cluster() as cluster:
-        conninfo = create_database(cluster.conninfo("postgres"), "terminal_bench")
+    with tempfile.TemporaryDirectory(prefix="terminal-bench-") as work, \
+            control_plane(Path(work), "terminal_bench") as (conninfo, server, owner):
+        seeded = seed_agent(owner, conninfo)
+        with agent_in_thread(StandInAgent(server.url, seeded.token, work)):
+            relayed = asyncio.run(through_gateway(server.url, seeded.agent_id, owner.token or "", keys))
+    return {"local": local, "relayed": relayed}
+
+
+@contextlib.contextmanager
+def control_plane(work: Path, database: str) -> Iterator[tuple[str, LiveServer, Api]]:
+    """A throwaway PostgreSQL cluster and the control plane on it (gateway and relay on one port, an SSH
+    user CA in `work`), an owner logged in and the agents template seeded: (conninfo, server, owner)."""
+    with running_cluster() as cluster:
+        conninfo = create_database(cluster.conninfo("postgres"), database)
         apply_migrations(conninfo)
-        pki = Path(work) / "pki"
+        pki = work / "pki"
         ssh_user_ca(pki)
         with live_server(conninfo, pki_dir=pki) as server:
             owner = Api(server.url)
             owner.create_first_user("owner")
             owner = owner.as_user(owner.login("owner"))
             seed_template(conninfo)
-            seeded = seed_agent(owner, conninfo)
-            with agent_in_thread(StandInAgent(server.url, seeded.token, work)):
-                relayed = asyncio.run(through_gateway(server.url, seeded.agent_id, owner.token or "", keys))
-    return {"local": local, "relayed": relayed}
+            yield conninfo, server, owner
 
 
 def keystroke_rows(keys: int = KEYS) -> list[tuple[str, str]]:
