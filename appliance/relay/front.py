@@ -51,7 +51,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, service: RelayService, tasks: set[asyncio.Task[None]]) -> None:
         self._service = service
         self._head: h11.Connection | None = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_BYTES)
-        self._inbox = Inbox(None)
+        self._inbox: Inbox  # from connection_made, which asyncio calls before any other callback
         self._transport: asyncio.Transport | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
