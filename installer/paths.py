@@ -67,6 +67,21 @@ class HostPaths:
         return self.installer_state / "preflight-overrides.jsonl"
 
     @property
+    def journal(self) -> Path:
+        """The running (or interrupted) upgrade, rollback or restore: its steps and how far each got."""
+        return self.installer_state / "journal.json"
+
+    @property
+    def backups(self) -> Path:
+        """One folder per backup (manifest.json + its files); retention keeps the newest N."""
+        return self.state / "backups"
+
+    @property
+    def upgrade_requests(self) -> Path:
+        """Where the console (never root) drops an uploaded bundle and an apply request; a root path unit acts."""
+        return self.state / "upgrade-requests"
+
+    @property
     def logs(self) -> Path:
         return self.root / "var/log/appliance"
 
