@@ -26,7 +26,7 @@ test: $(VENV)/.dev-installed $(CONSOLE_ASSETS)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/ansible-lint --profile production playbooks/
-	$(BIN)/pytest --durations=15 tests $(SLOW_BUILD_TESTS:%=--ignore=%)
+	dev/run-tests.sh tests $(SLOW_BUILD_TESTS:%=--ignore=%)
 
 # Under a minute on two cores: no PostgreSQL, no browser, no playbooks. Run it before every commit.
 check: $(VENV)/.dev-installed
