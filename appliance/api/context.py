@@ -10,7 +10,7 @@ from flask import g, request
 from appliance.auth.apikeys import Authenticated
 from appliance.auth.rbac import Subject
 from appliance.auth.users import User
-from appliance.auth.web import database, require_subject
+from appliance.auth.web import cached_auth, database, require_subject
 from appliance.db.database import Connection
 
 # Views for these methods only read; their few writes (use stamps) stand alone.
@@ -35,3 +35,13 @@ def current_user() -> User:
     if auth is None:
         raise RuntimeError("current_user() called outside authenticated()")
     return auth.user
+
+
+def caller() -> User:
+    """The caller's account, for a read that needs nothing else: a cached token costs no connection."""
+    assert request.method in _READ_METHODS, "a change checks CSRF and commits through authenticated()"
+    cached = cached_auth()
+    if cached is not None:
+        return cached.user
+    with authenticated():
+        return current_user()

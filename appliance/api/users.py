@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response
 
 from appliance.api.blueprints import v2
-from appliance.api.context import authenticated, current_user
+from appliance.api.context import authenticated, caller
 from appliance.api.spec import endpoint, json_response
 from appliance.auth import apikeys, ssh_keys, users
 from appliance.auth.login import log_in
@@ -97,8 +97,10 @@ def create_user(body: CreateUserRequest) -> Response:
 @endpoint(v2, "GET", "/users/<user>", summary="Get a user by id, username or 'me'", tag=TAG,
           response=UserResponse, errors=(404,))
 def get_user(user: str) -> Response:
+    if user == "me":
+        return json_response(user_response(caller()))
     with authenticated() as (conn, subject):
-        found = current_user() if user == "me" else users.get_user(conn, subject, user)
+        found = users.get_user(conn, subject, user)
     return json_response(user_response(found))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg import errors as pg_errors
 
 from appliance.audit.record import RequestInfo, record
-from appliance.auth import tokens
+from appliance.auth import revocations, tokens
 from appliance.auth.rbac import Action, Resource, ResourceType, Subject, authorize
 from appliance.auth.users import User, get_user, touch_last_seen
 from appliance.db.database import Connection, Row, kept_cursor
@@ -134,6 +134,7 @@ def _note_use(conn: Connection, row: Row, user: User) -> User:
 def end_session(conn: Connection, subject: Subject, info: RequestInfo) -> None:
     conn.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
                  (subject.api_key_id,))
+    revocations.changed(conn)
     record(conn, actor=subject, action="logout", resource_type="api_key",
            resource_id=subject.api_key_id, target=subject.username, info=info)
 
@@ -188,6 +189,7 @@ def revoke_token(conn: Connection, actor: Subject, owner_ref: str, key_id: str, 
         " AND login_type = 'token' AND revoked_at IS NULL RETURNING token_name",
         (key_id, owner.id),
     ).fetchone()
+    revocations.changed(conn)
     if row is None:
         raise NotFound(f"No active token {key_id!r} for {owner.username}.",
                        "List tokens with 'appliance tokens list'.")

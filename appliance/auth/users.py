@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg import errors as pg_errors
 
 from appliance.audit.record import RequestInfo, diff_fields, record
-from appliance.auth import passwords, throttle
+from appliance.auth import passwords, revocations, throttle
 from appliance.auth.rbac import (
     ASSIGNABLE_ROLES,
     OWNER,
@@ -224,6 +224,7 @@ def _update(conn: Connection, user: User, **changes: Any) -> User:
         {**changes, "id": user.id},
     ).fetchone()
     assert row is not None
+    revocations.changed(conn)  # a cached token must see the account as it now is
     return User.from_row(row)
 
 
@@ -271,6 +272,7 @@ def delete_user(conn: Connection, actor: Subject, ref: str, info: RequestInfo) -
     conn.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
                  (user.id,))
     conn.execute("UPDATE users SET deleted_at = now(), updated_at = now() WHERE id = %s", (user.id,))
+    revocations.changed(conn)
     record(conn, actor=actor, action="delete", resource_type="user", resource_id=user.id,
            target=user.username, diff=diff_fields(user.audited(), {}), info=info)
 

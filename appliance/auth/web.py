@@ -5,8 +5,10 @@ Shared by the API and the console so both authenticate, throttle and audit the s
 
 from __future__ import annotations
 
+import os
 import random
 import time
+from pathlib import Path
 from typing import Literal
 
 from flask import Flask, current_app, g, request
@@ -14,7 +16,9 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.wrappers import Response
 
 from appliance.audit.record import RequestInfo
+from appliance.auth import revocations
 from appliance.auth.apikeys import Authenticated, authenticate
+from appliance.auth.key_cache import KeyCache
 from appliance.auth.rbac import Subject
 from appliance.config import ServerConfig
 from appliance.db.database import Connection, Database
@@ -54,9 +58,19 @@ def current_auth(conn: Connection) -> Authenticated | None:
     """The request's authentication, resolved once; raises Unauthorized for a bad token."""
     if "auth" not in g:
         presented = presented_token()
-        g.auth = authenticate(conn, presented[0]) if presented else None
+        g.auth = _key_cache().authenticate(presented[0], lambda: authenticate(conn, presented[0])) \
+            if presented else None
         g.auth_source = presented[1] if presented else None
     auth: Authenticated | None = g.auth
+    return auth
+
+
+def cached_auth() -> Authenticated | None:
+    """The request's authentication when this process has its token cached; None means ask PostgreSQL."""
+    presented = presented_token()
+    auth = _key_cache().lookup(presented[0]) if presented else None
+    if auth is not None and presented is not None:
+        g.auth, g.auth_source = auth, presented[1]
     return auth
 
 
@@ -107,5 +121,19 @@ def _new_request_id() -> str:
     return f"{random.getrandbits(64):016x}"
 
 
+def _key_cache() -> KeyCache:
+    cache: KeyCache = current_app.extensions["appliance.key_cache"]
+    return cache
+
+
+def revocation_epoch_path(config: ServerConfig) -> Path:
+    """Shared by every worker of one console: its systemd RuntimeDirectory (a tmpfs), else the data dir."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(runtime) / "auth-epoch" if runtime else config.data_dir / "auth-epoch"
+
+
 def init_app(app: Flask) -> None:
+    epoch = revocations.RevocationEpoch(revocation_epoch_path(app.extensions["appliance.config"]))
+    revocations.register(epoch)
+    app.extensions["appliance.key_cache"] = KeyCache(epoch)
     app.before_request(assign_request_id)

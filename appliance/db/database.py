@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,23 @@ class PooledConnection(psycopg.Connection[Row]):
         if cursor is None or cursor.closed:
             cursor = kept[statement] = self.cursor()
         return cursor
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run `callback` once the pooled block holding `conn` ends, after its commit (or rollback).
+
+    A connection from outside the pool has no such block: the callback runs at once.
+    """
+    if isinstance(conn, PooledConnection):
+        conn.__dict__.setdefault("_after_commit", []).append(callback)
+    else:
+        callback()
+
+
+def _run_after_commit(conn: Connection) -> None:
+    callbacks: list[Callable[[], None]] = conn.__dict__.pop("_after_commit", [])
+    for callback in callbacks:
+        callback()
 
 
 def kept_cursor(conn: Connection, statement: str) -> psycopg.Cursor[Row]:
@@ -102,11 +119,15 @@ class Database:
         (a wrong password, against a throttle) is not undone by refusing the request.
         """
         counted: CountedFailure | None = None
-        with self._pooled(timeout) as conn, conn.transaction():
+        with self._pooled(timeout) as conn:
             try:
-                yield conn
-            except CountedFailure as err:
-                counted = err
+                with conn.transaction():
+                    try:
+                        yield conn
+                    except CountedFailure as err:
+                        counted = err
+            finally:
+                _run_after_commit(conn)
         if counted is not None:
             raise counted
 
@@ -118,7 +139,10 @@ class Database:
         no COMMIT round trip. Use `conn.transaction()` inside it for anything that must be atomic.
         """
         with self._pooled(timeout) as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                _run_after_commit(conn)
 
     def connect_autocommit(self) -> psycopg.Connection[Row]:
         """A connection outside the pool, for LISTEN: it waits for notifications, never in a transaction."""

@@ -79,6 +79,47 @@ def test_every_worker_refuses_a_token_from_the_request_after_its_revocation(fres
         process.communicate(timeout=30)
 
 
+def test_every_worker_sees_a_suspension_a_role_change_and_a_logout_from_the_next_request(fresh_db: str) -> None:
+    """Each worker has the member's token in its cache (docs/adr/0041) when the change is made."""
+    port = free_port()
+    process = _gunicorn(conninfo_url(fresh_db), port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(base, alive=lambda: process.poll() is None)
+        password = "correct-horse-battery"
+        requests.post(base + "/api/v2/users/first", timeout=10, json={
+            "username": "admin", "email": "admin@example.org", "password": password})
+        owner = {"Authorization": "Bearer " + requests.post(base + "/api/v2/users/login", timeout=10, json={
+            "username": "admin", "password": password}).json()["session_token"]}
+        requests.post(base + "/api/v2/users", headers=owner, timeout=10, json={
+            "username": "member", "email": "member@example.org", "password": password})
+
+        def member_session() -> str:
+            token: str = requests.post(base + "/api/v2/users/login", timeout=10, json={
+                "username": "member", "password": password}).json()["session_token"]
+            assert all(_me(base, token).status_code == 200 for _ in range(20))  # cached by both workers
+            return token
+
+        def put(path: str, body: object = None) -> None:
+            assert requests.put(base + path, headers=owner, json=body, timeout=10).status_code == 200
+
+        token = member_session()
+        put("/api/v2/users/member/roles", {"roles": ["template-admin"]})
+        assert [[r["name"] for r in _me(base, token).json()["roles"]] for _ in range(20)] == [["template-admin"]] * 20
+        put("/api/v2/users/member/status/suspend")
+        suspended = [_me(base, token) for _ in range(20)]
+        assert [r.status_code for r in suspended] == [401] * 20
+        assert all("revoked" in r.json()["message"] or "suspended" in r.json()["message"] for r in suspended)
+        put("/api/v2/users/member/status/activate")
+        token = member_session()
+        assert requests.post(base + "/api/v2/users/logout", headers={"Authorization": f"Bearer {token}"},
+                             timeout=10).status_code == 200
+        assert [_me(base, token).status_code for _ in range(20)] == [401] * 20
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
 def test_wsgi_refuses_a_schema_that_is_behind(empty_db: str) -> None:
     process = _gunicorn(conninfo_url(empty_db), free_port())
     output, _ = process.communicate(timeout=60)
