@@ -138,11 +138,15 @@ def _tool_version() -> str:
     return version("appliance")
 
 
+_KEY = click.option("--key", "keys", multiple=True, required=True, help="Fingerprint of a signing key (repeatable).")
+_GNUPGHOME = click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
+                          help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")
+
+
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--key", "keys", multiple=True, required=True, help="Fingerprint of a signing key (repeatable).")
-@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")
+@_KEY
+@_GNUPGHOME
 def sign(bundle: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
     """Add detached GPG signatures over BUNDLE's manifest (keeps signatures already there)."""
     manifest, existing, _ = read_head(bundle)
@@ -330,10 +334,6 @@ def keys_export(fingerprint: str, gnupghome: Path | None, output: Path) -> None:
     output.write_bytes(export_public_key(gnupghome, fingerprint, armor=output.suffix != ".gpg"))
     click.echo(f"Wrote {output}.")
 
-
-_KEY = click.option("--key", "keys", multiple=True, required=True, help="Fingerprint of a signing key (repeatable).")
-_GNUPGHOME = click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
-                          help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")
 
 
 @cli.command("authorize-downgrade")

@@ -277,3 +277,19 @@ def _add_signature(bundle: Path, key: ReleaseKey, when: datetime) -> None:
 
     manifest, existing, _ = read_head(bundle)
     replace_signatures(bundle, (existing or b"") + sign_at(manifest, key, when))
+
+
+def test_the_release_tools_carry_a_rotation_that_verify_reports(keys: Keys, tmp_path: Path) -> None:
+    """rotate-keys by the current and the new key holder, then build --rotate-keyring, sign, verify."""
+    stage = make_stage(tmp_path)
+    keyring = tmp_path / "next-release-keys.asc"
+    keyring.write_bytes(keys.ring(keys.new))
+    trusted = tmp_path / "release-keys.asc"
+    trusted.write_bytes(keys.ring(keys.a))
+    for key in (keys.a, keys.new):
+        _bundle_tool("rotate-keys", str(keyring), "--key", key.fingerprint, "--gnupghome", str(key.home))
+    _bundle_tool("build", "--stage", str(stage), "--rotate-keyring", str(keyring), "--output", str(tmp_path / "dist"))
+    bundle = next((tmp_path / "dist").glob("*.bundle"))
+    _bundle_tool("sign", str(bundle), "--key", keys.a.fingerprint, "--gnupghome", str(keys.a.home))
+    report = json.loads(_bundle_tool("verify", str(bundle), "--keyring", str(trusted), "--output", "json").stdout)
+    assert [s["fingerprint"] for s in report["key_rotation"]["signed_by_new"]] == [keys.new.fingerprint]
