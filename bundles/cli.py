@@ -36,7 +36,7 @@ from bundles.errors import BundleError
 from bundles.inspect import diff_bundles, inspect_bundle
 from bundles.recipe import load_recipe, with_overrides
 from bundles.rotation import sign_keyring, signatures_path, stage_rotation
-from bundles.signatures import export_public_key, generate_key, sign_manifest, split_signatures
+from bundles.signatures import export_public_key, generate_key, join_signatures, sign_manifest, split_signatures
 from bundles.tarball import read_head, replace_signatures
 from bundles.verify import TrustPolicy, verify_bundle
 from operator_errors.cli import Group, debug_option
@@ -138,23 +138,29 @@ def _tool_version() -> str:
     return version("appliance")
 
 
-_KEY = click.option("--key", "keys", multiple=True, required=True, help="Fingerprint of a signing key (repeatable).")
-_GNUPGHOME = click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
-                          help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")
+def _signing_options(func: Any) -> Any:
+    """--key (repeatable) and --gnupghome, for every command that signs."""
+    func = click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
+                        help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")(func)
+    return click.option("--key", "keys", multiple=True, required=True,
+                        help="Fingerprint of a signing key (repeatable).")(func)
+
+
+def _passphrase() -> str | None:
+    return os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE")
 
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@_KEY
-@_GNUPGHOME
+@_signing_options
 def sign(bundle: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
     """Add detached GPG signatures over BUNDLE's manifest (keeps signatures already there)."""
     manifest, existing, _ = read_head(bundle)
     blocks = split_signatures(existing) if existing else []
-    passphrase = os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE")
+    passphrase = _passphrase()
     for key in keys:
         blocks.append(sign_manifest(manifest, key, gnupghome, passphrase))
-    replace_signatures(bundle, b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks))
+    replace_signatures(bundle, join_signatures(blocks))
     click.echo(f"Signed {bundle} with {len(keys)} key(s); it now carries {len(blocks)} signature(s).")
 
 
@@ -335,14 +341,12 @@ def keys_export(fingerprint: str, gnupghome: Path | None, output: Path) -> None:
     click.echo(f"Wrote {output}.")
 
 
-
 @cli.command("authorize-downgrade")
 @click.option("--from", "from_version", required=True, help="The version installed now.")
 @click.option("--to", "to_version", required=True, help="The older version to go back to.")
 @click.option("--reason", required=True, help="Why; recorded on the host with the downgrade.")
 @click.option("--valid-for", default=7, show_default=True, type=click.IntRange(1, 90), help="Days until it expires.")
-@_KEY
-@_GNUPGHOME
+@_signing_options
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True)
 def authorize_downgrade(from_version: str, to_version: str, reason: str, valid_for: int, keys: tuple[str, ...],
                         gnupghome: Path | None, output: Path) -> None:
@@ -351,7 +355,7 @@ def authorize_downgrade(from_version: str, to_version: str, reason: str, valid_f
         raise BundleError(f"{output} already exists.", "Choose a new --output, or add a signature to it with "
                           "'appliance-bundle countersign-downgrade'.")
     auth = authorize(from_version, to_version, reason, valid_for=timedelta(days=valid_for))
-    count = write_signed(output, auth.document(), keys, gnupghome, os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE"))
+    count = write_signed(output, auth.document(), keys, gnupghome, _passphrase())
     click.echo(f"Wrote {output}: downgrade {from_version} -> {to_version}, {count} signature(s), "
                f"expires {auth.expires_at:%Y-%m-%d %H:%M} UTC.")
     click.echo(f"On the host: appliance-installer install BUNDLE --downgrade-authorization {output}")
@@ -359,25 +363,22 @@ def authorize_downgrade(from_version: str, to_version: str, reason: str, valid_f
 
 @cli.command("countersign-downgrade")
 @click.argument("authorization", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@_KEY
-@_GNUPGHOME
+@_signing_options
 def countersign_downgrade(authorization: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
     """Add signatures to AUTHORIZATION (for a threshold of several key holders)."""
-    count = write_signed(authorization, read_document(authorization), keys, gnupghome,
-                         os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE"))
+    count = write_signed(authorization, read_document(authorization), keys, gnupghome, _passphrase())
     click.echo(f"Signed {authorization}; it now carries {count} signature(s).")
 
 
 @cli.command("rotate-keys")
 @click.argument("new_keyring", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@_KEY
-@_GNUPGHOME
+@_signing_options
 def rotate_keys(new_keyring: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
     """Sign NEW_KEYRING (the next trusted release keys) into NEW_KEYRING.sig, keeping signatures already there.
 
     Installers accept the rotation only when the keys they trust now (meeting their threshold) and
     the new keys themselves have signed; then `build --rotate-keyring NEW_KEYRING` carries it.
     """
-    count = sign_keyring(new_keyring, keys, gnupghome, os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE"))
+    count = sign_keyring(new_keyring, keys, gnupghome, _passphrase())
     click.echo(f"Signed {new_keyring}; {signatures_path(new_keyring).name} now carries {count} signature(s).")
     click.echo(f"Next: appliance-bundle build --rotate-keyring {new_keyring} ...")

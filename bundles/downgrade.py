@@ -22,7 +22,7 @@ from typing import Any
 from bundles.errors import BundleError, BundleRejected
 from bundles.layout import PRODUCT
 from bundles.manifest import digest, parse_version
-from bundles.signatures import Signer, check_signatures, sign_manifest, split_signatures
+from bundles.signatures import Signer, check_signatures, join_signatures, sign_manifest, split_signatures
 
 FORMAT = "appliance-downgrade-authorization/1"
 MAX_BYTES = 1 << 20
@@ -158,7 +158,7 @@ def write_signed(out: Path, document: bytes, fingerprints: tuple[str, ...], gnup
         blocks = split_signatures(signatures, _WHAT)
     blocks += [sign_manifest(document, fingerprint, gnupghome, passphrase) for fingerprint in fingerprints]
     body = {"format": FORMAT, "document": document.decode(),
-            "signatures": b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks).decode()}
+            "signatures": join_signatures(blocks).decode()}
     out.write_text(json.dumps(body, indent=1) + "\n")
     return len(blocks)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from bundles.errors import BundleError, BundleRejected
 from bundles.layout import MAX_KEYRING_BYTES, ROTATION_KEYRING, ROTATION_SIGNATURES
 from bundles.manifest import Manifest, digest
-from bundles.signatures import Signer, check_signatures, dearmor, sign_manifest, split_signatures
+from bundles.signatures import Signer, check_signatures, dearmor, join_signatures, sign_manifest, split_signatures
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def sign_keyring(keyring: Path, fingerprints: tuple[str, ...], gnupghome: Path |
     sig_file = signatures_path(keyring)
     blocks = split_signatures(sig_file.read_bytes(), ROTATION_KEYRING) if sig_file.exists() else []
     blocks += [sign_manifest(data, fingerprint, gnupghome, passphrase) for fingerprint in fingerprints]
-    sig_file.write_bytes(b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks))
+    sig_file.write_bytes(join_signatures(blocks))
     return len(blocks)
 
 

@@ -63,6 +63,11 @@ def split_signatures(data: bytes, what: str = "manifest.json") -> list[bytes]:
     return blocks
 
 
+def join_signatures(blocks: list[bytes]) -> bytes:
+    """Armored signatures as one file, each ending in a newline (what split_signatures reads back)."""
+    return b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks)
+
+
 @dataclass(frozen=True)
 class _Outcome:
     signer: Signer | None
