@@ -56,8 +56,8 @@ def split_signatures(data: bytes, what: str = "manifest.json") -> list[bytes]:
     blocks = [m.group(0) for m in _ARMORED.finditer(data)]
     leftover = _ARMORED.sub(b"", data).strip()
     if leftover:
-        raise BundleRejected("signature-format", f"{what}.sig holds data that is not an ASCII-armored "
-                             "PGP signature.")
+        raise BundleRejected("signature-format", f"the signatures over {what} hold data that is not an "
+                             "ASCII-armored PGP signature.")
     if len(blocks) > MAX_SIGNATURES:
         raise BundleRejected("signature-format", f"more than {MAX_SIGNATURES} signatures.")
     return blocks
@@ -120,7 +120,7 @@ def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, thresho
         raise BundleError("gpgv is not installed, so signatures cannot be checked.", "apt-get install gpgv")
     blocks = split_signatures(signatures, what)
     if not blocks:
-        raise BundleRejected("unsigned", f"{what}.sig holds no signature.",
+        raise BundleRejected("unsigned", f"there is no signature over {what}.",
                              "Sign the bundle with 'appliance-bundle sign' before shipping it.")
     signers: dict[str, Signer] = {}
     problems: list[str] = []
