@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,12 @@ from bundles.build.base_image import DEFAULT_TAG, USER, build_base_image
 from bundles.build.collect import collect
 from bundles.build.release import check_built_wheel, release_version
 from bundles.build.sbom import write_sbom
+from bundles.downgrade import authorize, read_document, write_signed
+from bundles.errors import BundleError
 from bundles.inspect import diff_bundles, inspect_bundle
 from bundles.recipe import load_recipe, with_overrides
-from bundles.signatures import export_public_key, generate_key, sign_manifest, split_signatures
+from bundles.rotation import sign_keyring, signatures_path, stage_rotation
+from bundles.signatures import export_public_key, generate_key, join_signatures, sign_manifest, split_signatures
 from bundles.tarball import read_head, replace_signatures
 from bundles.verify import TrustPolicy, verify_bundle
 from operator_errors.cli import Group, debug_option
@@ -81,9 +85,12 @@ def _commit(root: Path) -> str:
               help="More provider zips for the network mirror, laid out HOSTNAME/NAMESPACE/TYPE/.")
 @click.option("--registry-from", multiple=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="More providers for the appliance's own registry, laid out NAMESPACE/TYPE/.")
+@click.option("--rotate-keyring", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Carry this new release keyring (signed with 'appliance-bundle rotate-keys'): installers pin it "
+                   "after installing this release.")
 def build(recipe: Path, version: str | None, output: Path, stage: Path | None, keep_stage: Path | None,
           cache_dir: Path, terraform: Path | None, providers_from: tuple[Path, ...],
-          registry_from: tuple[Path, ...]) -> None:
+          registry_from: tuple[Path, ...], rotate_keyring: Path | None) -> None:
     """Collect every artifact of RECIPE for an offline Debian 12 host and write an unsigned bundle.
 
     The release version is the appliance package's own (pyproject.toml), the one its wheel, its
@@ -105,6 +112,8 @@ def build(recipe: Path, version: str | None, output: Path, stage: Path | None, k
                 collect(spec, target, cache_dir.resolve(), version=release, created=created,
                         step=lambda text: progress.update(task, description=text))
             check_built_wheel(target, spec.project, release)
+        if rotate_keyring is not None:
+            stage_rotation(target, rotate_keyring)
         write_sbom(target, product=spec.product, version=release, created=created, tool_version=_tool_version())
         total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         with byte_progress("writing bundle", total) as advance:
@@ -129,25 +138,44 @@ def _tool_version() -> str:
     return version("appliance")
 
 
+def _signing_options(func: Any) -> Any:
+    """--key (repeatable) and --gnupghome, for every command that signs."""
+    func = click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
+                        help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")(func)
+    return click.option("--key", "keys", multiple=True, required=True,
+                        help="Fingerprint of a signing key (repeatable).")(func)
+
+
+def _passphrase() -> str | None:
+    return os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE")
+
+
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--key", "keys", multiple=True, required=True, help="Fingerprint of a signing key (repeatable).")
-@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="GPG home holding the secret keys [default: GNUPGHOME or ~/.gnupg].")
+@_signing_options
 def sign(bundle: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
     """Add detached GPG signatures over BUNDLE's manifest (keeps signatures already there)."""
     manifest, existing, _ = read_head(bundle)
     blocks = split_signatures(existing) if existing else []
-    passphrase = os.environ.get("APPLIANCE_BUNDLE_KEY_PASSPHRASE")
+    passphrase = _passphrase()
     for key in keys:
         blocks.append(sign_manifest(manifest, key, gnupghome, passphrase))
-    replace_signatures(bundle, b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks))
+    replace_signatures(bundle, join_signatures(blocks))
     click.echo(f"Signed {bundle} with {len(keys)} key(s); it now carries {len(blocks)} signature(s).")
 
 
-def _policy(keyring: Path, threshold: int, installed: str | None, accept_expired: str | None) -> TrustPolicy:
+def _policy(keyring: Path, threshold: int, installed: str | None, accept_expired: str | None,
+            downgrade: Path | None = None) -> TrustPolicy:
     return TrustPolicy.from_keyring_file(keyring, threshold=threshold, installed_version=installed,
-                                         accept_expired_reason=accept_expired)
+                                         accept_expired_reason=accept_expired,
+                                         downgrade_authorization=_read_file(downgrade) if downgrade else None)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise BundleError(f"Cannot read {path}: {err.strerror}.", "Check the path.") from err
 
 
 @cli.command()
@@ -159,11 +187,14 @@ def _policy(keyring: Path, threshold: int, installed: str | None, accept_expired
 @click.option("--installed-version", default=None, help="Refuse bundles older than this (anti-rollback).")
 @click.option("--accept-expired", default=None, metavar="REASON",
               help="Accept an expired bundle because this host's clock is wrong; the reason is recorded.")
+@click.option("--downgrade-authorization", "downgrade", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A signed authorization (appliance-bundle authorize-downgrade) to accept a bundle older than "
+                   "--installed-version.")
 @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def verify(bundle: Path, keyring: Path, threshold: int, installed_version: str | None, accept_expired: str | None,
-           output: str) -> None:
+           downgrade: Path | None, output: str) -> None:
     """Verify BUNDLE: trusted signatures, then every member's hash, failing closed (exit 3)."""
-    policy = _policy(keyring, threshold, installed_version, accept_expired)
+    policy = _policy(keyring, threshold, installed_version, accept_expired, downgrade)
     with byte_progress("verifying", _payload_size(bundle)) as advance:
         result = verify_bundle(bundle, policy, progress=advance)
     if output == "json":
@@ -173,6 +204,11 @@ def verify(bundle: Path, keyring: Path, threshold: int, installed_version: str |
     for signer in result.signers:
         click.echo(f"  signed by {signer.user_id} ({signer.fingerprint})")
     click.echo(f"  expires {result.manifest.expires_at:%Y-%m-%d}; manifest sha256 {result.manifest_sha256}")
+    if result.downgrade:
+        auth = result.downgrade.authorization
+        click.echo(f"  downgrade {auth.from_version} -> {auth.to_version} authorized: {auth.reason}")
+    if result.rotation:
+        click.echo("  carries new release keys signed by the current ones; installers pin them after installing")
     for override in result.overrides:
         console.print(f"[yellow]warning:[/] {override}")
 
@@ -303,3 +339,46 @@ def keys_export(fingerprint: str, gnupghome: Path | None, output: Path) -> None:
     """Write the public key FINGERPRINT, for the keyring installers trust."""
     output.write_bytes(export_public_key(gnupghome, fingerprint, armor=output.suffix != ".gpg"))
     click.echo(f"Wrote {output}.")
+
+
+@cli.command("authorize-downgrade")
+@click.option("--from", "from_version", required=True, help="The version installed now.")
+@click.option("--to", "to_version", required=True, help="The older version to go back to.")
+@click.option("--reason", required=True, help="Why; recorded on the host with the downgrade.")
+@click.option("--valid-for", default=7, show_default=True, type=click.IntRange(1, 90), help="Days until it expires.")
+@_signing_options
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True)
+def authorize_downgrade(from_version: str, to_version: str, reason: str, valid_for: int, keys: tuple[str, ...],
+                        gnupghome: Path | None, output: Path) -> None:
+    """Sign permission to install version TO over FROM (installers refuse older bundles without one)."""
+    if output.exists():
+        raise BundleError(f"{output} already exists.", "Choose a new --output, or add a signature to it with "
+                          "'appliance-bundle countersign-downgrade'.")
+    auth = authorize(from_version, to_version, reason, valid_for=timedelta(days=valid_for))
+    count = write_signed(output, auth.document(), keys, gnupghome, _passphrase())
+    click.echo(f"Wrote {output}: downgrade {from_version} -> {to_version}, {count} signature(s), "
+               f"expires {auth.expires_at:%Y-%m-%d %H:%M} UTC.")
+    click.echo(f"On the host: appliance-installer install BUNDLE --downgrade-authorization {output}")
+
+
+@cli.command("countersign-downgrade")
+@click.argument("authorization", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_signing_options
+def countersign_downgrade(authorization: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
+    """Add signatures to AUTHORIZATION (for a threshold of several key holders)."""
+    count = write_signed(authorization, read_document(authorization), keys, gnupghome, _passphrase())
+    click.echo(f"Signed {authorization}; it now carries {count} signature(s).")
+
+
+@cli.command("rotate-keys")
+@click.argument("new_keyring", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_signing_options
+def rotate_keys(new_keyring: Path, keys: tuple[str, ...], gnupghome: Path | None) -> None:
+    """Sign NEW_KEYRING (the next trusted release keys) into NEW_KEYRING.sig, keeping signatures already there.
+
+    Installers accept the rotation only when the keys they trust now (meeting their threshold) and
+    the new keys themselves have signed; then `build --rotate-keyring NEW_KEYRING` carries it.
+    """
+    count = sign_keyring(new_keyring, keys, gnupghome, _passphrase())
+    click.echo(f"Signed {new_keyring}; {signatures_path(new_keyring).name} now carries {count} signature(s).")
+    click.echo(f"Next: appliance-bundle build --rotate-keyring {new_keyring} ...")

@@ -21,3 +21,4 @@ class BundleRejected(BundleError):
                                        "then run 'appliance-bundle verify'.")
         self.rule = rule
         self.member = member
+        self.detail = message  # without the "Bundle rejected (rule)" prefix, for a caller that rewraps it

@@ -18,6 +18,9 @@ Member folders give each file its role:
     agent/                the workspace agent executable, served at /bin/appliance-agent-linux-amd64
     playbooks/            the Ansible playbooks
     docs/                 documentation
+    keys/                 optional release-key rotation: release-keyring.pgp (the new trusted keyring)
+                          and release-keyring.pgp.sig (detached signatures over it by the current
+                          keys, meeting the threshold, and by the new keys)
     sbom.cdx.json         the CycloneDX SBOM
 
 Every tar header is normalised (mtime from SOURCE_DATE_EPOCH, uid/gid 0, no user or group
@@ -49,6 +52,7 @@ ROLE_BY_FOLDER = {
     "agent": "agent",
     "playbooks": "playbooks",
     "docs": "docs",
+    "keys": "keys",
 }
 ROLES = (*ROLE_BY_FOLDER.values(), "sbom")
 # SBOM component properties the bundle tools write and read.
@@ -57,6 +61,10 @@ SBOM_PATH_PROPERTY = "appliance:bundle-path"
 # Stage bookkeeping (not in the bundle): the npm packages vendored into the appliance wheel's static files,
 # [{"name", "version", "sha256" (of the npm tarball), "tarball"}], for the SBOM.
 NPM_PACKAGES = ".npm.json"
+# Release-key rotation (docs/adr/0038): the only members keys/ may hold, read into memory while hashed.
+ROTATION_KEYRING = "keys/release-keyring.pgp"
+ROTATION_SIGNATURES = "keys/release-keyring.pgp.sig"
+MAX_KEYRING_BYTES = 1 << 20
 EXECUTABLE_MODE = 0o755
 FILE_MODE = 0o644
 READ_CHUNK = 1 << 20

@@ -52,15 +52,20 @@ def dearmor(keyring: bytes) -> bytes:
     return packets
 
 
-def split_signatures(data: bytes) -> list[bytes]:
+def split_signatures(data: bytes, what: str = "manifest.json") -> list[bytes]:
     blocks = [m.group(0) for m in _ARMORED.finditer(data)]
     leftover = _ARMORED.sub(b"", data).strip()
     if leftover:
-        raise BundleRejected("signature-format", "manifest.json.sig holds data that is not an ASCII-armored "
-                             "PGP signature.")
+        raise BundleRejected("signature-format", f"the signatures over {what} hold data that is not an "
+                             "ASCII-armored PGP signature.")
     if len(blocks) > MAX_SIGNATURES:
         raise BundleRejected("signature-format", f"more than {MAX_SIGNATURES} signatures.")
     return blocks
+
+
+def join_signatures(blocks: list[bytes]) -> bytes:
+    """Armored signatures as one file, each ending in a newline (what split_signatures reads back)."""
+    return b"".join(b if b.endswith(b"\n") else b + b"\n" for b in blocks)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ def _status_lines(output: str) -> list[list[str]]:
     return [line.split()[1:] for line in output.splitlines() if line.startswith("[GNUPG:] ")]
 
 
-def _gpgv(home: Path, keyring: Path, signature: bytes, manifest: Path) -> _Outcome:
+def _gpgv(home: Path, keyring: Path, signature: bytes, manifest: Path, what: str) -> _Outcome:
     sig_file = home / "signature.asc"
     sig_file.write_bytes(signature)
     result = subprocess.run(["gpgv", "--homedir", str(home), "--status-fd", "1", "--keyring", str(keyring),
@@ -88,7 +93,7 @@ def _gpgv(home: Path, keyring: Path, signature: bytes, manifest: Path) -> _Outco
     key = next((words[k][0] for k in ("BADSIG", "EXPKEYSIG", "REVKEYSIG", "ERRSIG", "NO_PUBKEY") if k in words),
                "unknown key")
     if "BADSIG" in words:
-        return _Outcome(None, f"signature by {key[-16:]} does not match manifest.json")
+        return _Outcome(None, f"signature by {key[-16:]} does not match {what}")
     if "EXPKEYSIG" in words or "EXPSIG" in words:
         return _Outcome(None, f"signature by {key[-16:]}: key or signature expired")
     if "REVKEYSIG" in words:
@@ -98,8 +103,13 @@ def _gpgv(home: Path, keyring: Path, signature: bytes, manifest: Path) -> _Outco
     return _Outcome(None, f"unreadable signature ({result.stderr.strip()[-200:] or 'gpgv failed'})")
 
 
-def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, threshold: int) -> list[Signer]:
-    """Return the distinct trusted signers; fail closed unless at least `threshold` signed."""
+def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, threshold: int, *,
+                     what: str = "manifest.json") -> list[Signer]:
+    """Return the distinct trusted signers; fail closed unless at least `threshold` signed.
+
+    `manifest` is whatever was signed (a bundle's manifest.json, a keyring, a downgrade
+    authorization); `what` names it in errors.
+    """
     if threshold < 1:
         raise BundleError("The signature threshold must be at least 1.", "Signature checks cannot be turned off.")
     packets = dearmor(keyring)
@@ -108,9 +118,9 @@ def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, thresho
                           "Pass the release public key file with --keyring.")
     if shutil.which("gpgv") is None:
         raise BundleError("gpgv is not installed, so signatures cannot be checked.", "apt-get install gpgv")
-    blocks = split_signatures(signatures)
+    blocks = split_signatures(signatures, what)
     if not blocks:
-        raise BundleRejected("unsigned", "manifest.json.sig holds no signature.",
+        raise BundleRejected("unsigned", f"there is no signature over {what}.",
                              "Sign the bundle with 'appliance-bundle sign' before shipping it.")
     signers: dict[str, Signer] = {}
     problems: list[str] = []
@@ -118,20 +128,36 @@ def check_signatures(manifest: bytes, signatures: bytes, keyring: bytes, thresho
         home = Path(temp)
         home.chmod(0o700)
         (home / "trusted.gpg").write_bytes(packets)
-        (home / "manifest.json").write_bytes(manifest)
+        (home / "signed").write_bytes(manifest)
         for block in blocks:
-            outcome = _gpgv(home, home / "trusted.gpg", block, home / "manifest.json")
+            outcome = _gpgv(home, home / "trusted.gpg", block, home / "signed", what)
             if outcome.signer is not None:
                 signers[outcome.signer.fingerprint] = outcome.signer
             else:
                 problems.append(outcome.problem)
     if len(signers) < threshold:
-        rule = "threshold" if signers else ("untrusted-signer" if all("untrusted" in p for p in problems)
-                                            else "bad-signature")
+        rule = _failed_rule(bool(signers), problems)
         detail = "; ".join(problems) or "no valid signature"
         raise BundleRejected(rule, f"{len(signers)} of the required {threshold} distinct trusted keys signed "
-                             f"manifest.json ({detail}).")
+                             f"{what} ({detail}).", EXPIRED_KEY_HINT if rule == "expired-key" else "")
     return sorted(signers.values(), key=lambda s: s.fingerprint)
+
+
+EXPIRED_KEY_HINT = ("A trusted release key has expired; its signatures no longer count, whenever they were made. "
+                    "Install a bundle signed by a key this host still trusts (a release carrying a key rotation "
+                    "is signed by the old and the new keys, and must be installed before the old key expires). "
+                    "If this host missed that release, compare the new release key fingerprints out of band and "
+                    "replace /etc/appliance/trusted-keys.pgp by hand (docs/adr/0038).")
+
+
+def _failed_rule(some_signed: bool, problems: list[str]) -> str:
+    if some_signed:
+        return "threshold"
+    if problems and all("untrusted" in p for p in problems):
+        return "untrusted-signer"
+    if any("expired" in p for p in problems) and all("expired" in p or "untrusted" in p for p in problems):
+        return "expired-key"
+    return "bad-signature"
 
 
 # -- build side --------------------------------------------------------------------------------

@@ -24,9 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from bundles.downgrade import VerifiedDowngrade, check_authorization
 from bundles.errors import BundleError, BundleRejected
-from bundles.layout import MANIFEST, MAX_MANIFEST_BYTES, MAX_SIGNATURES_BYTES, READ_CHUNK, SIGNATURES
+from bundles.layout import (
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    MAX_SIGNATURES_BYTES,
+    READ_CHUNK,
+    ROTATION_KEYRING,
+    ROTATION_SIGNATURES,
+    SIGNATURES,
+)
 from bundles.manifest import Manifest, Member, check_member_path, digest, parse_manifest, parse_version
+from bundles.rotation import KeyRotation, check_listed, check_rotation
 from bundles.signatures import Signer, check_signatures
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,8 @@ class TrustPolicy:
     installed_version: str | None = None   # anti-rollback floor: refuse anything older
     now: datetime | None = None
     accept_expired_reason: str | None = None  # logged override for a site whose clock is wrong
+    # The signed permission to go below installed_version (bundles/downgrade.py): only for exactly that pair.
+    downgrade_authorization: bytes | None = None
 
     @classmethod
     def from_keyring_file(cls, path: Path, **kwargs: Any) -> TrustPolicy:
@@ -59,6 +71,13 @@ class VerifiedBundle:
     signers: list[Signer]
     verified_at: datetime
     overrides: list[str] = field(default_factory=list)
+    downgrade: VerifiedDowngrade | None = None   # the authorization that let an older bundle through
+    rotation: KeyRotation | None = None          # a new keyring, verified under the current threshold
+
+    @property
+    def new_keyring(self) -> bytes | None:
+        """The keyring to pin once this release is installed and healthy, or None (no rotation)."""
+        return self.rotation.keyring if self.rotation else None
 
     def receipt(self) -> dict[str, Any]:
         """What the installer stores and the console shows as proof of verification."""
@@ -69,6 +88,8 @@ class VerifiedBundle:
             "verified_at": self.verified_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "expires_at": self.manifest.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "overrides": self.overrides,
+            "downgrade_authorization": self.downgrade.to_json() if self.downgrade else None,
+            "key_rotation": self.rotation.to_json() if self.rotation else None,
         }
 
 
@@ -89,9 +110,8 @@ def _read_small(tar: tarfile.TarFile, expected: str, limit: int, rule: str) -> b
     return handle.read()
 
 
-def _check_policy(manifest: Manifest, policy: TrustPolicy) -> list[str]:
+def _check_policy(manifest: Manifest, policy: TrustPolicy, now: datetime) -> list[str]:
     overrides: list[str] = []
-    now = policy.now or datetime.now(UTC)
     if now >= manifest.expires_at:
         expired = f"expired on {manifest.expires_at:%Y-%m-%d %H:%M} UTC"
         if not policy.accept_expired_reason:
@@ -101,16 +121,30 @@ def _check_policy(manifest: Manifest, policy: TrustPolicy) -> list[str]:
         overrides.append(f"accepted a bundle that {expired}: {policy.accept_expired_reason}")
         log.warning("bundle_expiry_overridden", extra={"version": manifest.version,
                                                        "reason": policy.accept_expired_reason})
-    if policy.installed_version:
-        installed = parse_version(policy.installed_version, "installed version")
-        if parse_version(manifest.version, "version") < installed:
-            raise BundleRejected("rollback", f"version {manifest.version} is older than the installed "
-                                 f"{policy.installed_version}.", "Install this version or a newer one.")
-        if installed < parse_version(manifest.min_upgrade_from, "min_upgrade_from"):
-            raise BundleRejected("upgrade-path", f"this bundle upgrades only from {manifest.min_upgrade_from} or "
-                                 f"later; {policy.installed_version} is installed.",
-                                 f"Install a bundle of version {manifest.min_upgrade_from} first.")
     return overrides
+
+
+def _check_version(manifest: Manifest, policy: TrustPolicy, now: datetime) -> VerifiedDowngrade | None:
+    """The anti-rollback floor and the upgrade path; an older bundle passes only with its authorization."""
+    if not policy.installed_version:
+        return None
+    installed = parse_version(policy.installed_version, "installed version")
+    if parse_version(manifest.version, "version") < installed:
+        if policy.downgrade_authorization is None:
+            raise BundleRejected("rollback", f"version {manifest.version} is older than the installed "
+                                 f"{policy.installed_version}.",
+                                 "Install this version or a newer one. To go back on purpose, the release key "
+                                 "holders sign a downgrade authorization: appliance-bundle authorize-downgrade "
+                                 f"--from {policy.installed_version} --to {manifest.version} --reason TEXT --key FPR; "
+                                 "pass it with --downgrade-authorization FILE.")
+        return check_authorization(policy.downgrade_authorization, keyring=policy.keyring,
+                                   threshold=policy.threshold, installed=policy.installed_version,
+                                   version=manifest.version, now=now)
+    if installed < parse_version(manifest.min_upgrade_from, "min_upgrade_from"):
+        raise BundleRejected("upgrade-path", f"this bundle upgrades only from {manifest.min_upgrade_from} or "
+                             f"later; {policy.installed_version} is installed.",
+                             f"Install a bundle of version {manifest.min_upgrade_from} first.")
+    return None
 
 
 def _check_header(info: tarfile.TarInfo, expected: Member | None, listed: set[str], seen: set[str]) -> Member:
@@ -138,7 +172,8 @@ def _check_header(info: tarfile.TarInfo, expected: Member | None, listed: set[st
 
 
 def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member, target: Path | None,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, kept: bytearray | None = None) -> None:
+    """Hash (and extract) one member; with `kept`, also keep its bytes (small members only)."""
     handle = tar.extractfile(info)
     assert handle is not None
     hasher = hashlib.sha256()
@@ -154,6 +189,8 @@ def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member, ta
             if not chunk:
                 raise BundleRejected("truncated", "ends before its declared size.", member=member.path)
             hasher.update(chunk)
+            if kept is not None:
+                kept += chunk
             if out is not None:
                 out.write(chunk)
             remaining -= len(chunk)
@@ -232,13 +269,18 @@ def _verify_stream(raw: BinaryIO, policy: TrustPolicy, staging: Path | None, pro
             signatures = _read_small(tar, SIGNATURES, MAX_SIGNATURES_BYTES, "unsigned")
             signers = check_signatures(manifest_bytes, signatures, policy.keyring, policy.threshold)
             manifest = parse_manifest(manifest_bytes)
-            overrides = _check_policy(manifest, policy)
+            check_listed(manifest)
+            now = policy.now or datetime.now(UTC)
+            overrides = _check_policy(manifest, policy, now)
+            downgrade = _check_version(manifest, policy, now)
             expected = iter(manifest.members)
             listed, seen = {m.path for m in manifest.members}, set[str]()
+            kept: dict[str, bytearray] = {}
             # tar.next(), not iteration: iterating a TarFile replays the members already read.
             while (info := tar.next()) is not None:
                 member = _check_header(info, next(expected, None), listed, seen)
-                _hash_member(tar, info, member, staging, progress)
+                keep = kept.setdefault(member.path, bytearray()) if member.role == "keys" else None
+                _hash_member(tar, info, member, staging, progress, keep)
             missing = next(expected, None)
             if missing is not None:
                 raise BundleRejected("missing-member", "is listed in the manifest but not in the bundle.",
@@ -247,4 +289,11 @@ def _verify_stream(raw: BinaryIO, policy: TrustPolicy, staging: Path | None, pro
     except (tarfile.ReadError, EOFError) as err:
         raise BundleRejected("truncated", f"the archive is damaged or cut short ({err}).") from err
     _check_trailing(raw, end_offset)
-    return VerifiedBundle(manifest, digest(manifest_bytes), signers, datetime.now(UTC), overrides)
+    rotation = check_rotation(_bytes(kept.get(ROTATION_KEYRING)), _bytes(kept.get(ROTATION_SIGNATURES)),
+                              policy.keyring, policy.threshold)
+    return VerifiedBundle(manifest, digest(manifest_bytes), signers, datetime.now(UTC), overrides, downgrade,
+                          rotation)
+
+
+def _bytes(data: bytearray | None) -> bytes | None:
+    return None if data is None else bytes(data)

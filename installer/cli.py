@@ -37,6 +37,9 @@ def cli() -> None:
 
 
 def _bundle_options(func: Any) -> Any:
+    func = click.option("--downgrade-authorization", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                        default=None, help="Signed permission (appliance-bundle authorize-downgrade) to install a "
+                        "version older than the installed one; recorded in the receipt.")(func)
     func = click.option("--accept-expired", metavar="REASON", default=None,
                         help="Accept an expired bundle because this host's clock is wrong; recorded.")(func)
     func = click.option("--ignore-preflight", "ignored", multiple=True, type=click.Choice(CHECK_NAMES),
@@ -52,10 +55,11 @@ def _bundle_options(func: Any) -> Any:
 @cli.command("install")
 @_bundle_options
 def install_command(bundle: Path, keyring: Path | None, config_file: Path | None, ignored: tuple[str, ...],
-                    accept_expired: str | None) -> None:
+                    accept_expired: str | None, downgrade_authorization: Path | None) -> None:
     """Verify BUNDLE, check the host, install every service, and print how to log in."""
     _require_root()
-    options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired)
+    options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired,
+                             downgrade_authorization)
     summary = install(options, HostPaths(), HostProbe(), ConsoleUi(console))
     click.echo("")
     click.echo(f"Appliance {summary.version} is installed ({summary.seconds:.0f}s; changed={summary.changed}).")
@@ -74,12 +78,13 @@ def install_command(bundle: Path, keyring: Path | None, config_file: Path | None
 @cli.command()
 @_bundle_options
 def preflight(bundle: Path, keyring: Path | None, config_file: Path | None, ignored: tuple[str, ...],
-              accept_expired: str | None) -> None:
+              accept_expired: str | None, downgrade_authorization: Path | None) -> None:
     """Verify BUNDLE and check this host without changing anything; exit 1 if a check blocks."""
     from bundles.verify import open_bundle
     from installer.install import verify
 
-    options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired)
+    options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired,
+                             downgrade_authorization)
     ui = ConsoleUi(console)
     with open_bundle(bundle) as handle:
         result, _ = verify(handle, options, HostPaths(), ui)

@@ -28,6 +28,7 @@ from installer.ansible_runner import PlaybookResult, ansible_environment, run_pl
 from installer.config import InstallConfig
 from installer.errors import InstallError
 from installer.health import https_healthz, root_fingerprint, settled_unit_states
+from installer.keys import pin_rotated_keys, read_downgrade_authorization
 from installer.paths import HostPaths
 from installer.preflight import Check, HostProbe, run_preflight
 from installer.ui import Ui
@@ -42,6 +43,7 @@ class InstallOptions:
     keyring: Path | None = None
     ignored_checks: frozenset[str] = frozenset()
     accept_expired: str | None = None
+    downgrade_authorization: Path | None = None  # signed permission to go below the installed version
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ def trusted_keyring(given: Path | None, paths: HostPaths) -> bytes:
 def verify(bundle: BinaryIO, options: InstallOptions, paths: HostPaths, ui: Ui) -> tuple[VerifiedBundle, TrustPolicy]:
     """The verified bundle and the policy it passed, which extraction applies again."""
     policy = TrustPolicy(trusted_keyring(options.keyring, paths), threshold=options.config.signature_threshold,
-                         installed_version=paths.installed_version(), accept_expired_reason=options.accept_expired)
+                         installed_version=paths.installed_version(), accept_expired_reason=options.accept_expired,
+                         downgrade_authorization=read_downgrade_authorization(options.downgrade_authorization))
     with ui.byte_progress("verifying", os.fstat(bundle.fileno()).st_size) as advance:
         return verify_bundle(bundle, policy, progress=advance), policy
 
@@ -212,10 +215,10 @@ def setup_link(paths: HostPaths) -> str | None:
 
 
 def record_receipt(result: VerifiedBundle, checks: list[Check], outcome: PlaybookResult, seconds: float,
-                   paths: HostPaths) -> None:
+                   paths: HostPaths, pinned: dict[str, Any] | None = None) -> None:
     receipt = {**result.receipt(), "installed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "preflight_overrides": [c.name for c in checks if c.ignored],
-               "playbook_recap": outcome.recap, "seconds": round(seconds, 1)}
+               "playbook_recap": outcome.recap, "seconds": round(seconds, 1), "keys_pinned": pinned}
     paths.receipts.mkdir(parents=True, exist_ok=True)
     body = json.dumps(receipt, indent=1).encode()
     _write_private(paths.receipts / f"{result.manifest.version}-{int(time.time())}.json", body, 0o644)
@@ -238,10 +241,11 @@ def install(options: InstallOptions, paths: HostPaths, probe: HostProbe, ui: Ui)
         outcome = converge(release, playbook_vars(result, options.config, release, secret_files, paths), paths, ui)
     with ui.step("Health checks"):
         check_health(options.config, paths)
+    pinned = pin_rotated_keys(result, paths)  # only now: a failed install keeps the old keys
     with ui.step("Summary"):
         link = setup_link(paths)
     seconds = time.monotonic() - started
-    record_receipt(result, checks, outcome, seconds, paths)
+    record_receipt(result, checks, outcome, seconds, paths, pinned)
     return InstallSummary(result.manifest.version, options.config.access_url, root_fingerprint(paths.ca_bundle), link,
                           outcome.changed, seconds, paths.log)
 

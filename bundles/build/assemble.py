@@ -57,7 +57,7 @@ def stage_members(stage: Path) -> list[Member]:
         if role is None:
             raise BundleError(f"Stage file {relative} is outside every bundle folder.",
                               "Put it under installer/, wheels/, debs/, terraform/, providers/, images/, agent/, "
-                              f"playbooks/ or docs/ (or it is the {SBOM}).")
+                              f"playbooks/, docs/ or keys/ (or it is the {SBOM}).")
         mode = EXECUTABLE_MODE if info.st_mode & stat.S_IXUSR else FILE_MODE
         members.append(Member(relative, info.st_size, _sha256(path), role, mode))
     return members

@@ -12,6 +12,7 @@ from pathlib import Path
 from appliance import __version__ as appliance_version
 from bundles.build.assemble import assemble
 from bundles.build.sbom import write_sbom
+from bundles.rotation import sign_keyring, signatures_path, stage_rotation
 from bundles.signatures import export_public_key, generate_key, sign_manifest
 from bundles.tarball import read_head, replace_signatures
 
@@ -31,6 +32,36 @@ class ReleaseKey:
 def make_key(root: Path, name: str) -> ReleaseKey:
     home = root / f"gnupg-{name}"
     return ReleaseKey(home, generate_key(home, f"Release {name}", f"{name}@example.org"))
+
+
+def make_expired_key(root: Path, name: str, *, made: datetime, lifetime_days: int) -> ReleaseKey:
+    """A key made at `made` (gpg's faked clock) that expired `lifetime_days` later, before today."""
+    home = root / f"gnupg-{name}"
+    home.mkdir(parents=True, mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--faked-system-time", f"{int(made.timestamp())}!",
+                    "--passphrase", "", "--quick-gen-key", f"Release {name} <{name}@example.org>", "ed25519", "sign",
+                    f"{lifetime_days}d"], check=True, capture_output=True)
+    listed = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-keys"], check=True,
+                            capture_output=True, text=True).stdout
+    return ReleaseKey(home, next(line.split(":")[9] for line in listed.splitlines() if line.startswith("fpr:")))
+
+
+def sign_at(data: bytes, key: ReleaseKey, when: datetime) -> bytes:
+    """A detached armored signature made as if the clock said `when` (while a now-expired key was valid)."""
+    return subprocess.run(["gpg", "--homedir", str(key.home), "--batch", "--faked-system-time",
+                           f"{int(when.timestamp())}!", "--local-user", key.fingerprint, "--armor", "--detach-sign",
+                           "--output", "-"], input=data, check=True, capture_output=True).stdout
+
+
+def add_rotation(stage: Path, new_keyring: bytes, *signers: ReleaseKey) -> Path:
+    """Put a key rotation into the stage the way the release tooling does: rotate-keys, then build --rotate-keyring."""
+    source = stage.parent / "next-release-keys.pgp"
+    source.write_bytes(new_keyring)
+    signatures_path(source).unlink(missing_ok=True)
+    for key in signers:
+        sign_keyring(source, (key.fingerprint,), key.home, None)
+    stage_rotation(stage, source)
+    return source
 
 
 def tiny_deb(folder: Path, package: str, version: str) -> Path:
