@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli.main import cli
-
 from tests.support.cli import COMMAND
 from tests.support.postgres import conninfo_url
 
