@@ -1,13 +1,12 @@
-"""The installer's side of the control plane: `appliance maintenance` and `appliance releases`, run as it runs them."""
+"""Running `appliance maintenance` and `appliance releases` as the installer does, on the installed database."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 
 from appliance.cli.main import cli
@@ -44,10 +43,3 @@ def admin_cli(conninfo: str, *, in_process: bool = True) -> Admin:
 def maintenance_off(conninfo: str) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("UPDATE maintenance SET active = false, reason = NULL, since = NULL")
-
-
-@pytest.fixture
-def admin(shared_conninfo: str) -> Iterator[Admin]:
-    """`appliance ARGS` against the shared database; leaves maintenance off for the shared server's other tests."""
-    yield admin_cli(shared_conninfo)
-    maintenance_off(shared_conninfo)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.integration.appliance.releases.conftest import Admin, admin_cli
+import pytest
+
+from tests.support.admin_cli import Admin, admin_cli, maintenance_off
 from tests.support.api import Api, console_session
 from tests.support.server import LiveServer
+
+
+@pytest.fixture
+def admin(shared_conninfo: str) -> Iterator[Admin]:
+    """`appliance ARGS` against the shared database; leaves maintenance off for the shared server's other tests."""
+    yield admin_cli(shared_conninfo)
+    maintenance_off(shared_conninfo)
 
 
 def receipt(**changes: Any) -> dict[str, Any]:
@@ -26,20 +36,6 @@ def write(tmp_path: Path, name: str, data: dict[str, Any]) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(data))
     return str(path)
-
-
-def test_maintenance_enter_leave_and_status_are_idempotent(admin: Admin) -> None:
-    assert json.loads(admin("maintenance", "status", "--output", "json").stdout) == {
-        "active": False, "reason": None, "since": None}
-    admin("maintenance", "enter", "--reason", "upgrade to 1.1.0", "--drain-timeout", "5")
-    first = json.loads(admin("maintenance", "status", "--output", "json").stdout)
-    assert first["active"] and first["reason"] == "upgrade to 1.1.0" and first["since"]
-    again = admin("maintenance", "enter", "--reason", "upgrade to 1.1.0")
-    assert "Maintenance is on" in again.stdout
-    assert json.loads(admin("maintenance", "status", "--output", "json").stdout) == first
-    admin("maintenance", "leave")
-    assert "already off" in admin("maintenance", "leave").stdout
-    assert json.loads(admin("maintenance", "status", "--output", "json").stdout)["active"] is False
 
 
 def test_record_twice_stores_once_and_floor_is_the_highest_success(admin: Admin, tmp_path: Path) -> None:

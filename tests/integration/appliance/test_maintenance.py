@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -15,11 +16,18 @@ import pytest
 
 from appliance.maintenance import GUARD_LOCK
 from appliance.sdk.provisionerd import DAEMON_HEADER, KEY_HEADER
-from tests.integration.appliance.releases.conftest import Admin, admin_cli, admin_env, maintenance_off
+from tests.support.admin_cli import Admin, admin_cli, admin_env, maintenance_off
 from tests.support.api import Api, console_session
 from tests.support.cli import COMMAND
 from tests.support.server import LiveServer, live_server
 from tests.support.workspaces import MINIMAL, push
+
+
+@pytest.fixture
+def admin(shared_conninfo: str) -> Iterator[Admin]:
+    """`appliance ARGS` against the shared database; leaves maintenance off for the shared server's other tests."""
+    yield admin_cli(shared_conninfo)
+    maintenance_off(shared_conninfo)
 
 PSK = "maintenance-test-key"
 CSRF_FIELD = 'name="csrf_token" value="'
@@ -34,6 +42,20 @@ def _wait_until(check: object, what: str, timeout: float = 30) -> None:
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def test_maintenance_enter_leave_and_status_are_idempotent(admin: Admin) -> None:
+    assert json.loads(admin("maintenance", "status", "--output", "json").stdout) == {
+        "active": False, "reason": None, "since": None}
+    admin("maintenance", "enter", "--reason", "upgrade to 1.1.0", "--drain-timeout", "5")
+    first = json.loads(admin("maintenance", "status", "--output", "json").stdout)
+    assert first["active"] and first["reason"] == "upgrade to 1.1.0" and first["since"]
+    again = admin("maintenance", "enter", "--reason", "upgrade to 1.1.0")
+    assert "Maintenance is on" in again.stdout
+    assert json.loads(admin("maintenance", "status", "--output", "json").stdout) == first
+    admin("maintenance", "leave")
+    assert "already off" in admin("maintenance", "leave").stdout
+    assert json.loads(admin("maintenance", "status", "--output", "json").stdout)["active"] is False
 
 
 def test_writes_get_503_naming_the_upgrade_reads_work_and_leave_restores_writes(
