@@ -24,8 +24,8 @@ from tests.support.workspaces import MINIMAL, push
 
 
 @pytest.fixture
-def admin(shared_conninfo: str) -> Iterator[Admin]:
-    """`appliance ARGS` against the shared database; leaves maintenance off for the shared server's other tests."""
+def admin(api: Api, shared_conninfo: str) -> Iterator[Admin]:
+    """`appliance ARGS` against the shared database (emptied by `api`); leaves maintenance off afterwards."""
     yield admin_cli(shared_conninfo)
     maintenance_off(shared_conninfo)
 

@@ -16,8 +16,8 @@ from tests.support.server import LiveServer
 
 
 @pytest.fixture
-def admin(shared_conninfo: str) -> Iterator[Admin]:
-    """`appliance ARGS` against the shared database; leaves maintenance off for the shared server's other tests."""
+def admin(api: Api, shared_conninfo: str) -> Iterator[Admin]:
+    """`appliance ARGS` against the shared database (emptied by `api`); leaves maintenance off afterwards."""
     yield admin_cli(shared_conninfo)
     maintenance_off(shared_conninfo)
 
@@ -39,6 +39,7 @@ def write(tmp_path: Path, name: str, data: dict[str, Any]) -> str:
 
 
 def test_record_twice_stores_once_and_floor_is_the_highest_success(admin: Admin, tmp_path: Path) -> None:
+    assert admin("releases", "floor").stdout == ""  # nothing installed yet: no floor
     first = write(tmp_path, "a.json", receipt())
     assert admin("releases", "record", "--file", first).stdout.startswith("recorded")
     assert admin("releases", "record", "--file", first).stdout.startswith("already recorded")
@@ -62,6 +63,11 @@ def test_a_bad_receipt_is_a_clear_error(shared_conninfo: str, tmp_path: Path) ->
                   ok=False)
     assert wrong.returncode == 1 and "to_version" in wrong.stderr and "SemVer" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def test_an_older_schema_is_a_clear_error(empty_db: str) -> None:
+    done = admin_cli(empty_db)("releases", "floor", ok=False)
+    assert done.returncode == 1 and "appliance migrate" in done.stderr
 
 
 def _sbom(**components: str) -> dict[str, Any]:
