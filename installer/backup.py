@@ -39,7 +39,6 @@ BACKUP_STEP = "Backup"
 RESTORE_STEP = "Restore"
 # Everything but PostgreSQL, which the restore needs running.
 APPLIANCE_UNITS = tuple(u for u in UNITS if not u.startswith("postgresql"))
-_CHUNK = 1 << 20
 _T = TypeVar("_T")
 
 
@@ -120,7 +119,7 @@ def take_backup(paths: HostPaths, *, reason: str, keep: int = 7) -> Backup:
             backup = _write(paths, database, work, version, created_at, reason)
             final = _free_name(paths.backups / name)
             work.rename(final)
-            _fsync_dir(paths.backups)
+            _fsync(paths.backups)
         except OSError as err:
             shutil.rmtree(work, ignore_errors=True)
             raise _os_error(err, paths.backups) from err
@@ -142,7 +141,7 @@ def _write(paths: HostPaths, database: Database, work: Path, version: str, creat
     backup = Backup(work, version, schema_version, sum(f.size for f in files), created_at, reason, tuple(files),
                     not_copied)
     _write_synced(work / MANIFEST, json.dumps(_manifest(backup), indent=1).encode())
-    _fsync_dir(work)
+    _fsync(work)
     return backup
 
 
@@ -157,7 +156,7 @@ def _schema_version(database: Database, step: str) -> int:
 def _dump(database: Database, work: Path) -> BackupFile:
     target = work / DUMP
     database.run(["pg_dump", "--format=custom", "--no-password", f"--file={target}"], step=BACKUP_STEP)
-    _fsync_file(target)
+    _fsync(target)
     return _described(target, "database", f"pg_dump -Fc of the database {database.name}")
 
 
@@ -274,18 +273,22 @@ def restore_backup(paths: HostPaths, backup: Path, *, units: Sequence[str] = APP
     """
     with _locked(paths):
         restored = check_restorable(paths, backup)
-        database = Database.from_config(paths, step=RESTORE_STEP)
-        _systemctl("stop", *reversed(units))
-        try:
-            restore_database(database, backup / DUMP)
-            for entry in restored.files:
-                tree = _TREES.get(entry.kind)
-                if tree is not None and tree.restored:
-                    _restore_tree(backup / entry.name, tree.source(paths))
-            check_appliance(paths, "migrate", step=RESTORE_STEP)
-        finally:
-            _systemctl("start", *units)
+        _put_back(paths, restored, units)
     return restored
+
+
+def _put_back(paths: HostPaths, restored: Backup, units: Sequence[str]) -> None:
+    database = Database.from_config(paths, step=RESTORE_STEP)
+    _systemctl("stop", *reversed(units))
+    try:
+        restore_database(database, restored.path / DUMP)
+        for entry in restored.files:
+            tree = _TREES.get(entry.kind)
+            if tree is not None and tree.restored:
+                _restore_tree(restored.path / entry.name, tree.source(paths))
+        check_appliance(paths, "migrate", step=RESTORE_STEP)
+    finally:
+        _systemctl("start", *units)
 
 
 def run_restore(paths: HostPaths, backup: Path, *, actor: str, units: Sequence[str] = APPLIANCE_UNITS) -> Backup:
@@ -301,22 +304,23 @@ def run_restore(paths: HostPaths, backup: Path, *, actor: str, units: Sequence[s
                            "Install the release the backup was taken on, then restore.", step=RESTORE_STEP)
     steps: list[dict[str, Any]] = []
     started_at = datetime.now(UTC)
-    checked = _timed(steps, "verify backup", lambda: check_restorable(paths, backup))
-    reason = f"restoring the backup of {checked.created_at:%Y-%m-%d %H:%M} UTC"
-    try:
-        _timed(steps, "enter maintenance", lambda: check_appliance(paths, "maintenance", "enter", "--reason", reason,
-                                                                   step="Enter maintenance"))
-        _timed(steps, "restore", lambda: restore_backup(paths, backup, units=units))
-        _timed(steps, "leave maintenance", lambda: check_appliance(paths, "maintenance", "leave",
-                                                                   step="Leave maintenance"))
-    except InstallError as err:
-        with suppress(InstallError):  # the restore's own error is the one to show
-            _record(paths, _restore_record(checked, version, steps, started_at, actor, failed=steps[-1]["name"]))
-        err.hint += ("" if "maintenance" in steps[-1]["name"] else
-                     " The appliance stays in maintenance mode until then; to leave it as it is: "
-                     f"APPLIANCE_CONFIG={paths.config} {paths.current}/venv/bin/appliance maintenance leave")
-        raise
-    _record(paths, _restore_record(checked, version, steps, started_at, actor, failed=None))
+    with _locked(paths):
+        checked = _timed(steps, "verify backup", lambda: check_restorable(paths, backup))
+        reason = f"restoring the backup of {checked.created_at:%Y-%m-%d %H:%M} UTC"
+        try:
+            _timed(steps, "enter maintenance", lambda: check_appliance(
+                paths, "maintenance", "enter", "--reason", reason, step="Enter maintenance"))
+            _timed(steps, "restore", lambda: _put_back(paths, checked, units))
+            _timed(steps, "leave maintenance", lambda: check_appliance(paths, "maintenance", "leave",
+                                                                       step="Leave maintenance"))
+        except InstallError as err:
+            with suppress(InstallError):  # the restore's own error is the one to show
+                _record(paths, _restore_record(checked, version, steps, started_at, actor, failed=steps[-1]["name"]))
+            err.hint += ("" if "maintenance" in steps[-1]["name"] else
+                         " The appliance stays in maintenance mode until then; to leave it as it is: "
+                         f"APPLIANCE_CONFIG={paths.config} {paths.current}/venv/bin/appliance maintenance leave")
+            raise
+        _record(paths, _restore_record(checked, version, steps, started_at, actor, failed=None))
     return checked
 
 
@@ -445,11 +449,8 @@ def tree_size(folder: Path) -> int:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -459,16 +460,9 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """A file's or a folder's (its entries') writes to disk."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
