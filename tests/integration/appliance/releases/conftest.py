@@ -8,27 +8,46 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from appliance.cli.main import cli
 from tests.support.cli import COMMAND
 from tests.support.postgres import conninfo_url
 
 Admin = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture
-def admin(shared_conninfo: str) -> Iterator[Admin]:
-    """`appliance ARGS` against the shared database, as root runs it with the installed config; leaves
-    maintenance off afterwards so the shared server's other tests can write."""
+def admin_env(conninfo: str) -> dict[str, str]:
+    """The environment root runs `appliance` in on an installed host: the database from the config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    env["APPLIANCE_POSTGRES_URL"] = conninfo_url(shared_conninfo)
+    return env | {"APPLIANCE_POSTGRES_URL": conninfo_url(conninfo)}
+
+
+def admin_cli(conninfo: str, *, in_process: bool = True) -> Admin:
+    """`appliance ARGS` as root runs it; in this process by default (the same command object, without an
+    interpreter start that costs seconds on a loaded CI host), or as its own process."""
 
     def run(*args: str, ok: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*COMMAND, *args], capture_output=True, text=True, env=env, timeout=timeout,
-                              check=False)
+        if in_process:
+            result = CliRunner().invoke(cli, list(args), env=admin_env(conninfo))
+            done = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+        else:
+            done = subprocess.run([*COMMAND, *args], capture_output=True, text=True, env=admin_env(conninfo),
+                                  timeout=timeout, check=False)
         if ok:
             assert done.returncode == 0, done.stderr
         return done
 
-    yield run
-    with psycopg.connect(shared_conninfo, autocommit=True) as conn:
+    return run
+
+
+def maintenance_off(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("UPDATE maintenance SET active = false, reason = NULL, since = NULL")
+
+
+@pytest.fixture
+def admin(shared_conninfo: str) -> Iterator[Admin]:
+    """`appliance ARGS` against the shared database; leaves maintenance off for the shared server's other tests."""
+    yield admin_cli(shared_conninfo)
+    maintenance_off(shared_conninfo)
