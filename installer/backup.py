@@ -40,6 +40,7 @@ RESTORE_STEP = "Restore"
 # Everything but PostgreSQL, which the restore needs running.
 APPLIANCE_UNITS = tuple(u for u in UNITS if not u.startswith("postgresql"))
 _T = TypeVar("_T")
+LOCK_WAIT_SECONDS = 900.0  # a scheduled backup of a large database; longer than that is a stuck one
 
 
 def _registry_v2(paths: HostPaths) -> Path:
@@ -492,14 +493,20 @@ def _os_error(err: OSError, where: Path) -> InstallError:
 
 
 @contextmanager
-def _locked(paths: HostPaths) -> Iterator[None]:
-    """One backup or restore at a time on this host."""
+def _locked(paths: HostPaths, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """One backup or restore at a time on this host; an upgrade's backup waits for the timer's to finish."""
     paths.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.backups.chmod(0o700)
+    deadline = time.monotonic() + wait
     with (paths.backups / ".lock").open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise InstallError("another backup or restore is running on this host.",
-                               "Wait for it to finish (see: systemctl status appliance-backup), then retry.") from err
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                if time.monotonic() > deadline:
+                    raise InstallError(f"another backup or restore has run on this host for over {wait:.0f} s.",
+                                       "Wait for it to finish (see: systemctl status appliance-backup), then "
+                                       "retry.") from err
+                time.sleep(0.5)
         yield

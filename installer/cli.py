@@ -157,9 +157,13 @@ def restore_command(backup: Path, yes: bool) -> None:
     if not yes:
         click.confirm("Replace the appliance's database, configuration and CA with this backup's? "
                       "Changes since it was taken are lost.", abort=True, err=True)
-    restored = run_restore(HostPaths(), backup, actor=_actor())
+    paths = HostPaths()
+    restored = run_restore(paths, backup, actor=_actor())
     click.echo(f"Restored the backup of {restored.created_at:%Y-%m-%d %H:%M} UTC (release {restored.version}, "
                f"schema {restored.schema_version:06d}); maintenance is off.")
+    if restored.version != paths.installed_version():
+        click.echo(f"It was taken on release {restored.version}: run the install command with this release's "
+                   "bundle again, so the restored configuration gets this release's settings.")
 
 
 def _actor() -> str:
