@@ -45,15 +45,14 @@ def _read_once(path: Path) -> bytes:
     """The request's bytes, then the request is gone: whatever follows, the path unit will not start it again."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError as err:
-        raise _refused(f"there is no {path}") from err
-    except OSError as err:
-        raise _refused(f"{path} cannot be opened ({err.strerror})") from err
-    try:
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise _refused(f"{path} is not a regular file")
             return handle.read(MAX_REQUEST_BYTES + 1)
+    except FileNotFoundError as err:
+        raise _refused(f"there is no {path}") from err
+    except OSError as err:  # a link (O_NOFOLLOW), or unreadable
+        raise _refused(f"{path} cannot be opened ({err.strerror})") from err
     finally:
         path.unlink(missing_ok=True)
 

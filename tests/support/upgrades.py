@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.bundles import ReleaseKey, build_bundle, make_key, make_stage, sign_bundle
+from tests.support.server import LiveServer, live_server
 
 VERSION = "99.0.0"  # newer than any checkout: the console's anti-rollback check passes
 MIGRATIONS = ("000001_core", "000099_console_upgrade_test")  # the first is applied in every test database
@@ -38,3 +42,13 @@ def signed_bundle(folder: Path) -> SignedBundle:
     bundle = build_bundle(stage, folder / "out", version=VERSION, min_upgrade_from="0.0.1")
     sign_bundle(bundle, key)
     return SignedBundle(bundle, key)
+
+
+@contextmanager
+def upgrade_server(conninfo: str, pki_dir: Path, bundle: SignedBundle, folder: Path,
+                   **config: Any) -> Iterator[LiveServer]:
+    """A live server whose Upgrade page trusts `bundle`'s key and applies requests (as if installed)."""
+    with live_server(conninfo, pki_dir=pki_dir, upgrade_spool_dir=folder / "spool",
+                     trusted_keys_file=bundle.keyring(folder), upgrade_journal=folder / "journal.json",
+                     upgrade_path_unit=True, **config) as live:
+        yield live

@@ -16,8 +16,8 @@ import requests
 from bundles.tarball import read_head
 from tests.support.api import _CSRF, Api, console_session
 from tests.support.postgres import truncate_all
-from tests.support.server import LiveServer, live_server
-from tests.support.upgrades import VERSION, SignedBundle, signed_bundle
+from tests.support.server import LiveServer
+from tests.support.upgrades import VERSION, SignedBundle, signed_bundle, upgrade_server
 
 pytestmark = pytest.mark.integration
 
@@ -28,22 +28,20 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> SignedBundle:
 
 
 @pytest.fixture(scope="module")
-def upgrade_server(shared_conninfo: str, site_pki: Path, bundle: SignedBundle,
+def site(shared_conninfo: str, site_pki: Path, bundle: SignedBundle,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("upgrade-site")
-    with live_server(shared_conninfo, pki_dir=site_pki, upgrade_spool_dir=folder / "spool",
-                     trusted_keys_file=bundle.keyring(folder), upgrade_max_bundle_mb=1,
-                     upgrade_journal=folder / "journal.json", upgrade_path_unit=True) as live:
+    with upgrade_server(shared_conninfo, site_pki, bundle, folder, upgrade_max_bundle_mb=1) as live:
         yield live
 
 
 @pytest.fixture
-def owner(upgrade_server: LiveServer, shared_conninfo: str) -> requests.Session:
+def owner(site: LiveServer, shared_conninfo: str) -> requests.Session:
     truncate_all(shared_conninfo)
-    for left in upgrade_server.config.upgrade_spool_dir.glob("*"):  # an earlier test's upload or request
+    for left in site.config.upgrade_spool_dir.glob("*"):  # an earlier test's upload or request
         left.unlink()
-    Api(upgrade_server.url).create_first_user("owner")
-    return console_session(upgrade_server.url, "owner")
+    Api(site.url).create_first_user("owner")
+    return console_session(site.url, "owner")
 
 
 def spool(server: LiveServer) -> list[str]:
@@ -85,31 +83,31 @@ def uploaded_id(response: requests.Response) -> str:
 
 
 def test_an_owner_uploads_sees_the_verification_and_plan_and_applies(
-        upgrade_server: LiveServer, owner: requests.Session, bundle: SignedBundle) -> None:
-    upload_id = uploaded_id(upload(upgrade_server, owner, "appliance.bundle", bundle.path.read_bytes()))
-    assert f"{upload_id}.bundle" in spool(upgrade_server)
-    page = owner.get(f"{upgrade_server.url}/admin/upgrade/{upload_id}", timeout=10).text
+        site: LiveServer, owner: requests.Session, bundle: SignedBundle) -> None:
+    upload_id = uploaded_id(upload(site, owner, "appliance.bundle", bundle.path.read_bytes()))
+    assert f"{upload_id}.bundle" in spool(site)
+    page = owner.get(f"{site.url}/admin/upgrade/{upload_id}", timeout=10).text
     assert 'data-verify-stream="/admin/upgrade/' in page and "upgrade.js" in page
-    name, report = verify(upgrade_server, owner, upload_id)
+    name, report = verify(site, owner, upload_id)
     assert name == "verified", report
     manifest_sha256 = report["manifest_sha256"]
-    page = owner.get(f"{upgrade_server.url}/admin/upgrade/{upload_id}", timeout=10).text
+    page = owner.get(f"{site.url}/admin/upgrade/{upload_id}", timeout=10).text
     assert f'id="bundle-version">{VERSION}<' in page and manifest_sha256 in page
     assert bundle.key.fingerprint in page and "Release console" in page
     assert "<code>000099_console_upgrade_test</code>" in page and "000001_core" not in page
     assert 'href="/admin/upgrade"' in page  # in the navigation
     token = _CSRF.search(page)
     assert token
-    applied = owner.post(f"{upgrade_server.url}/admin/upgrade/{upload_id}/apply", timeout=10,
+    applied = owner.post(f"{site.url}/admin/upgrade/{upload_id}/apply", timeout=10,
                          data={"csrf_token": token.group(1), "manifest_sha256": manifest_sha256})
     assert applied.status_code == 200 and "Upgrade requested" in applied.text
-    request = json.loads((upgrade_server.config.upgrade_spool_dir / "apply.json").read_text())
+    request = json.loads((site.config.upgrade_spool_dir / "apply.json").read_text())
     assert request["bundle"] == f"{upload_id}.bundle" and request["manifest_sha256"] == manifest_sha256
     assert request["actor"] == "owner" and request["requested_at"]
     # The progress stream names the request until the root unit takes it.
-    name, state = events(owner, f"{upgrade_server.url}/admin/upgrade/progress", ("progress",))[-1]
+    name, state = events(owner, f"{site.url}/admin/upgrade/progress", ("progress",))[-1]
     assert state["request"] == request and state["journal"] is None
-    again = owner.post(f"{upgrade_server.url}/admin/upgrade/{upload_id}/apply", timeout=10,
+    again = owner.post(f"{site.url}/admin/upgrade/{upload_id}/apply", timeout=10,
                        data={"csrf_token": token.group(1), "manifest_sha256": manifest_sha256})
     assert "already requested" in again.text
 
@@ -135,42 +133,42 @@ def _other_product(bundle: Path) -> bytes:
 
 
 def test_a_tampered_bundle_is_refused_by_the_verification_and_leaves_nothing(
-        upgrade_server: LiveServer, owner: requests.Session, bundle: SignedBundle) -> None:
-    upload_id = uploaded_id(upload(upgrade_server, owner, "appliance.bundle", _tampered(bundle.path)))
-    name, refusal = verify(upgrade_server, owner, upload_id)
+        site: LiveServer, owner: requests.Session, bundle: SignedBundle) -> None:
+    upload_id = uploaded_id(upload(site, owner, "appliance.bundle", _tampered(bundle.path)))
+    name, refusal = verify(site, owner, upload_id)
     assert name == "rejected" and "hash-mismatch" in str(refusal["message"]) and refusal["hint"]
-    assert spool(upgrade_server) == []
+    assert spool(site) == []
 
 
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda _: b"not a tar archive at all" * 100, "not an appliance bundle"),
     (_other_product, "product 'other' is not 'appliance'"),
 ])
-def test_what_is_plainly_not_a_bundle_is_refused_at_upload(upgrade_server: LiveServer, owner: requests.Session,
+def test_what_is_plainly_not_a_bundle_is_refused_at_upload(site: LiveServer, owner: requests.Session,
                                                           bundle: SignedBundle, make: object, expected: str) -> None:
-    refused = upload(upgrade_server, owner, "x.bundle", make(bundle.path))  # type: ignore[operator]
+    refused = upload(site, owner, "x.bundle", make(bundle.path))  # type: ignore[operator]
     assert refused.status_code == 400 and expected in html.unescape(refused.text)
-    assert spool(upgrade_server) == []
+    assert spool(site) == []
 
 
 def test_a_bundle_over_the_cap_is_refused_with_the_limit_and_leaves_nothing(
-        upgrade_server: LiveServer, owner: requests.Session) -> None:
-    refused = upload(upgrade_server, owner, "big.bundle", b"\0" * (2 << 20))
+        site: LiveServer, owner: requests.Session) -> None:
+    refused = upload(site, owner, "big.bundle", b"\0" * (2 << 20))
     assert refused.status_code == 413 and "larger than 1 MiB" in refused.text
     assert "upgrade_max_bundle_mb" in refused.text
-    assert spool(upgrade_server) == []
+    assert spool(site) == []
 
 
-def test_members_get_no_upgrade_page_stream_or_upload(upgrade_server: LiveServer, owner: requests.Session,
+def test_members_get_no_upgrade_page_stream_or_upload(site: LiveServer, owner: requests.Session,
                                                       bundle: SignedBundle) -> None:
-    api = Api(upgrade_server.url)
+    api = Api(site.url)
     api.as_user(api.login("owner")).create_user(username="dev")
-    member = console_session(upgrade_server.url, "dev")
-    assert member.get(upgrade_server.url + "/admin/upgrade", timeout=10).status_code == 403
-    assert 'href="/admin/upgrade"' not in member.get(upgrade_server.url + "/", timeout=10).text
-    assert member.get(upgrade_server.url + "/admin/upgrade/progress", timeout=10).status_code == 403
-    token = _CSRF.search(member.get(upgrade_server.url + "/", timeout=10).text)
+    member = console_session(site.url, "dev")
+    assert member.get(site.url + "/admin/upgrade", timeout=10).status_code == 403
+    assert 'href="/admin/upgrade"' not in member.get(site.url + "/", timeout=10).text
+    assert member.get(site.url + "/admin/upgrade/progress", timeout=10).status_code == 403
+    token = _CSRF.search(member.get(site.url + "/", timeout=10).text)
     assert token
-    refused = member.post(upgrade_server.url + "/admin/upgrade", data={"csrf_token": token.group(1)},
+    refused = member.post(site.url + "/admin/upgrade", data={"csrf_token": token.group(1)},
                           files={"bundle": ("b.bundle", io.BytesIO(bundle.path.read_bytes()))}, timeout=30)
-    assert refused.status_code == 403 and spool(upgrade_server) == []
+    assert refused.status_code == 403 and spool(site) == []
