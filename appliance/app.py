@@ -23,6 +23,7 @@ from appliance.api.terraform import terraform
 from appliance.auth import web
 from appliance.config import ServerConfig
 from appliance.console.errors import console_error_response
+from appliance.console.upgrades import SpoolingRequest, spool_upload
 from appliance.db.database import Database
 from appliance.db.site_secrets import site_secret
 from appliance.pki.ca import CertificateAuthority
@@ -126,6 +127,7 @@ class CsrfCookieSession(SecureCookieSessionInterface):
 def create_app(config: ServerConfig, db: Database, *, behind_front: bool = False) -> Flask:
     """The app; `behind_front` when the embedded front (gateway/front.py) proxies to it over a unix socket."""
     app = Flask("appliance", static_folder=None, template_folder=None)
+    app.request_class = SpoolingRequest  # a bundle upload streams into the upgrade spool (docs/adr/0039)
     # Services reach the config and pool through the app, one of each per process.
     app.extensions["appliance.config"] = config
     app.extensions["appliance.db"] = db
@@ -139,6 +141,8 @@ def create_app(config: ServerConfig, db: Database, *, behind_front: bool = False
     if behind_front:
         app.wsgi_app = FrontHop(app.wsgi_app)  # type: ignore[method-assign]  # outermost: runs first
     web.init_app(app)
+    # First: a bundle upload is authorized before its body is read, then streamed to disk under its own cap.
+    app.before_request(spool_upload)
     # Before CSRF and every view: a control character in a path, query or form is a 400, never a 500.
     app.before_request(refuse_unsafe_request)
     # Console forms carry CSRF tokens; the API checks them itself, only for cookie-authenticated changes.

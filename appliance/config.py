@@ -76,6 +76,15 @@ class ServerConfig:
     relay_rate_burst_bytes: int = 0
     relay_accept_per_second: float = 200.0
     relay_accept_burst: int = 1000
+    # Console upgrades (docs/adr/0039): the spool uploaded bundles and the apply request land in, the most
+    # an upload may hold, the release keys the console verifies with, the installer's journal it shows,
+    # the running release (its SBOM, for the diff), and whether a root path unit applies requests.
+    upgrade_spool_dir: Path = Path("/nonexistent/upgrade-requests")
+    upgrade_max_bundle_mb: int = 2048
+    trusted_keys_file: Path = Path("/etc/appliance/trusted-keys.pgp")
+    upgrade_journal: Path = Path("/var/lib/appliance/installer/journal.json")
+    release_dir: Path | None = None
+    upgrade_path_unit: bool = False
 
     @property
     def is_embedded_postgres(self) -> bool:
@@ -188,6 +197,13 @@ def _parse_nonnegative_int(value: str | int) -> int:
     return number
 
 
+def _parse_bundle_mb(value: str | int) -> int:
+    megabytes = int(value)
+    if not 1 <= megabytes <= 1 << 20:
+        raise ValueError(f"expected MiB from 1 to 1048576, got {value!r}")
+    return megabytes
+
+
 def _parse_rate(value: str | float) -> float:
     rate = float(value)
     if not 0 < rate <= 1_000_000:
@@ -251,6 +267,15 @@ _KEYS: dict[str, _Key] = {
     "relay_rate_burst_bytes": _Key(_parse_nonnegative_int, 0),  # raised to 65568 (one frame) when lower
     "relay_accept_per_second": _Key(_parse_rate, 200.0),
     "relay_accept_burst": _Key(_parse_nonnegative_int, 1000),  # 1,000 agents reconnecting after a restart
+    # Console upgrades (docs/adr/0039). The spool defaults to data_dir/upgrade-requests; nginx's upload
+    # location allows upgrade_max_bundle_mb too (site.yml's appliance_upgrade_max_bundle_mb sets both).
+    "upgrade_spool_dir": _Key(lambda v: Path(v).expanduser(), None),
+    "upgrade_max_bundle_mb": _Key(_parse_bundle_mb, 2048),
+    "trusted_keys_file": _Key(lambda v: Path(v).expanduser(), "/etc/appliance/trusted-keys.pgp"),
+    "upgrade_journal": _Key(lambda v: Path(v).expanduser(), None),
+    "release_dir": _Key(lambda v: Path(v).expanduser(), None),
+    # True on an installed appliance: appliance-upgrade.path starts the root unit that applies a request.
+    "upgrade_path_unit": _Key(lambda v: _parse_bool(v), False),
 }
 
 
@@ -343,6 +368,10 @@ def _finish(values: dict[str, Any], config_file: Path | None) -> ServerConfig:
         values["provider_cache_dir"] = default_provider_cache_dir()
     if values["agent_binary_dir"] is None:
         values["agent_binary_dir"] = values["data_dir"] / "agent"
+    if values["upgrade_spool_dir"] is None:
+        values["upgrade_spool_dir"] = values["data_dir"] / "upgrade-requests"
+    if values["upgrade_journal"] is None:
+        values["upgrade_journal"] = values["data_dir"] / "installer" / "journal.json"
     if values["max_token_lifetime"] < timedelta(hours=1):
         raise ConfigError("Invalid max_token_lifetime: it must be at least 1h.",
                           "Set max_token_lifetime to 1h or more.")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ class BundleReport:
 
     def components(self) -> dict[tuple[str, str], str]:
         """(kind, name) -> version for everything the SBOM lists."""
-        return {(sbom_kind(c), c["name"]): c["version"] for c in self.sbom.get("components", [])}
+        return sbom_components(self.sbom)
 
     def sbom_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -49,6 +51,11 @@ class BundleReport:
             "sbom_counts": self.sbom_counts(),
             "build": self.manifest.build,
         }
+
+
+def sbom_components(sbom: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(kind, name) -> version for everything a CycloneDX SBOM (a bundle's, or an installed release's) lists."""
+    return {(sbom_kind(c), c["name"]): c["version"] for c in sbom.get("components", [])}
 
 
 def _read_sbom(bundle: Path) -> dict[str, Any]:
@@ -85,7 +92,32 @@ class Change:
 
 
 def diff_bundles(old: BundleReport, new: BundleReport) -> list[Change]:
-    before, after = old.components(), new.components()
+    return diff_components(old.components(), new.components())
+
+
+def diff_components(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> list[Change]:
     return [Change(kind, name, before.get((kind, name)), after.get((kind, name)))
             for kind, name in sorted(set(before) | set(after))
             if before.get((kind, name)) != after.get((kind, name))]
+
+
+_APPLIANCE_WHEEL = re.compile(r"^wheels/appliance-[^-/]+-[^/]*\.whl$")
+_MIGRATION = re.compile(r"^appliance/db/migrations/(\d{6}_[a-z0-9_]+)\.up\.sql$")
+
+
+def wheel_migrations(bundle: Path) -> list[str] | None:
+    """The migration names (000010_name) the bundle's appliance wheel carries, or None without a readable wheel.
+
+    Read only from a bundle already verified: the wheel is opened in place inside the uncompressed tar.
+    """
+    with tarfile.open(bundle, mode="r:") as tar:
+        for info in tar:
+            if info.isreg() and _APPLIANCE_WHEEL.match(info.name):
+                handle = tar.extractfile(info)
+                assert handle is not None
+                try:
+                    with zipfile.ZipFile(handle) as wheel:
+                        return sorted(m.group(1) for name in wheel.namelist() if (m := _MIGRATION.match(name)))
+                except zipfile.BadZipFile:
+                    return None
+    return None

@@ -176,6 +176,17 @@ def _actor() -> str:
     return f"{os.environ.get('SUDO_USER') or getpass.getuser()} (installer)"
 
 
+@cli.command("apply-request")
+@click.option("--spool", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The console's upgrade request folder (default /var/lib/appliance/upgrade-requests).")
+def apply_request_command(spool: Path | None) -> None:
+    """Run the upgrade an owner applied in the console (appliance-upgrade.service runs this as root)."""
+    from installer.console_request import apply_request
+
+    _require_root()
+    sys.exit(apply_request(spool or HostPaths().upgrade_requests))
+
+
 def main() -> None:
     """Entry point: the hidden subcommand runs Ansible; anything else is the CLI."""
     if len(sys.argv) > 1 and sys.argv[1] == HIDDEN_COMMAND:

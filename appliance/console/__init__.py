@@ -13,6 +13,7 @@ from appliance.console import (  # noqa: F401 -- importing registers the pages
     session,
     templates_pages,
     terminal,
+    upgrades,
     users,
     workspaces,
 )

@@ -1,6 +1,7 @@
 """The gateway's aiohttp application: shared state, error middleware, and one module per route family.
 
-Route families: logs.py (build and import log follows, server-sent events), terminal.py (the web
+Route families: logs.py (build and import log follows, server-sent events), upgrades.py (the Upgrade
+page's bundle verification and upgrade progress, server-sent events), terminal.py (the web
 terminal's WebSocket to a workspace agent's reconnecting PTY), apps.py (workspace apps by path, HTTP
 and WebSocket proxied through the relay) and the relay (appliance/relay/http.py: /derp with Upgrade:
 DERP or WebSocket, /derp/latency-check). Database
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.gateway import apps, logs, terminal
+from appliance.gateway import apps, logs, terminal, upgrades
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
 from appliance.relay import http as relay_http
@@ -46,6 +47,7 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
     app.cleanup_ctx.append(_executor_lifetime)
     logs.init_app(app)
     terminal.init_app(app)
+    upgrades.init_app(app)  # the Upgrade page's verification and progress streams
     apps.init_app(app)  # /@owner/workspace.agent/apps/slug/...: before the embedded front's catch-all
     if relay:
         relay_http.init_app(app, config, db)

@@ -61,6 +61,9 @@ class EmbeddedFront:
         self._stopping = threading.Event()
         self._wsgi = create_server(wsgi_app, unix_socket=str(self._run_dir / "wsgi.sock"), unix_socket_perms="600",
                                    threads=WSGI_THREADS, ident="appliance", channel_timeout=300,
+                                   # Each route bounds its own body; this only must not be the lower bound
+                                   # for a bundle upload (upgrade_max_bundle_mb, console/upgrades.py).
+                                   max_request_body_size=max(1 << 30, (config.upgrade_max_bundle_mb + 1) << 20),
                                    # The front appends to X-Forwarded-*; the app's FrontHop takes its entry back.
                                    clear_untrusted_proxy_headers=False)
 

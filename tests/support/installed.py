@@ -42,7 +42,7 @@ def _console_location(console_socket: Path) -> str:
     site = render(ROLES / "nginx" / "templates" / "appliance.conf.j2", appliance_https_port=443,
                   appliance_http_port=80, appliance_hostname="localhost", nginx_certificate="unused",
                   nginx_certificate_key="unused", nginx_console_socket=console_socket,
-                  nginx_client_max_body_size="100m")
+                  nginx_client_max_body_size="100m", appliance_upgrade_max_bundle_mb=2048)
     found = re.search(r"^    location / \{.*?^    \}", site, re.MULTILINE | re.DOTALL)
     assert found, "the nginx role's site template has no `location /` block"
     return found.group(0)
