@@ -24,8 +24,7 @@ class BundleReport:
     sbom: dict[str, Any]
 
     def components(self) -> dict[tuple[str, str], str]:
-        """(kind, name) -> version for everything the SBOM lists."""
-        return {(sbom_kind(c), c["name"]): c["version"] for c in self.sbom.get("components", [])}
+        return sbom_components(self.sbom)
 
     def sbom_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -49,6 +48,11 @@ class BundleReport:
             "sbom_counts": self.sbom_counts(),
             "build": self.manifest.build,
         }
+
+
+def sbom_components(sbom: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(kind, name) -> version for everything an SBOM lists."""
+    return {(sbom_kind(c), c["name"]): c["version"] for c in sbom.get("components", [])}
 
 
 def _read_sbom(bundle: Path) -> dict[str, Any]:
@@ -85,7 +89,11 @@ class Change:
 
 
 def diff_bundles(old: BundleReport, new: BundleReport) -> list[Change]:
-    before, after = old.components(), new.components()
+    return diff_components(old.components(), new.components())
+
+
+def diff_components(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> list[Change]:
+    """What changed between two SBOMs' components (sbom_components), sorted by kind and name."""
     return [Change(kind, name, before.get((kind, name)), after.get((kind, name)))
             for kind, name in sorted(set(before) | set(after))
             if before.get((kind, name)) != after.get((kind, name))]
