@@ -64,3 +64,17 @@ class Throttled(RequestError):
     def __init__(self, message: str, detail: str = "", *, retry_after: int) -> None:
         super().__init__(message, detail)
         self.retry_after = retry_after
+
+
+class UnderMaintenance(Unavailable):
+    """A write refused while maintenance mode is on (an upgrade, rollback or restore is running)."""
+
+    retry_after = 30
+
+    def __init__(self, reason: str, since: str) -> None:
+        super().__init__(
+            f"The appliance is in maintenance: {reason} (since {since}). Changes are refused until it ends.",
+            "Reads still work. Retry this request when maintenance ends (GET /api/v2/maintenance says when"
+            " it is off); nothing was changed.")
+        self.reason = reason
+        self.since = since

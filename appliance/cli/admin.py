@@ -8,7 +8,7 @@ import click
 
 from appliance.auth.setup_tokens import create_setup_token
 from appliance.cli.server import server_options
-from appliance.config import load_server_config, parse_duration
+from appliance.config import ServerConfig, load_server_config, parse_duration
 from appliance.db.database import Database
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations, pending_migrations
@@ -44,16 +44,21 @@ def migrate(dry_run: bool, **flags: Any) -> None:
             embedded.stop()
 
 
+def installed_database(config: ServerConfig, command: str, hint: str) -> Database:
+    """A one-connection pool on the installed appliance's database (postgres_url in the config)."""
+    if config.postgres_url is None:
+        raise OperatorError(f"{command} needs postgres_url (an installed appliance).", hint)
+    return Database(config.postgres_url, max_size=1)
+
+
 @click.command("setup-link")
 @server_options
 @click.option("--lifetime", default="24h", show_default=True, help="How long the link stays valid.")
 def setup_link(lifetime: str, **flags: Any) -> None:
     """Print a one-time link that creates the first (owner) user; older links stop working."""
     config = load_server_config(flags)
-    if config.postgres_url is None:
-        raise OperatorError("setup-link needs postgres_url (an installed appliance).",
+    db = installed_database(config, "setup-link",
                             "The embedded quickstart needs no link: open /setup on the loopback URL.")
-    db = Database(config.postgres_url, max_size=1)
     try:
         with db.transaction() as conn:
             token = create_setup_token(conn, parse_duration(lifetime))

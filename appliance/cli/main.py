@@ -16,6 +16,9 @@ COMMANDS: dict[str, str] = {
     "relay": "appliance.cli.relay:relay",
     "migrate": "appliance.cli.admin:migrate",
     "setup-link": "appliance.cli.admin:setup_link",
+    # Run by the installer around an upgrade, rollback or restore (directly on PostgreSQL, as root).
+    "maintenance": "appliance.cli.maintenance:maintenance",
+    "releases": "appliance.cli.releases:releases",
     "login": "appliance.cli.session:login",
     "logout": "appliance.cli.session:logout",
     "whoami": "appliance.cli.session:whoami",

@@ -90,6 +90,11 @@ def register_daemon(conn: Connection, daemon_id: UUID, name: str, tags: dict[str
 def acquire(conn: Connection, daemon_id: UUID, tags: dict[str, str]) -> Row | None:
     """Claim the oldest queued job this daemon may run, or None when the queue is empty."""
     conn.execute("UPDATE provisioner_daemons SET last_seen_at = now() WHERE id = %s", (daemon_id,))
+    # In maintenance nothing is claimed; the guard's shared lock also keeps `maintenance enter` waiting
+    # until this claim commits, so enter then sees the job running and drains it (docs/adr/0037).
+    guard = conn.execute("SELECT active FROM maintenance_guard()").fetchone()
+    if guard is not None and guard["active"]:
+        return None
     return conn.execute(
         "UPDATE provisioner_jobs SET started_at = now(), heartbeat_at = now(), updated_at = now(), worker_id = %s"
         " WHERE id = (SELECT id FROM provisioner_jobs WHERE started_at IS NULL AND canceled_at IS NULL"

@@ -87,10 +87,12 @@ def postgres_processes_for(data_dir: Path) -> list[int]:
 
 
 APP_TABLES = ("users, api_keys, login_failures, audit_logs, setup_tokens, files, templates, template_versions,"
-              " provisioner_jobs, provisioner_job_logs, provisioner_daemons, workspaces, workspace_builds, relay_stats")
+              " provisioner_jobs, provisioner_job_logs, provisioner_daemons, workspaces, workspace_builds, relay_stats,"
+              " release_history")
 
 
 def truncate_all(conninfo: str) -> None:
     """Empty every table the app writes, keeping the schema and site secrets."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {APP_TABLES} RESTART IDENTITY CASCADE")
+        conn.execute("UPDATE maintenance SET active = false, reason = NULL, since = NULL")
