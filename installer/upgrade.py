@@ -152,6 +152,8 @@ def _receipts_floor(paths: HostPaths) -> str | None:
 
 
 def _database_floor(paths: HostPaths) -> str | None:
+    if not (paths.current / "venv/bin/appliance").exists():
+        return None
     result = run_appliance(paths, "releases", "floor", timeout=60)
     if lacks_command(result):
         return None   # a release from before the history in PostgreSQL: the disk floor stands alone
