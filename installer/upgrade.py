@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from bundles.layout import SBOM
 from bundles.manifest import parse_version
 from bundles.verify import TrustPolicy, VerifiedBundle, open_bundle
 from installer.config import InstallConfig, load_install_config
@@ -447,28 +448,41 @@ def finish(run: Run, outcome: str) -> None:
     if outcome == "succeeded":
         _write_private(run.paths.receipts / "latest.json", body, 0o644)
     spool = run.paths.installer_state / "release-record.json"
-    _write_private(spool, body)
+    _write_private(spool, json.dumps(release_record(journal, run.paths)).encode())
     try:
         _optional_cli(run, "releases", "record", "--file", str(spool))
     except InstallError as err:
         run.ui.info(f"    the receipt is on disk ({run.paths.receipts}) but not in PostgreSQL: {err}")
 
 
-def receipt(journal: Journal, paths: HostPaths) -> dict[str, object]:
-    """The ReleaseRecord (appliance/sdk/releases.py), plus what the on-disk receipts always held."""
+def release_record(journal: Journal, paths: HostPaths) -> dict[str, object]:
+    """The ReleaseRecord (appliance/sdk/releases.py) that `appliance releases record` stores."""
     data = journal.data
     # A rollback journal is the upgrade's, undone: it went from the upgrade's target back to its start.
     start, end = (journal.to_version, journal.from_version) if journal.kind == "rollback" \
         else (journal.from_version, journal.to_version)
-    return {"kind": journal.kind, "from_version": start, "to_version": end, "version": end,
+    return {"kind": journal.kind, "from_version": start, "to_version": end,
             "manifest_sha256": data.get("manifest_sha256"),
-            "signers": data.get("signers", []), "plan": data.get("plan"),
+            "signers": [{"fingerprint": s["fingerprint"], "user_id": s["user_id"]} for s in data.get("signers", [])],
+            "plan": data.get("plan"),
             "steps": [{"name": s.name, "seconds": s.seconds + s.undo_seconds, "outcome": _step_outcome(s)}
                       for s in journal.steps],
             "outcome": journal.outcome, "failed_step": journal.failed_step, "actor": data.get("actor", "root"),
-            "started_at": journal.started_at, "finished_at": journal.finished_at, "sbom": None,
-            "log": str(paths.log), "downtime_seconds": data.get("downtime_seconds"),
-            "verified_at": data.get("verified_at"), "expires_at": data.get("expires_at")}
+            "started_at": journal.started_at, "finished_at": journal.finished_at,
+            "sbom": _sbom(paths.release(str(end))), "log": str(paths.log)}
+
+
+def _sbom(release: Path) -> object:
+    sbom = release / SBOM
+    return json.loads(sbom.read_text()) if sbom.exists() else None
+
+
+def receipt(journal: Journal, paths: HostPaths) -> dict[str, object]:
+    """The receipt file: the release record plus what install receipts hold and the measured downtime."""
+    record = release_record(journal, paths)
+    return {**record, "version": record["to_version"], "signers": journal.data.get("signers", []),
+            "downtime_seconds": journal.data.get("downtime_seconds"),
+            "verified_at": journal.data.get("verified_at"), "expires_at": journal.data.get("expires_at")}
 
 
 def _step_outcome(record: StepRecord) -> str:
