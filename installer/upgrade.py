@@ -574,7 +574,7 @@ def rollback(paths: HostPaths, ui: Ui, *, confirm: Callable[[Journal], bool]) ->
         journal = _last_upgrade(paths)
         if not confirm(journal):
             raise InstallError("rollback not confirmed; nothing was changed.", "Pass --yes to roll back.")
-        journal.kind, journal.failed_step = "rollback", None
+        journal.kind, journal.failed_step, journal.started_at = "rollback", None, now_iso()
         journal.data["actor"] = "root"
         run = Run(journal, paths, ui)
         with ui.step("Enter maintenance mode"):
