@@ -206,3 +206,22 @@ def job_failure(host: OfflineHost, found: dict[str, Any], token: str) -> str:
     kind = "workspacebuilds" if "transition" in found else "templateversions"
     logs = https(host, "GET", f"/api/v2/{kind}/{found['id']}/logs", token=token)[1]
     return f"{json.dumps(found['job'])}\n{logs[-3000:]}\n{host.journal('appliance-provisioner.service')}"
+
+
+def push_template(host: OfflineHost, token: str, name: str, folder: Path, work: Path) -> dict[str, Any]:
+    """Upload `folder` as template `name`'s first version and wait for its import: the version as the API shows it."""
+    from appliance.templates.archive import source_archive
+
+    archive = work / f"{name}.tar"
+    archive.write_bytes(source_archive(folder))
+    host.copy_in(archive, f"/root/{name}.tar")
+    status, body = https(host, "POST", "/api/v2/files", token=token, upload=f"/root/{name}.tar",
+                         content_type="application/x-tar")
+    assert status == 201, body
+    assert https(host, "POST", "/api/v2/templates", {"name": name}, token)[0] == 201
+    status, body = https(host, "POST", f"/api/v2/templates/{name}/versions", {"file_hash": json.loads(body)["hash"]},
+                         token)
+    assert status == 201, body
+    version = wait_job(host, f"/api/v2/templates/{name}/versions/{json.loads(body)['id']}", token)
+    assert version["job"]["status"] == "succeeded", job_failure(host, version, token)
+    return version

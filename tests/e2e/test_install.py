@@ -29,7 +29,7 @@ import pytest
 
 from appliance import __version__ as checkout_version
 from appliance.sdk.runtime import LABEL_WORKSPACE
-from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, https
+from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, https, push_template
 from tests.e2e.appliance_host import alongside as _alongside
 from tests.e2e.appliance_host import explain as _explain
 from tests.e2e.appliance_host import install as _install
@@ -298,24 +298,11 @@ def _text_file(text: str) -> Path:
 
 def test_a_template_pushed_on_the_host_imports_and_its_workspace_builds_stops_and_starts(
         installed: Installed, tmp_path: Path) -> None:
-    from appliance.templates.archive import source_archive
-
     host = installed.host
     status, body = https(host, "POST", "/api/v2/users/login", {"username": "admin", "password": PASSWORD})
     assert status == 201, body
     token = json.loads(body)["session_token"]
-    archive = tmp_path / "minimal.tar"
-    archive.write_bytes(source_archive(REPO / "examples/templates/minimal"))
-    host.copy_in(archive, "/root/minimal.tar")
-    status, body = https(host, "POST", "/api/v2/files", token=token, upload="/root/minimal.tar",
-                         content_type="application/x-tar")
-    assert status == 201, body
-    assert https(host, "POST", "/api/v2/templates", {"name": "minimal"}, token)[0] == 201
-    status, body = https(host, "POST", "/api/v2/templates/minimal/versions",
-                         {"file_hash": json.loads(body)["hash"]}, token)
-    assert status == 201, body
-    version = _wait_job(host, f"/api/v2/templates/minimal/versions/{json.loads(body)['id']}", token)
-    assert version["job"]["status"] == "succeeded", _job_failure(host, version, token)
+    version = push_template(host, token, "minimal", REPO / "examples/templates/minimal", tmp_path)
     assert {p["name"] for p in version["parameters"]} == {"greeting", "cpus"}
 
     status, body = https(host, "POST", "/api/v2/workspaces", {"template": "minimal", "name": "first"}, token)
@@ -413,23 +400,10 @@ def _build(host: OfflineHost, workspace_id: str, transition: str, token: str) ->
 
 def test_a_podman_debian_workspace_runs_from_the_internal_registry_and_keeps_its_home(
         installed: Installed, tmp_path: Path) -> None:
-    from appliance.templates.archive import source_archive
-
     phase = time.monotonic()
     host = installed.host
     token = _login(host)
-    archive = tmp_path / "podman-debian.tar"
-    archive.write_bytes(source_archive(REPO / "examples/templates/podman-debian"))
-    host.copy_in(archive, "/root/podman-debian.tar")
-    status, body = https(host, "POST", "/api/v2/files", token=token, upload="/root/podman-debian.tar",
-                         content_type="application/x-tar")
-    assert status == 201, body
-    assert https(host, "POST", "/api/v2/templates", {"name": "podman-debian"}, token)[0] == 201
-    status, body = https(host, "POST", "/api/v2/templates/podman-debian/versions",
-                         {"file_hash": json.loads(body)["hash"]}, token)
-    assert status == 201, body
-    version = _wait_job(host, f"/api/v2/templates/podman-debian/versions/{json.loads(body)['id']}", token)
-    assert version["job"]["status"] == "succeeded", _job_failure(host, version, token)
+    push_template(host, token, "podman-debian", REPO / "examples/templates/podman-debian", tmp_path)
     print(f"podman-debian import: {time.monotonic() - phase:.1f}s")
 
     phase = time.monotonic()

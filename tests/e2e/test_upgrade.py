@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from appliance import __version__ as checkout_version
-from appliance.templates.archive import source_archive
 from tests.e2e.appliance_host import (
     PASSWORD,
     REPO,
@@ -32,6 +31,7 @@ from tests.e2e.appliance_host import (
     install,
     login,
     prepare,
+    push_template,
     wait_job,
 )
 from tests.e2e.derived_bundles import NEXT, derived_bundle
@@ -150,18 +150,7 @@ def _seed(host: OfflineHost, setup_output: str, work: Path) -> None:
     second = {"username": "dev", "email": "dev@example.org", "password": PASSWORD}
     status, body = https(host, "POST", "/api/v2/users", second, token)
     assert status == 201, body
-    archive = work / "minimal.tar"
-    archive.write_bytes(source_archive(REPO / "examples/templates/minimal"))
-    host.copy_in(archive, "/root/minimal.tar")
-    status, body = https(host, "POST", "/api/v2/files", token=token, upload="/root/minimal.tar",
-                         content_type="application/x-tar")
-    assert status == 201, body
-    assert https(host, "POST", "/api/v2/templates", {"name": "minimal"}, token)[0] == 201
-    status, body = https(host, "POST", "/api/v2/templates/minimal/versions", {"file_hash": json.loads(body)["hash"]},
-                         token)
-    assert status == 201, body
-    assert wait_job(host, f"/api/v2/templates/minimal/versions/{json.loads(body)['id']}", token)["job"][
-        "status"] == "succeeded"
+    push_template(host, token, "minimal", REPO / "examples/templates/minimal", work)
     _start_workspace(host, token)
 
 

@@ -3,6 +3,7 @@ undo steps that are safe to repeat, the lock, and a real SIGKILL between a step'
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -65,7 +66,7 @@ def test_undoing_the_stage_and_the_switch_twice_is_the_same_as_once(tmp_path: Pa
     switch_current(paths, old)
     switch_current(paths, old)
     assert paths.installed_version() == "1.0.0"
-    run = Run(_journal(), paths, ConsoleUi(Console(file=open(os.devnull, "w"))))  # noqa: SIM115
+    run = Run(_journal(), paths, ConsoleUi(Console(file=io.StringIO())))
     undo_stage(run)
     undo_stage(run)
     assert not new.exists() and old.exists()
@@ -77,10 +78,9 @@ def test_undoing_the_stage_and_the_switch_twice_is_the_same_as_once(tmp_path: Pa
 
 def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path: Path) -> None:
     paths = HostPaths(root=tmp_path)
-    with installer_lock(paths):
-        with pytest.raises(InstallError, match="another appliance-installer run is in progress"):
-            with installer_lock(paths):
-                pass
+    with installer_lock(paths), pytest.raises(InstallError, match="another appliance-installer run is in progress"), \
+            installer_lock(paths):
+        pass
     with installer_lock(paths):   # released with the first
         pass
 
