@@ -17,7 +17,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,7 +69,6 @@ class Run:
     result: VerifiedBundle | None = None
     policy: TrustPolicy | None = None
     downtime_started: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def old(self) -> Path:
