@@ -138,7 +138,7 @@ def rollback_command(yes: bool) -> None:
                    "since is lost.")
         return yes or click.confirm("Roll back now?", err=True)
 
-    journal = rollback(HostPaths(), ConsoleUi(console), confirm=confirm)
+    journal = rollback(HostPaths(), ConsoleUi(console), confirm=confirm, actor=os.environ.get("SUDO_USER", "root"))
     click.echo(f"Appliance {journal.from_version} runs again ({journal.kind} {journal.outcome}).")
 
 

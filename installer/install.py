@@ -207,8 +207,9 @@ def converge(release: Path, vars_file: Path, paths: HostPaths, ui: Ui) -> Playbo
     return outcome
 
 
-def check_health(config: InstallConfig, paths: HostPaths) -> None:
-    down = [s for s in settled_unit_states() if not s.is_active]
+def check_health(config: InstallConfig, paths: HostPaths, settle: float = 60.0) -> None:
+    """Every unit active within `settle` seconds, and /healthz answering over HTTPS."""
+    down = [s for s in settled_unit_states(settle) if not s.is_active]
     if down:
         listed = ", ".join(f"{s.unit} ({s.state})" for s in down)
         raise InstallError(f"services not running: {listed}.",

@@ -47,6 +47,9 @@ from installer.ui import Ui
 # Test hook (documented in the ADR): the installer SIGKILLs itself once the named step's work is
 # done and before the journal records it, the worst moment for a crash.
 KILL_AT = "APPLIANCE_INSTALLER_KILL_AT"
+# Units that are not active this long after a restart fail the gate: the release they run is the one just
+# started, and a console that cannot import its code never becomes active however long one waits.
+HEALTH_SETTLE = 30.0
 STEPS = ("verify", "floor", "plan", "maintenance", "backup", "stage", "migrate", "switch", "converge", "restart",
          "health", "leave", "record")
 
@@ -329,7 +332,7 @@ def _restart(run: Run) -> None:
 
 def _prove_healthy(run: Run, version: str) -> None:
     """Units active, /healthz over HTTPS, the API reports `version` and reaches the database."""
-    check_health(run.config, run.paths)
+    check_health(run.config, run.paths, settle=HEALTH_SETTLE)
     port, ca = run.config.https_port, run.paths.ca_bundle
     status, body = https_get(port, ca, "/api/v2/buildinfo")
     if status != 200 or json.loads(body).get("version") != version:
@@ -446,8 +449,15 @@ def finish(run: Run, outcome: str) -> None:
     _write_private(run.paths.receipts / f"{journal.kind}-{record['to_version']}-{int(time.time())}.json", body, 0o644)
     if outcome == "succeeded":
         _write_private(run.paths.receipts / "latest.json", body, 0o644)
+    # The restore a rollback ran took the database back to before the upgrade it undoes, and with it that
+    # upgrade's record: recorded again (idempotent), then the rollback's own.
+    for each in [*journal.data.get("rerecord", []), release_record(journal, run.paths)]:
+        _record(run, each)
+
+
+def _record(run: Run, record: dict[str, object]) -> None:
     spool = run.paths.installer_state / "release-record.json"
-    _write_private(spool, json.dumps(release_record(journal, run.paths)).encode())
+    _write_private(spool, json.dumps(record).encode())
     try:
         _optional_cli(run, "releases", "record", "--file", str(spool))
     except InstallError as err:
@@ -564,7 +574,7 @@ def upgrade(options: UpgradeOptions, paths: HostPaths, ui: Ui, *, plan_only: boo
         return plan, run.journal
 
 
-def rollback(paths: HostPaths, ui: Ui, *, confirm: Callable[[Journal], bool]) -> Journal:
+def rollback(paths: HostPaths, ui: Ui, *, confirm: Callable[[Journal], bool], actor: str = "root") -> Journal:
     """Undo the last succeeded upgrade (or an unfinished one): the previous release, the backup taken before."""
     with installer_lock(paths):
         recovered = recover(paths, ui)
@@ -573,8 +583,9 @@ def rollback(paths: HostPaths, ui: Ui, *, confirm: Callable[[Journal], bool]) ->
         journal = _last_upgrade(paths)
         if not confirm(journal):
             raise InstallError("rollback not confirmed; nothing was changed.", "Pass --yes to roll back.")
+        journal.data["rerecord"] = [release_record(journal, paths)]
         journal.kind, journal.failed_step, journal.started_at = "rollback", None, now_iso()
-        journal.data["actor"] = "root"
+        journal.data["actor"] = actor
         run = Run(journal, paths, ui)
         with ui.step("Enter maintenance mode"):
             _optional_cli(run, "maintenance", "enter", "--reason", f"rollback to {journal.from_version}")
