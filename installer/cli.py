@@ -172,6 +172,11 @@ def status(output: str) -> None:
         click.echo(f"  last verified {receipt['verified_at']}: {receipt['version']} signed by {signers}")
         for name in receipt.get("preflight_overrides", []):
             click.echo(f"  preflight check overridden at install: {name}")
+    last = report["last_upgrade"]
+    if last:
+        failed = f", failed at {last['failed_step']}" if last["failed_step"] else ""
+        click.echo(f"  last {last['kind']} {last['from_version']} -> {last['to_version']}: {last['outcome']}{failed} "
+                   f"({last['finished_at'] or 'unfinished'})")
     if any(state != "active" for state in report["units"].values()):
         sys.exit(1)
 

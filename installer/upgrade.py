@@ -447,7 +447,7 @@ def finish(run: Run, outcome: str) -> None:
     body = json.dumps(record, indent=1).encode()
     run.paths.receipts.mkdir(parents=True, exist_ok=True)
     _write_private(run.paths.receipts / f"{journal.kind}-{record['to_version']}-{int(time.time())}.json", body, 0o644)
-    if outcome == "succeeded":
+    if outcome == "succeeded" and journal.kind == "upgrade":   # latest.json: the running release's verification
         _write_private(run.paths.receipts / "latest.json", body, 0o644)
     # The restore a rollback ran took the database back to before the upgrade it undoes, and with it that
     # upgrade's record: recorded again (idempotent), then the rollback's own.
