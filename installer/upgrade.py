@@ -149,9 +149,14 @@ def _receipts_floor(paths: HostPaths) -> str | None:
     versions = []
     for receipt in paths.receipts.glob("*.json"):
         data = json.loads(receipt.read_text())
-        if data.get("outcome", "succeeded") == "succeeded" and data.get("kind") in (None, "install", "upgrade"):
+        if _installed_by(data):
             versions.append(str(data.get("to_version") or data["version"]))
     return max(versions, key=lambda v: parse_version(v, "receipt")) if versions else None
+
+
+def _installed_by(receipt: dict[str, object]) -> bool:
+    """The receipt is of an install or upgrade that succeeded (install receipts name neither kind nor outcome)."""
+    return receipt.get("outcome", "succeeded") == "succeeded" and receipt.get("kind") in (None, "install", "upgrade")
 
 
 def _database_floor(paths: HostPaths) -> str | None:
@@ -449,6 +454,8 @@ def finish(run: Run, outcome: str) -> None:
     _write_private(run.paths.receipts / f"{journal.kind}-{record['to_version']}-{int(time.time())}.json", body, 0o644)
     if outcome == "succeeded" and journal.kind == "upgrade":   # latest.json: the running release's verification
         _write_private(run.paths.receipts / "latest.json", body, 0o644)
+    elif outcome == "succeeded":
+        _restore_latest(run.paths, str(journal.from_version))
     # The restore a rollback ran took the database back to before the upgrade it undoes, and with it that
     # upgrade's record: recorded again (idempotent), then the rollback's own.
     for each in [*journal.data.get("rerecord", []), release_record(journal, run.paths)]:
@@ -462,6 +469,15 @@ def _record(run: Run, record: dict[str, object]) -> None:
         _optional_cli(run, "releases", "record", "--file", str(spool))
     except InstallError as err:
         run.ui.info(f"    the receipt is on disk ({run.paths.receipts}) but not in PostgreSQL: {err}")
+
+
+def _restore_latest(paths: HostPaths, version: str) -> None:
+    """After a rollback latest.json is again the receipt that installed `version` (its verification)."""
+    for candidate in sorted(paths.receipts.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        data = json.loads(candidate.read_text())
+        if candidate.name != "latest.json" and data.get("version") == version and _installed_by(data):
+            _write_private(paths.receipts / "latest.json", candidate.read_bytes(), 0o644)
+            return
 
 
 def release_record(journal: Journal, paths: HostPaths) -> dict[str, object]:
