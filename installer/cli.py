@@ -100,8 +100,11 @@ def preflight(bundle: Path, keyring: Path | None, config_file: Path | None, igno
               help="Install settings (TOML); default: the settings this host was installed with.")
 @click.option("--accept-expired", metavar="REASON", default=None,
               help="Accept an expired bundle because this host's clock is wrong; recorded.")
+@click.option("--expect-manifest", metavar="SHA256", default=None,
+              help="Refuse the bundle unless its manifest has this digest (what an owner approved in the console).")
+@click.option("--actor", default=None, help="Who asked for the upgrade, as recorded; default: the sudo user or root.")
 def upgrade_command(bundle: Path, plan_only: bool, yes: bool, output: str, config_file: Path | None,
-                    accept_expired: str | None) -> None:
+                    accept_expired: str | None, expect_manifest: str | None, actor: str | None) -> None:
     """Verify BUNDLE, show the plan, then upgrade with a backup; any failure rolls back to the running release."""
     from installer.upgrade import UpgradeOptions, upgrade
 
@@ -112,7 +115,8 @@ def upgrade_command(bundle: Path, plan_only: bool, yes: bool, output: str, confi
             click.echo("\n".join(plan.lines()))
         return yes or click.confirm("Upgrade now? The appliance is in maintenance mode meanwhile", err=True)
 
-    options = UpgradeOptions(bundle, config_file, accept_expired, actor=os.environ.get("SUDO_USER", "root"))
+    options = UpgradeOptions(bundle, config_file, accept_expired, actor=actor or os.environ.get("SUDO_USER", "root"),
+                             expect_manifest=expect_manifest)
     plan, journal = upgrade(options, HostPaths(), ConsoleUi(console), plan_only=plan_only, confirm=confirm)
     if output == "json":
         click.echo(json.dumps({"plan": plan.to_json(), "journal": journal.to_json() if journal else None}, indent=2))

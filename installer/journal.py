@@ -92,8 +92,13 @@ class Journal:
 
 
 def save(journal: Journal, paths: HostPaths) -> None:
-    """Replace the journal on disk in one rename, durable before this returns."""
-    write_atomically(paths.journal, json.dumps(journal.to_json(), indent=1).encode() + b"\n")
+    """Replace the journal on disk in one rename, durable before this returns.
+
+    World-readable, in a folder others may traverse but not list: the console (never root) shows the
+    steps as they go (docs/adr/0039); the journal holds no secret, only versions, paths and the plan.
+    """
+    write_atomically(paths.journal, json.dumps(journal.to_json(), indent=1).encode() + b"\n", 0o644)
+    paths.installer_state.chmod(0o711)
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -60,6 +60,7 @@ class UpgradeOptions:
     config_file: Path | None = None
     accept_expired: str | None = None
     actor: str = "root"
+    expect_manifest: str | None = None   # the console's apply request: the manifest digest the owner saw
 
 
 @dataclass
@@ -175,6 +176,13 @@ def _database_floor(paths: HostPaths) -> str | None:
 def downgrade_authorized(result: VerifiedBundle, floor: str) -> bool:
     """Hook for signed downgrade authorizations (i16-keys): True when one names floor -> this version."""
     return False
+
+
+def check_expected(result: VerifiedBundle, expected: str | None) -> None:
+    if expected is not None and expected != result.manifest_sha256:
+        raise InstallError(f"the bundle's manifest is {result.manifest_sha256}, not the {expected} that was "
+                           "approved; nothing was changed.", "Upload the bundle again and approve what it shows.",
+                           step="Verify bundle")
 
 
 def check_floor(result: VerifiedBundle, paths: HostPaths) -> None:
@@ -556,6 +564,7 @@ def prepare(options: UpgradeOptions, paths: HostPaths, ui: Ui) -> tuple[Run, Pla
             timers["verify"] = timer.seconds
         with ui.step("Version floor"):
             timer = Timer()
+            check_expected(result, options.expect_manifest)
             check_floor(result, paths)
             timers["floor"] = timer.seconds
         with ui.step("Plan"):

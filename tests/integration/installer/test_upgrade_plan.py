@@ -103,3 +103,11 @@ def test_the_same_version_is_sent_to_install_and_a_short_disk_is_refused(
     plan = _plan(paths, _bundle(tmp_path, key, "1.3.0", []))
     with pytest.raises(InstallError, match=r"the upgrade needs .* nothing was changed"):
         check_disk(dataclasses.replace(plan, disk_free=plan.disk_needed - 1))
+
+
+def test_a_bundle_other_than_the_one_approved_in_the_console_is_refused(
+        host: tuple[HostPaths, ReleaseKey], tmp_path: Path) -> None:
+    paths, key = host
+    options = UpgradeOptions(_bundle(tmp_path, key, "1.3.0", []), expect_manifest="0" * 64, actor="console:owner")
+    with pytest.raises(InstallError, match=r"not the 0{64} that was approved; nothing was changed"):
+        upgrade(options, paths, _ui(), plan_only=True, confirm=lambda _: True)

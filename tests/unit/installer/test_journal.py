@@ -32,7 +32,7 @@ def test_a_journal_is_written_whole_and_reads_back(tmp_path: Path) -> None:
     save(journal, paths)
     assert load(paths) == journal
     assert [p.name for p in paths.journal.parent.iterdir()] == ["journal.json"]  # no temporary left behind
-    assert paths.journal.stat().st_mode & 0o777 == 0o600
+    assert paths.journal.stat().st_mode & 0o777 == 0o644 and paths.installer_state.stat().st_mode & 0o777 == 0o711
     journal.outcome = "succeeded"
     save(journal, paths)
     assert unfinished(paths) is None and load(paths) is not None
