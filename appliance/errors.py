@@ -69,8 +69,6 @@ class Throttled(RequestError):
 class UnderMaintenance(Unavailable):
     """A write refused while maintenance mode is on (an upgrade, rollback or restore is running)."""
 
-    retry_after = 30
-
     def __init__(self, reason: str, since: str) -> None:
         super().__init__(
             f"The appliance is in maintenance: {reason} (since {since}). Changes are refused until it ends.",

@@ -7,10 +7,12 @@ from appliance.api import (  # noqa: F401 -- importing registers the routes
     agents,
     audit,
     images,
+    maintenance,
     meta,
     pki,
     provisionerd,
     registry,
+    releases,
     templates,
     tokens,
     users,
@@ -24,3 +26,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(v2)
     app.register_blueprint(root)
     app.register_blueprint(terraform)
+    maintenance.init_app(app)

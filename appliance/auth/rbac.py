@@ -30,6 +30,7 @@ class ResourceType(StrEnum):
     WORKSPACE = "workspace"
     DEPLOYMENT = "deployment_config"
     IMAGE = "image"  # a repository of the internal registry: read = pull, update = push
+    RELEASE = "release"  # the installer's receipts: what was installed, upgraded, rolled back, restored
 
 
 OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR, MEMBER = (
@@ -63,6 +64,7 @@ ROLES: dict[str, Role] = {
         ResourceType.AUDIT_LOG: READ,
         ResourceType.USER: READ,
         ResourceType.TEMPLATE: READ,
+        ResourceType.RELEASE: READ,
     }),
     MEMBER: Role(MEMBER, "Member", {
         ResourceType.TEMPLATE: READ,

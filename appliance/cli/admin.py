@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
+import psycopg
 
 from appliance.auth.setup_tokens import create_setup_token
 from appliance.cli.server import server_options
@@ -49,6 +52,19 @@ def installed_database(config: ServerConfig, command: str, hint: str) -> Databas
     if config.postgres_url is None:
         raise OperatorError(f"{command} needs postgres_url (an installed appliance).", hint)
     return Database(config.postgres_url, max_size=1)
+
+
+@contextmanager
+def migrated_database(flags: dict[str, Any], command: str, hint: str) -> Iterator[Database]:
+    """installed_database for a command that needs the current schema: a clear error on an older one."""
+    db = installed_database(load_server_config(flags), command, hint)
+    try:
+        yield db
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as err:
+        raise OperatorError(f"{command} needs a newer database schema than this one ({err.diag.message_primary}).",
+                            "Apply the pending migrations with `appliance migrate`, then run it again.") from err
+    finally:
+        db.close()
 
 
 @click.command("setup-link")

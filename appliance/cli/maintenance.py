@@ -15,10 +15,8 @@ from typing import Any
 import click
 
 from appliance import maintenance as state
-from appliance.cli.admin import installed_database
+from appliance.cli.admin import migrated_database
 from appliance.cli.server import server_options
-from appliance.config import load_server_config
-from appliance.db.database import Database
 from appliance.sdk.base import unsafe_character
 from appliance.sdk.releases import MaintenanceStatus
 from operator_errors import OperatorError
@@ -30,10 +28,6 @@ def os_actor() -> str:
     """Who ran the command, as the audit log names them: the sudo user behind root when there is one."""
     user = os.environ.get("SUDO_USER") or getpass.getuser()
     return f"{user} (cli)"
-
-
-def _database(flags: dict[str, Any]) -> Database:
-    return installed_database(load_server_config(flags), "appliance maintenance", _HINT)
 
 
 @click.group()
@@ -52,11 +46,8 @@ def enter(reason: str, drain_timeout: float, **flags: Any) -> None:
         raise OperatorError(f"--reason {reason!r} cannot be shown to users"
                             + (f": it holds {bad}." if reason.strip() and bad else "."),
                             "Give one line of up to 200 characters, e.g. --reason 'upgrade to 1.5.0'.")
-    db = _database(flags)
-    try:
+    with migrated_database(flags, "appliance maintenance", _HINT) as db:
         entered = state.enter(db, reason.strip(), timedelta(seconds=drain_timeout), actor=os_actor())
-    finally:
-        db.close()
     for job in entered.cancelled:
         click.echo(f"cancelled  {job}")
     click.echo(f"Maintenance is on since {_since(entered.status)}: {entered.status.reason}.")
@@ -66,11 +57,8 @@ def enter(reason: str, drain_timeout: float, **flags: Any) -> None:
 @server_options
 def leave(**flags: Any) -> None:
     """Turn maintenance off (idempotent): writes and job claims resume."""
-    db = _database(flags)
-    try:
+    with migrated_database(flags, "appliance maintenance", _HINT) as db:
         changed = state.leave(db, actor=os_actor())
-    finally:
-        db.close()
     click.echo("Maintenance is off." if changed else "Maintenance was already off.")
 
 
@@ -79,12 +67,8 @@ def leave(**flags: Any) -> None:
 @click.option("--output", "-o", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(output: str, **flags: Any) -> None:
     """Show whether maintenance is on, why and since when."""
-    db = _database(flags)
-    try:
-        with db.reading() as conn:
-            now = state.status(conn)
-    finally:
-        db.close()
+    with migrated_database(flags, "appliance maintenance", _HINT) as db, db.reading() as conn:
+        now = state.status(conn)
     if output == "json":
         click.echo(json.dumps(now.model_dump(mode="json")))
     elif now.active:

@@ -9,19 +9,13 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from appliance.cli.admin import installed_database
+from appliance.cli.admin import migrated_database
 from appliance.cli.server import server_options
-from appliance.config import load_server_config
-from appliance.db.database import Database
 from appliance.releases import record_release, version_floor
 from appliance.sdk.releases import ReleaseRecord
 from operator_errors import OperatorError
 
 _HINT = "Release history belongs to an installed appliance; the installer records it."
-
-
-def _database(flags: dict[str, Any]) -> Database:
-    return installed_database(load_server_config(flags), "appliance releases", _HINT)
 
 
 @click.group()
@@ -36,12 +30,8 @@ def releases() -> None:
 def record(path: Path, **flags: Any) -> None:
     """Record one installer run (idempotent: the same run twice is stored once)."""
     receipt = read_record(path)
-    db = _database(flags)
-    try:
-        with db.transaction() as conn:
-            release_id, created = record_release(conn, receipt)
-    finally:
-        db.close()
+    with migrated_database(flags, "appliance releases", _HINT) as db, db.transaction() as conn:
+        release_id, created = record_release(conn, receipt)
     click.echo(f"{'recorded' if created else 'already recorded'}  {release_id}  {receipt.kind} {receipt.to_version}"
                f" {receipt.outcome}")
 
@@ -50,12 +40,8 @@ def record(path: Path, **flags: Any) -> None:
 @server_options
 def floor(**flags: Any) -> None:
     """Print the anti-rollback floor: the highest version installed successfully (nothing if none)."""
-    db = _database(flags)
-    try:
-        with db.reading() as conn:
-            highest = version_floor(conn)
-    finally:
-        db.close()
+    with migrated_database(flags, "appliance releases", _HINT) as db, db.reading() as conn:
+        highest = version_floor(conn)
     if highest is not None:
         click.echo(highest)
 

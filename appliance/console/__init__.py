@@ -9,6 +9,7 @@ from appliance.console import (  # noqa: F401 -- importing registers the pages
     images,
     pki,
     providers,
+    releases,
     session,
     templates_pages,
     terminal,

@@ -13,7 +13,7 @@ from appliance.auth.web import current_auth, database
 from appliance.console.pages import render, to_login
 from appliance.db.database import DatabaseUnavailable
 from appliance.db.refusals import refused_value
-from appliance.errors import RequestError, Unauthorized
+from appliance.errors import RequestError, Unauthorized, UnderMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ def console_error_response(err: Exception) -> Response:
     if isinstance(err, CSRFError):
         return _page(400, "Form expired", "This form expired or did not come from this console.",
                      "Go back, reload the page and submit it again.")
+    if isinstance(err, UnderMaintenance):
+        return _page(503, "Maintenance in progress", err.message,
+                     "Nothing was changed. Pages still open; submit this form again once maintenance ends.")
     if isinstance(err, RequestError):
         return _page(err.status, "Request refused", err.message, err.detail)
     if isinstance(err, HTTPException):

@@ -7,13 +7,16 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from appliance import buildinfo
+from appliance import buildinfo, maintenance
 from appliance.auth.rbac import Action, Resource, ResourceType, Subject, is_allowed
 from appliance.auth.web import current_auth, database
+from appliance.db.database import DatabaseUnavailable
 from appliance.errors import RequestError, Throttled, Unauthorized
+from appliance.sdk.releases import MaintenanceStatus
 
 View = Callable[..., Any]
 
@@ -68,6 +71,18 @@ def can(action: str, resource_type: str) -> bool:
 
 
 def render(template: str, status: int = 200, /, **context: Any) -> tuple[str, int]:
-    return render_template(template, can=can, subject=g.get("subject"),
+    return render_template(template, can=can, subject=g.get("subject"), maintenance=_maintenance(),
                            version=buildinfo.version(), **context), status
+
+
+def _maintenance() -> MaintenanceStatus | None:
+    """Maintenance mode when it is on, for the banner every page shows; None when off or unknown."""
+    state: MaintenanceStatus | None = g.get("maintenance")
+    if state is None:
+        try:
+            with database().reading(timeout=2) as conn:
+                state = maintenance.status(conn)
+        except (DatabaseUnavailable, psycopg.Error):
+            return None
+    return state if state.active else None
 

@@ -21,6 +21,7 @@ from appliance.db.pubsub import PubSub
 from appliance.errors import CountedFailure, OperatorError
 
 Row = dict[str, Any]
+SIDE_POOL_SIZE = 16  # as many as the front's WSGI threads (gateway/front.py), which may each hold one
 Connection = psycopg.Connection[Row]
 
 
@@ -59,6 +60,7 @@ class Database:
         self._lock = threading.Lock()
         # One LISTEN connection per process, beside the pool: subscribers share it (db/pubsub.py).
         self.pubsub = PubSub(conninfo)
+        self._side: Database | None = None
 
     @property
     def conninfo(self) -> str:
@@ -120,6 +122,14 @@ class Database:
         with self._pooled(timeout) as conn:
             yield conn
 
+    def side(self) -> Database:
+        """A second, small pool (made on first use) for a transaction held open while the request's own
+        work runs on this one: a request holding one of each can never starve itself of connections."""
+        with self._lock:
+            if self._side is None:
+                self._side = Database(self._conninfo, max_size=SIDE_POOL_SIZE, timeout=self._timeout)
+            return self._side
+
     def connect_autocommit(self) -> psycopg.Connection[Row]:
         """A connection outside the pool, for LISTEN: it waits for notifications, never in a transaction."""
         return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
@@ -134,6 +144,8 @@ class Database:
 
     def close(self) -> None:
         self.pubsub.close()
+        if self._side is not None:
+            self._side.close()
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()

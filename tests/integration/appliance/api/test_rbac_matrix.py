@@ -14,7 +14,7 @@ import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import pytest
 import requests
 
 from appliance.provisioner.local import start_in_process
+from appliance.releases import record_release
+from appliance.sdk.releases import ReleaseRecord
 from tests.support.api import DEFAULT_PASSWORD, Api
 from tests.support.postgres import create_database, drop_database
 from tests.support.server import LiveServer, live_server
@@ -57,6 +59,7 @@ class Cast:
     workspace_id: str      # owned by a plain member who is none of the callers
     build_id: str          # its first build, finished, with state
     own_workspaces: dict[str, tuple[str, str]]  # role -> (workspace id, build id) owned by that caller
+    release_id: str        # an install the installer recorded
 
 
 class World:
@@ -353,6 +356,11 @@ ROUTES: list[Route] = [
           lambda w: {"json": {"node_key": "cd" * 32, "ssh_public_key": w.client_ssh_key}}),
     Route("GET", "/api/v2/derp-map", "read the DERP map", EVERYONE),
     Route("GET", "/api/v2/relay", "read the relay's counters", OWNERS),
+    # Maintenance and the release history the installer records: owners and auditors read the receipts.
+    Route("GET", "/api/v2/maintenance", "ask whether maintenance refuses changes", EVERYONE),
+    Route("GET", "/api/v2/releases", "list the release history", AUDITORS),
+    Route("GET", "/api/v2/releases/{release}", "read a release's receipt", AUDITORS,
+          lambda w: {"release": w.cast.release_id}),
 ]
 
 
@@ -408,7 +416,11 @@ def cast(matrix_server: LiveServer) -> Cast:
         mine = owner.post("/api/v2/workspaces", json={"template": "base", "name": "mine", "owner": user["username"]})
         assert mine.status_code == 201, mine.text
         own[role] = (mine.json()["id"], mine.json()["latest_build"]["id"])
-    return Cast(owner, callers, "base", version["id"], created.json()["id"], build["id"], own)
+    with matrix_server.db.transaction() as conn:
+        release_id, _ = record_release(conn, ReleaseRecord(
+            kind="install", to_version="1.0.0", outcome="succeeded", actor="root",
+            started_at=datetime(2026, 1, 1, tzinfo=UTC), finished_at=datetime(2026, 1, 1, 0, 5, tzinfo=UTC)))
+    return Cast(owner, callers, "base", version["id"], created.json()["id"], build["id"], own, release_id)
 
 
 def test_every_documented_route_has_a_row(matrix_server: LiveServer) -> None:
