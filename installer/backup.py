@@ -18,14 +18,15 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from installer.appliance_cli import run_appliance
+from installer.appliance_cli import check_appliance
 from installer.errors import InstallError
 from installer.paths import UNITS, HostPaths
 from installer.pgclient import Database, client_error
@@ -38,7 +39,8 @@ BACKUP_STEP = "Backup"
 RESTORE_STEP = "Restore"
 # Everything but PostgreSQL, which the restore needs running.
 APPLIANCE_UNITS = tuple(u for u in UNITS if not u.startswith("postgresql"))
-_CHUNK = 1 << 20
+_T = TypeVar("_T")
+LOCK_WAIT_SECONDS = 900.0  # a scheduled backup of a large database; longer than that is a stuck one
 
 
 def _registry_v2(paths: HostPaths) -> Path:
@@ -118,7 +120,7 @@ def take_backup(paths: HostPaths, *, reason: str, keep: int = 7) -> Backup:
             backup = _write(paths, database, work, version, created_at, reason)
             final = _free_name(paths.backups / name)
             work.rename(final)
-            _fsync_dir(paths.backups)
+            _fsync(paths.backups)
         except OSError as err:
             shutil.rmtree(work, ignore_errors=True)
             raise _os_error(err, paths.backups) from err
@@ -140,7 +142,7 @@ def _write(paths: HostPaths, database: Database, work: Path, version: str, creat
     backup = Backup(work, version, schema_version, sum(f.size for f in files), created_at, reason, tuple(files),
                     not_copied)
     _write_synced(work / MANIFEST, json.dumps(_manifest(backup), indent=1).encode())
-    _fsync_dir(work)
+    _fsync(work)
     return backup
 
 
@@ -155,7 +157,7 @@ def _schema_version(database: Database, step: str) -> int:
 def _dump(database: Database, work: Path) -> BackupFile:
     target = work / DUMP
     database.run(["pg_dump", "--format=custom", "--no-password", f"--file={target}"], step=BACKUP_STEP)
-    _fsync_file(target)
+    _fsync(target)
     return _described(target, "database", f"pg_dump -Fc of the database {database.name}")
 
 
@@ -179,7 +181,7 @@ def _described(path: Path, kind: str, holds: str) -> BackupFile:
 
 def _manifest(backup: Backup) -> dict[str, Any]:
     return {"format": FORMAT, "version": backup.version, "schema_version": backup.schema_version,
-            "created_at": backup.created_at.isoformat().replace("+00:00", "Z"), "reason": backup.reason,
+            "created_at": _iso(backup.created_at), "reason": backup.reason,
             "size": backup.size,
             "files": [{"name": f.name, "kind": f.kind, "size": f.size, "sha256": f.sha256, "holds": f.holds}
                       for f in backup.files],
@@ -252,33 +254,124 @@ def prune(paths: HostPaths, keep: int) -> list[Path]:
     return doomed
 
 
+def check_restorable(paths: HostPaths, backup: Path) -> Backup:
+    """The backup, once every file's sha256 matches and the current release knows its schema; changes nothing."""
+    restorable = verify_backup(backup)
+    known = known_schema_version(paths)
+    if restorable.schema_version > known:
+        raise InstallError(f"{backup} holds schema {restorable.schema_version:06d}, newer than this release "
+                           f"({paths.installed_version()}) knows ({known:06d}); nothing was changed.",
+                           f"Install release {restorable.version} or newer first, then restore.", step=RESTORE_STEP)
+    return restorable
+
+
 def restore_backup(paths: HostPaths, backup: Path, *, units: Sequence[str] = APPLIANCE_UNITS) -> Backup:
     """Put the backup's database, /etc/appliance, CA and registry metadata back; the appliance's units stop meanwhile.
 
     Checked before anything changes: every file's sha256, and that the current release knows the
     backup's schema. The database is restored in one transaction (an error leaves it as it was),
-    then migrated forward to the current release's schema.
+    then migrated forward to the current release's schema. Maintenance is the caller's.
     """
     with _locked(paths):
-        restored = verify_backup(backup)
-        known = known_schema_version(paths)
-        if restored.schema_version > known:
-            raise InstallError(f"{backup} holds schema {restored.schema_version:06d}, newer than this release "
-                               f"({paths.installed_version()}) knows ({known:06d}); nothing was changed.",
-                               f"Install release {restored.version} or newer first, then restore.",
-                               step=RESTORE_STEP)
-        database = Database.from_config(paths, step=RESTORE_STEP)
-        _systemctl("stop", *reversed(units))
-        try:
-            restore_database(database, backup / DUMP)
-            for entry in restored.files:
-                tree = _TREES.get(entry.kind)
-                if tree is not None and tree.restored:
-                    _restore_tree(backup / entry.name, tree.source(paths))
-            run_appliance(paths, "migrate", step=RESTORE_STEP)
-        finally:
-            _systemctl("start", *units)
+        restored = check_restorable(paths, backup)
+        _put_back(paths, restored, units)
     return restored
+
+
+def _put_back(paths: HostPaths, restored: Backup, units: Sequence[str]) -> None:
+    database = Database.from_config(paths, step=RESTORE_STEP)
+    _systemctl("stop", *reversed(units))
+    try:
+        restore_database(database, restored.path / DUMP)
+        for entry in restored.files:
+            tree = _TREES.get(entry.kind)
+            if tree is not None and tree.restored:
+                _restore_tree(restored.path / entry.name, tree.source(paths))
+        check_appliance(paths, "migrate", step=RESTORE_STEP)
+    finally:
+        _systemctl("start", *units)
+
+
+def run_restore(paths: HostPaths, backup: Path, *, actor: str, units: Sequence[str] = APPLIANCE_UNITS) -> Backup:
+    """`appliance-installer restore`: checked, then restored under maintenance, then recorded in the release history.
+
+    A backup that fails its checks is refused before maintenance is entered. If the restore
+    itself fails the appliance stays in maintenance (the error says how to leave it) and the
+    failure is recorded too.
+    """
+    version = paths.installed_version()
+    if version is None:
+        raise InstallError("no appliance is installed to restore into.",
+                           "Install the release the backup was taken on, then restore.", step=RESTORE_STEP)
+    steps: list[dict[str, Any]] = []
+    started_at = datetime.now(UTC)
+    with _locked(paths):
+        checked = _timed(steps, "verify backup", lambda: check_restorable(paths, backup))
+        reason = f"restoring the backup of {checked.created_at:%Y-%m-%d %H:%M} UTC"
+        try:
+            _timed(steps, "enter maintenance", lambda: check_appliance(
+                paths, "maintenance", "enter", "--reason", reason, step="Enter maintenance"))
+            _timed(steps, "restore", lambda: _put_back(paths, checked, units))
+            _timed(steps, "leave maintenance", lambda: check_appliance(paths, "maintenance", "leave",
+                                                                       step="Leave maintenance"))
+        except InstallError as err:
+            with suppress(InstallError):  # the restore's own error is the one to show
+                _record(paths, _restore_record(checked, version, steps, started_at, actor, failed=steps[-1]["name"]))
+            err.hint += ("" if "maintenance" in steps[-1]["name"] else
+                         " The appliance stays in maintenance mode until then; to leave it as it is: "
+                         f"APPLIANCE_CONFIG={paths.config} {paths.current}/venv/bin/appliance maintenance leave")
+            raise
+        _record(paths, _restore_record(checked, version, steps, started_at, actor, failed=None))
+    return checked
+
+
+def _timed(steps: list[dict[str, Any]], name: str, work: Callable[[], _T]) -> _T:
+    started = time.monotonic()
+    try:
+        result = work()
+    except BaseException:
+        steps.append({"name": name, "seconds": round(time.monotonic() - started, 3), "outcome": "failed"})
+        raise
+    steps.append({"name": name, "seconds": round(time.monotonic() - started, 3), "outcome": "done"})
+    return result
+
+
+def _restore_record(backup: Backup, version: str, steps: list[dict[str, Any]], started_at: datetime, actor: str,
+                    failed: str | None) -> dict[str, Any]:
+    return {"kind": "restore", "from_version": version, "to_version": version, "manifest_sha256": None,
+            "signers": [], "plan": {"backup": str(backup.path), "taken_on": backup.version,
+                                    "schema_version": backup.schema_version, "size": backup.size,
+                                    "created_at": _iso(backup.created_at), "reason": backup.reason},
+            "steps": steps, "outcome": "failed" if failed else "succeeded", "failed_step": failed, "actor": actor,
+            "started_at": _iso(started_at), "finished_at": _iso(datetime.now(UTC)), "sbom": None, "log": None}
+
+
+def _record(paths: HostPaths, record: dict[str, Any]) -> None:
+    paths.installer_state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=paths.installer_state) as handle:
+        json.dump(record, handle)
+        handle.flush()
+        check_appliance(paths, "releases", "record", "--file", handle.name, step="Record")
+
+
+def describe(backup: Backup) -> list[str]:
+    """What a backup holds and how big it is, as lines for the operator."""
+    lines = [f"Backup {backup.path} ({_mb(backup.size)}): release {backup.version}, schema "
+             f"{backup.schema_version:06d}, taken {_iso(backup.created_at)}" + (f" ({backup.reason})" if backup.reason
+                                                                             else "")]
+    lines += [f"  {f.name:<24} {_mb(f.size):>10}  {f.holds}" for f in backup.files]
+    for what, kept in backup.not_copied.items():
+        size = _mb(int(kept.get("bytes", 0)))
+        lines.append(f"  not copied: {what} ({size} in {kept.get('path')}): {kept.get('why')}")
+    return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def restore_database(database: Database, dump: Path) -> None:
@@ -293,6 +386,7 @@ def restore_database(database: Database, dump: Path) -> None:
         assert script.stdout is not None
         try:
             result = subprocess.run(["psql", "-Xq", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                                     "-c", "SET client_min_messages TO warning",
                                      "-c", "DROP SCHEMA IF EXISTS public CASCADE", "-c", "CREATE SCHEMA public",
                                      "-f", "-"], stdin=script.stdout, capture_output=True, check=False,
                                     env=database.client_env())
@@ -303,7 +397,9 @@ def restore_database(database: Database, dump: Path) -> None:
             errors.seek(0)
             raise client_error("pg_restore", errors.read(), RESTORE_STEP)
     if result.returncode != 0:
-        raise client_error("psql (restoring the dump)", result.stderr, RESTORE_STEP)
+        raise client_error("psql (restoring the dump)", result.stderr, RESTORE_STEP,
+                           "The database was left as it was (the restore is one transaction); fix the cause and "
+                           "restore again.")
 
 
 def _restore_tree(archive: Path, target: Path) -> None:
@@ -354,11 +450,8 @@ def tree_size(folder: Path) -> int:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -368,16 +461,9 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """A file's or a folder's (its entries') writes to disk."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
@@ -407,14 +493,20 @@ def _os_error(err: OSError, where: Path) -> InstallError:
 
 
 @contextmanager
-def _locked(paths: HostPaths) -> Iterator[None]:
-    """One backup or restore at a time on this host."""
+def _locked(paths: HostPaths, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """One backup or restore at a time on this host; an upgrade's backup waits for the timer's to finish."""
     paths.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.backups.chmod(0o700)
+    deadline = time.monotonic() + wait
     with (paths.backups / ".lock").open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise InstallError("another backup or restore is running on this host.",
-                               "Wait for it to finish (see: systemctl status appliance-backup), then retry.") from err
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                if time.monotonic() > deadline:
+                    raise InstallError(f"another backup or restore has run on this host for over {wait:.0f} s.",
+                                       "Wait for it to finish (see: systemctl status appliance-backup), then "
+                                       "retry.") from err
+                time.sleep(0.5)
         yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ import click
 from rich.console import Console
 
 from installer.ansible_runner import HIDDEN_COMMAND, run_hidden_playbook
+from installer.backup import describe, list_backups, read_backup, run_restore, take_backup
 from installer.config import load_install_config
 from installer.errors import InstallError
 from installer.install import InstallOptions, install
@@ -196,6 +198,46 @@ def uninstall_command(purge: bool, yes: bool) -> None:
         click.confirm(f"Remove {what}?", abort=True, err=True)
     for line in uninstall(HostPaths(), purge=purge):
         click.echo(line)
+
+
+@cli.command("backup")
+@click.option("--keep", default=7, show_default=True, type=click.IntRange(min=1),
+              help="Keep this many backups, the newest; older ones are deleted.")
+@click.option("--reason", default="manual", show_default=True, help="Why, as the manifest records it.")
+def backup_command(keep: int, reason: str) -> None:
+    """Back up the database, /etc/appliance, the CA, registry and mirror metadata and receipts."""
+    _require_root()
+    backup = take_backup(HostPaths(), reason=reason, keep=keep)
+    for line in describe(backup):
+        click.echo(line)
+    kept = list_backups(HostPaths())
+    click.echo(f"{len(kept)} backup(s) kept in {HostPaths().backups}, {sum(b.size for b in kept) / 1e6:.1f} MB.")
+
+
+@cli.command("restore")
+@click.argument("backup", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore_command(backup: Path, yes: bool) -> None:
+    """Put BACKUP's database, /etc/appliance and CA back, under maintenance mode; recorded as a release."""
+    _require_root()
+    found = read_backup(backup)
+    for line in describe(found):
+        click.echo(line)
+    if not yes:
+        click.confirm("Replace the appliance's database, configuration and CA with this backup's? "
+                      "Changes since it was taken are lost.", abort=True, err=True)
+    paths = HostPaths()
+    restored = run_restore(paths, backup, actor=_actor())
+    click.echo(f"Restored the backup of {restored.created_at:%Y-%m-%d %H:%M} UTC (release {restored.version}, "
+               f"schema {restored.schema_version:06d}); maintenance is off.")
+    if restored.version != paths.installed_version():
+        click.echo(f"It was taken on release {restored.version}: run the install command with this release's "
+                   "bundle again, so the restored configuration gets this release's settings.")
+
+
+def _actor() -> str:
+    """Who ran the command: the sudo user behind root when there is one."""
+    return f"{os.environ.get('SUDO_USER') or getpass.getuser()} (installer)"
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 # and the provisioner hands the runtime's socket to terraform.
 UNITS = ("postgresql@15-main.service", "appliance-console.service", "appliance-gateway.service",
          "appliance-relay.service", "nginx.service", "appliance-pki-renew.timer", "appliance-registry.service",
-         "appliance-runtime.service", "appliance-provisioner.service")
+         "appliance-runtime.service", "appliance-provisioner.service", "appliance-backup.timer")
 
 
 @dataclass(frozen=True)

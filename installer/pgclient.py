@@ -62,12 +62,12 @@ class Database:
         return {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL": "C.UTF-8", "PGCONNECT_TIMEOUT": "10", **self.env}
 
 
-def client_error(tool: str, stderr: bytes, step: str) -> InstallError:
+def client_error(tool: str, stderr: bytes, step: str,
+                 hint: str = "Check that PostgreSQL runs: systemctl status postgresql@15-main.") -> InstallError:
     said = stderr.decode(errors="replace").strip()[-600:]
     if "No space left on device" in said:
         return InstallError(f"{tool}: the disk is full: {said}", "Free space and run the command again.", step=step)
-    return InstallError(f"{tool} failed: {said}",
-                        "Check that PostgreSQL runs: systemctl status postgresql@15-main", step=step)
+    return InstallError(f"{tool} failed: {said}", hint, step=step)
 
 
 def _libpq_env(url: str) -> dict[str, str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from installer.paths import UNITS, HostPaths
 
-OUR_UNIT_FILES = ("appliance-console.service", "appliance-gateway.service", "appliance-pki-renew.service",
+OUR_UNIT_FILES = ("appliance-backup.service", "appliance-backup.timer", "appliance-console.service",
+                  "appliance-gateway.service", "appliance-pki-renew.service",
                   "appliance-pki-renew.timer", "appliance-provisioner.service", "appliance-registry.service",
                   "appliance-relay.service", "appliance-runtime.service")
 OUR_FILES = ("etc/nginx/sites-enabled/appliance.conf", "etc/nginx/sites-available/appliance.conf",

@@ -28,7 +28,7 @@ from appliance.audit.record import SYSTEM
 from appliance.auth.users import NewUser, create_first_user, create_user, delete_user, find_user
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations, available_migrations
-from installer.backup import MANIFEST, PARTIAL, list_backups, restore_backup, take_backup
+from installer.backup import MANIFEST, PARTIAL, list_backups, restore_backup, run_restore, take_backup
 from installer.errors import InstallError
 from installer.paths import HostPaths
 from tests.support.postgres import conninfo_url, drop_database
@@ -245,6 +245,56 @@ def test_a_full_disk_gives_a_clear_error_and_no_partial_backup(host: Host) -> No
         assert [p.name for p in host.paths.backups.iterdir()] == [".lock"]
     finally:
         subprocess.run(["umount", str(host.paths.backups)], check=True)
+
+
+def _maintenance(host: Host) -> dict[str, object]:
+    with host.connect() as conn:
+        row = conn.execute("SELECT active, reason FROM maintenance").fetchone()
+        assert row is not None
+        return row
+
+
+def _restores(host: Host) -> list[dict[str, object]]:
+    with host.connect() as conn:
+        return conn.execute("SELECT outcome, failed_step, actor, steps, plan FROM release_history"
+                            " WHERE kind = 'restore' ORDER BY started_at").fetchall()
+
+
+def test_the_restore_command_runs_under_maintenance_and_is_recorded(host: Host) -> None:
+    _add_users(host)
+    backup = take_backup(host.paths, reason="drill")
+    _delete(host, "alice")
+
+    run_restore(host.paths, backup.path, actor="tester (installer)", units=())
+
+    assert host.usernames() == {"owner", "alice"}
+    assert _maintenance(host)["active"] is False
+    [record] = _restores(host)
+    assert record["outcome"] == "succeeded" and record["actor"] == "tester (installer)"
+    assert [s["name"] for s in record["steps"]] == ["verify backup", "enter maintenance", "restore",  # type: ignore[attr-defined]
+                                                    "leave maintenance"]
+    assert record["plan"]["backup"] == str(backup.path)  # type: ignore[index]
+
+
+def test_a_restore_that_fails_changes_no_row_stays_in_maintenance_and_is_recorded(host: Host) -> None:
+    _add_users(host)
+    backup = take_backup(host.paths, reason="drill")
+    _delete(host, "alice")
+    with psycopg.connect(make_conninfo(host.admin, dbname=host.dbname), autocommit=True) as conn:
+        # Made by hand as the cluster's superuser: the restore fails once it has dropped something.
+        conn.execute("CREATE SCHEMA hand_made")
+        conn.execute("CREATE FUNCTION hand_made.refuse() RETURNS event_trigger LANGUAGE plpgsql AS"
+                     " $$ BEGIN RAISE EXCEPTION 'refused by a hand-made trigger'; END $$")
+        conn.execute("CREATE EVENT TRIGGER refuse ON sql_drop EXECUTE FUNCTION hand_made.refuse()")
+
+    with pytest.raises(InstallError, match=r"psql \(restoring the dump\) failed: .*refused by a hand-made") as err:
+        run_restore(host.paths, backup.path, actor="tester (installer)", units=())
+
+    assert "stays in maintenance" in err.value.hint
+    assert host.usernames() == {"owner"}
+    assert _maintenance(host)["active"] is True
+    [record] = _restores(host)
+    assert record["outcome"] == "failed" and record["failed_step"] == "restore"
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
