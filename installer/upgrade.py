@@ -93,11 +93,12 @@ def _optional_path(config: dict[str, object]) -> Path | None:
     return Path(str(value)) if value else None
 
 
-def run_appliance(paths: HostPaths, *args: str, release: Path | None = None,
+def release_cli(paths: HostPaths, *args: str, release: Path | None = None,
                   timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """`appliance ARGS` of `release` (default: the current one) as root; a non-zero exit is returned, not raised.
 
-    The staged release's CLI runs its own migrations; the current one's talks to the control plane.
+    Unlike installer.appliance_cli.run_appliance (the current release, raising on failure), an upgrade runs
+    the staged release's CLI too (its migrations), and tells a command the old release lacks from a failure.
     """
     executable = (release or paths.current) / "venv/bin/appliance"
     return subprocess.run([str(executable), *args], capture_output=True, text=True, check=False, timeout=timeout,
@@ -163,7 +164,7 @@ def _installed_by(receipt: dict[str, object]) -> bool:
 def _database_floor(paths: HostPaths) -> str | None:
     if not (paths.current / "venv/bin/appliance").exists():
         return None
-    result = run_appliance(paths, "releases", "floor", timeout=60)
+    result = release_cli(paths, "releases", "floor", timeout=60)
     if lacks_command(result):
         return None   # a release from before the history in PostgreSQL: the disk floor stands alone
     if result.returncode != 0:
@@ -243,7 +244,7 @@ def undo_stage(run: Run) -> None:
 
 
 def do_migrate(run: Run) -> None:
-    result = run_appliance(run.paths, "migrate", release=run.new)
+    result = release_cli(run.paths, "migrate", release=run.new)
     _log(run.paths, "migrate", result)
     if result.returncode != 0:
         raise InstallError(f"the migration failed: {result.stderr.strip()[-500:]}",
@@ -323,7 +324,7 @@ UNDO = {step.name: step.undo for step in JOURNALED}
 
 def _optional_cli(run: Run, *args: str) -> None:
     """A control-plane command the running release may predate (then noted, not failed)."""
-    result = run_appliance(run.paths, *args)
+    result = release_cli(run.paths, *args)
     _log(run.paths, " ".join(args[:2]), result)
     if lacks_command(result):
         run.ui.info(f"    this release has no `appliance {' '.join(args[:2])}`; skipped")
