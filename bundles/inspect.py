@@ -96,6 +96,7 @@ def diff_bundles(old: BundleReport, new: BundleReport) -> list[Change]:
 
 
 def diff_components(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> list[Change]:
+    """What changed between two SBOMs' components (sbom_components), sorted by kind and name."""
     return [Change(kind, name, before.get((kind, name)), after.get((kind, name)))
             for kind, name in sorted(set(before) | set(after))
             if before.get((kind, name)) != after.get((kind, name))]

@@ -17,7 +17,9 @@ from installer.backup import describe, list_backups, read_backup, run_restore, t
 from installer.config import load_install_config
 from installer.errors import InstallError
 from installer.install import InstallOptions, install
+from installer.journal import Journal
 from installer.paths import HostPaths
+from installer.plan import Plan
 from installer.preflight import CHECK_NAMES, HostProbe, run_preflight
 from installer.status import status_report
 from installer.ui import ConsoleUi
@@ -96,10 +98,75 @@ def preflight(bundle: Path, keyring: Path | None, config_file: Path | None, igno
         sys.exit(1)
 
 
+@cli.command("upgrade")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--plan", "plan_only", is_flag=True, help="Show what the upgrade would do, and change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation after showing the plan.")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Install settings (TOML); default: the settings this host was installed with.")
+@click.option("--accept-expired", metavar="REASON", default=None,
+              help="Accept an expired bundle because this host's clock is wrong; recorded.")
+@click.option("--expect-manifest", metavar="SHA256", default=None,
+              help="Refuse the bundle unless its manifest has this digest (what an owner approved in the console).")
+@click.option("--actor", default=None, help="Who asked for the upgrade, as recorded; default: the sudo user or root.")
+@click.option("--downgrade-authorization", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A signed authorization (appliance-bundle authorize-downgrade) to install this older release.")
+def upgrade_command(bundle: Path, plan_only: bool, yes: bool, output: str, config_file: Path | None,
+                    accept_expired: str | None, expect_manifest: str | None, actor: str | None,
+                    downgrade_authorization: Path | None) -> None:
+    """Verify BUNDLE, show the plan, then upgrade with a backup; any failure rolls back to the running release."""
+    from installer.upgrade import UpgradeOptions, upgrade
+
+    _require_root()
+
+    def confirm(plan: Plan) -> bool:
+        if output == "text":
+            click.echo("\n".join(plan.lines()))
+        return yes or click.confirm("Upgrade now? The appliance is in maintenance mode meanwhile", err=True)
+
+    options = UpgradeOptions(bundle, config_file, accept_expired, actor=actor or os.environ.get("SUDO_USER", "root"),
+                             expect_manifest=expect_manifest, downgrade_authorization=downgrade_authorization)
+    plan, journal = upgrade(options, HostPaths(), ConsoleUi(console), plan_only=plan_only, confirm=confirm)
+    if output == "json":
+        click.echo(json.dumps({"plan": plan.to_json(), "journal": journal.to_json() if journal else None}, indent=2))
+    elif plan_only:
+        click.echo("\n".join(plan.lines()))
+    elif journal is not None:
+        downtime = journal.data.get("downtime_seconds")
+        click.echo(f"Appliance {journal.to_version} is installed (was {journal.from_version}; "
+                   f"downtime {downtime} s). Undo with: appliance-installer rollback")
+
+
+@cli.command("rollback")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def rollback_command(yes: bool) -> None:
+    """Back to the release before the last upgrade, with the backup taken before it (or finish an interrupted one)."""
+    from installer.upgrade import rollback
+
+    _require_root()
+
+    def confirm(journal: Journal) -> bool:
+        click.echo(f"Roll back {journal.to_version} -> {journal.from_version}, restoring the backup "
+                   f"{journal.data.get('backup')} taken before the upgrade ({journal.started_at}): anything written "
+                   "since is lost.")
+        return yes or click.confirm("Roll back now?", err=True)
+
+    journal = rollback(HostPaths(), ConsoleUi(console), confirm=confirm, actor=os.environ.get("SUDO_USER", "root"))
+    click.echo(f"Appliance {journal.from_version} runs again ({journal.kind} {journal.outcome}).")
+
+
 @cli.command()
 @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(output: str) -> None:
-    """Show the installed version, each service's state, certificate expiry and the last verification."""
+    """Show the installed version, each service's state, certificate expiry and the last verification.
+
+    As root, an upgrade a killed run left unfinished is rolled back first.
+    """
+    if os.geteuid() == 0:
+        from installer.upgrade import recover_locked
+
+        recover_locked(HostPaths(), ConsoleUi(console))
     report = status_report(HostPaths())
     if output == "json":
         click.echo(json.dumps(report, indent=2))
@@ -119,6 +186,11 @@ def status(output: str) -> None:
         click.echo(f"  last verified {receipt['verified_at']}: {receipt['version']} signed by {signers}")
         for name in receipt.get("preflight_overrides", []):
             click.echo(f"  preflight check overridden at install: {name}")
+    last = report["last_upgrade"]
+    if last:
+        failed = f", failed at {last['failed_step']}" if last["failed_step"] else ""
+        click.echo(f"  last {last['kind']} {last['from_version']} -> {last['to_version']}: {last['outcome']}{failed} "
+                   f"({last['finished_at'] or 'unfinished'})")
     if any(state != "active" for state in report["units"].values()):
         sys.exit(1)
 

@@ -58,22 +58,27 @@ def fingerprint_of(der: bytes) -> str:
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
+def https_get(port: int, ca_bundle: Path, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """One GET of https://127.0.0.1:port/path trusting only the CA bundle: (status, body); status 0 if it failed."""
+    context = ssl.create_default_context(cafile=str(ca_bundle))
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    except (OSError, ssl.SSLError) as err:
+        return 0, str(err)
+    finally:
+        connection.close()
+
+
 def https_healthz(port: int, ca_bundle: Path, attempts: int = 30) -> str | None:
     """None when https://127.0.0.1:port/healthz answers OK trusting only the CA bundle, else the last error."""
-    context = ssl.create_default_context(cafile=str(ca_bundle))
     error = "not tried"
     for _ in range(attempts):
-        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
-        try:
-            connection.request("GET", "/healthz")
-            response = connection.getresponse()
-            body = response.read().decode(errors="replace")
-            if response.status == 200 and body == "OK":
-                return None
-            error = f"HTTP {response.status}: {body[:100]}"
-        except (OSError, ssl.SSLError) as err:
-            error = str(err)
-        finally:
-            connection.close()
+        status, body = https_get(port, ca_bundle, "/healthz")
+        if status == 200 and body == "OK":
+            return None
+        error = f"HTTP {status}: {body[:100]}" if status else body
         time.sleep(1)
     return error

@@ -28,6 +28,7 @@ from installer.ansible_runner import PlaybookResult, ansible_environment, run_pl
 from installer.config import InstallConfig
 from installer.errors import InstallError
 from installer.health import https_healthz, root_fingerprint, settled_unit_states
+from installer.journal import fsync_dir
 from installer.keys import pin_rotated_keys, read_downgrade_authorization
 from installer.paths import HostPaths
 from installer.preflight import Check, HostProbe, run_preflight
@@ -121,29 +122,45 @@ def record_overrides(overridden: list[Check], version: str, paths: HostPaths) ->
 
 
 def extract(bundle: BinaryIO, result: VerifiedBundle, policy: TrustPolicy, paths: HostPaths, ui: Ui) -> Path:
-    """Unpack the verified bundle, checking every byte again as it is written; refuse if it changed."""
+    """Unpack the verified bundle, make it current and pin the keys it was verified with."""
+    release = unpack_release(bundle, result, policy, paths, ui)
+    switch_current(paths, release)
+    if not paths.trusted_keys.exists():
+        _write_private(paths.trusted_keys, policy.keyring, 0o644)
+    return release
+
+
+def unpack_release(bundle: BinaryIO, result: VerifiedBundle, policy: TrustPolicy, paths: HostPaths, ui: Ui) -> Path:
+    """releases/VERSION from the verified bundle, checking every byte again as it is written; refuse if it changed.
+
+    Idempotent: a release folder already holding this manifest is kept as it is.
+    """
     release = paths.release(result.manifest.version)
     digest_file = release / MANIFEST_DIGEST_FILE
     if digest_file.exists() and digest_file.read_text().strip() == result.manifest_sha256:
         ui.info(f"    {release} already holds this bundle")
-    else:
-        paths.releases.mkdir(parents=True, exist_ok=True)
-        fresh = release.with_name(f".{release.name}.new")
-        shutil.rmtree(fresh, ignore_errors=True)
-        with ui.byte_progress("extracting", os.fstat(bundle.fileno()).st_size) as advance:
-            extracted = verify_bundle(bundle, policy, extract_to=fresh, progress=advance,
-                                      manifest_sha256=result.manifest_sha256)
-        (fresh / MANIFEST_DIGEST_FILE).write_text(extracted.manifest_sha256 + "\n")
-        if release.exists():
-            shutil.rmtree(release)
-        fresh.rename(release)
+        return release
+    paths.releases.mkdir(parents=True, exist_ok=True)
+    fresh = release.with_name(f".{release.name}.new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    with ui.byte_progress("extracting", os.fstat(bundle.fileno()).st_size) as advance:
+        extracted = verify_bundle(bundle, policy, extract_to=fresh, progress=advance,
+                                  manifest_sha256=result.manifest_sha256)
+    (fresh / MANIFEST_DIGEST_FILE).write_text(extracted.manifest_sha256 + "\n")
+    if release.exists():
+        shutil.rmtree(release)
+    fresh.rename(release)
+    fsync_dir(paths.releases)
+    return release
+
+
+def switch_current(paths: HostPaths, release: Path) -> None:
+    """Point `current` at release in one rename, durable before this returns (a crash leaves old or new)."""
     link = paths.current.with_name(".current.new")
     link.unlink(missing_ok=True)
     link.symlink_to(release.relative_to(paths.opt))
     link.replace(paths.current)
-    if not paths.trusted_keys.exists():
-        _write_private(paths.trusted_keys, policy.keyring, 0o644)
-    return release
+    fsync_dir(paths.opt)
 
 
 def ensure_secrets(config: InstallConfig, paths: HostPaths) -> dict[str, str]:
@@ -158,10 +175,10 @@ def ensure_secrets(config: InstallConfig, paths: HostPaths) -> dict[str, str]:
     return {name: str(path) for name, path in files.items()}
 
 
-def playbook_vars(result: VerifiedBundle, config: InstallConfig, release: Path, secret_files: dict[str, str],
+def playbook_vars(version: str, config: InstallConfig, release: Path, secret_files: dict[str, str],
                   paths: HostPaths) -> Path:
     variables: dict[str, Any] = {
-        "appliance_version": result.manifest.version,
+        "appliance_version": version,
         "appliance_release_dir": str(release),
         "appliance_current_dir": str(paths.current),
         "appliance_hostname": config.hostname,
@@ -173,6 +190,8 @@ def playbook_vars(result: VerifiedBundle, config: InstallConfig, release: Path, 
         "appliance_postgres_password_file": secret_files["postgres"],
         "appliance_pki_passphrase_file": secret_files["pki"],
         "appliance_provisioner_psk_file": secret_files["provisioner"],
+        # Not used by a role: kept so that an upgrade reads back the settings this host was installed with.
+        "appliance_signature_threshold": config.signature_threshold,
     }
     path = paths.installer_state / "vars.json"
     _write_private(path, json.dumps(variables, indent=1).encode())
@@ -191,8 +210,9 @@ def converge(release: Path, vars_file: Path, paths: HostPaths, ui: Ui) -> Playbo
     return outcome
 
 
-def check_health(config: InstallConfig, paths: HostPaths) -> None:
-    down = [s for s in settled_unit_states() if not s.is_active]
+def check_health(config: InstallConfig, paths: HostPaths, settle: float = 60.0) -> None:
+    """Every unit active within `settle` seconds, and /healthz answering over HTTPS."""
+    down = [s for s in settled_unit_states(settle) if not s.is_active]
     if down:
         listed = ", ".join(f"{s.unit} ({s.state})" for s in down)
         raise InstallError(f"services not running: {listed}.",
@@ -238,7 +258,8 @@ def install(options: InstallOptions, paths: HostPaths, probe: HostProbe, ui: Ui)
             release = extract(bundle, result, policy, paths, ui)
     with ui.step("Run playbooks (full log in " + str(paths.log) + ")"):
         secret_files = ensure_secrets(options.config, paths)
-        outcome = converge(release, playbook_vars(result, options.config, release, secret_files, paths), paths, ui)
+        variables = playbook_vars(result.manifest.version, options.config, release, secret_files, paths)
+        outcome = converge(release, variables, paths, ui)
     with ui.step("Health checks"):
         check_health(options.config, paths)
     pinned = pin_rotated_keys(result, paths)  # only now: a failed install keeps the old keys

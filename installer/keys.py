@@ -6,14 +6,13 @@ and healthy, so a failed install or upgrade leaves the old keys in place (docs/a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from bundles.manifest import digest
 from bundles.verify import VerifiedBundle
 from installer.errors import InstallError
+from installer.journal import write_atomically
 from installer.paths import HostPaths
 
 
@@ -32,27 +31,6 @@ def pin_rotated_keys(result: VerifiedBundle, paths: HostPaths) -> dict[str, Any]
     if result.new_keyring is None:
         return None
     previous = paths.trusted_keys.read_bytes() if paths.trusted_keys.exists() else b""
-    _replace_durably(paths.trusted_keys, result.new_keyring, 0o644)
+    write_atomically(paths.trusted_keys, result.new_keyring, 0o644)
     return {"pinned": str(paths.trusted_keys), "previous_keyring_sha256": digest(previous),
             "keyring_sha256": digest(result.new_keyring)}
-
-
-def _replace_durably(path: Path, data: bytes, mode: int) -> None:
-    """Temp file beside `path`, fsync, rename over it, fsync the folder: the old keys or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)

@@ -182,8 +182,8 @@ def check_existing(manifest: Manifest, paths: HostPaths) -> Check:
     if installed == manifest.version:
         return Check("existing-install", PASS, f"{installed} is installed; this run converges it")
     return Check("existing-install", BLOCK, f"appliance {installed} is installed; this bundle is {manifest.version}.",
-                 "Changing versions is an upgrade, with backup and rollback; this installer release only "
-                 "installs or re-converges the same version.")
+                 "Changing versions is an upgrade, with a plan, a backup and rollback: run "
+                 "appliance-installer upgrade BUNDLE (see --plan first).")
 
 
 def run_preflight(manifest: Manifest, config: InstallConfig, paths: HostPaths, probe: HostProbe,

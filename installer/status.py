@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from installer.health import unit_states
+from installer.journal import load
 from installer.paths import HostPaths
 
 
@@ -33,6 +34,16 @@ def last_receipt(paths: HostPaths) -> dict[str, Any] | None:
     return receipt
 
 
+def last_journal(paths: HostPaths) -> dict[str, Any] | None:
+    """The last upgrade or rollback: kind, versions, outcome and the step that failed, if any."""
+    journal = load(paths)
+    if journal is None:
+        return None
+    return {"kind": journal.kind, "from_version": journal.from_version, "to_version": journal.to_version,
+            "outcome": journal.outcome, "failed_step": journal.failed_step, "started_at": journal.started_at,
+            "finished_at": journal.finished_at, "backup": journal.data.get("backup")}
+
+
 def status_report(paths: HostPaths) -> dict[str, Any]:
     version = paths.installed_version()
     return {
@@ -41,4 +52,5 @@ def status_report(paths: HostPaths) -> dict[str, Any]:
         "units": {s.unit: s.state for s in unit_states()} if version else {},
         "certificates": certificate_report(paths) if version else None,
         "last_verification": last_receipt(paths),
+        "last_upgrade": last_journal(paths),
     }

@@ -18,6 +18,7 @@ import pytest
 
 from bundles.build.debs import baseline_rootfs
 from bundles.recipe import load_recipe
+from tests.e2e.appliance_host import Release, build_release
 from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
 
@@ -44,3 +45,9 @@ def offline_host(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     with boot_offline_host(baseline, tmp_path_factory.mktemp("offline") / "host") as host:
         print(f"offline host {host.machine}: copy {host.copy_seconds:.1f} s + boot {host.boot_seconds:.1f} s")
         yield host
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Release:
+    """The product bundle at VERSION, built once per run for every e2e module that installs it."""
+    return build_release(tmp_path_factory, request)
