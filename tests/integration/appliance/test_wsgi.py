@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import requests
 
@@ -23,12 +25,22 @@ def _gunicorn(postgres_url: str, port: int) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def test_gunicorn_serves_the_api_from_two_workers(fresh_db: str) -> None:
+@contextmanager
+def _served(fresh_db: str) -> Iterator[str]:
+    """gunicorn with two workers on a free port, answering; its base URL. Stopped after the block."""
     port = free_port()
     process = _gunicorn(conninfo_url(fresh_db), port)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_health(base, alive=lambda: process.poll() is None)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def test_gunicorn_serves_the_api_from_two_workers(fresh_db: str) -> None:
+    with _served(fresh_db) as base:
         assert requests.post(base + "/api/v2/users/first", timeout=10, json={
             "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"}).status_code == 201
         token = requests.post(base + "/api/v2/users/login", timeout=10, json={
@@ -42,9 +54,6 @@ def test_gunicorn_serves_the_api_from_two_workers(fresh_db: str) -> None:
         follow = requests.get(f"{base}/api/v2/templateversions/{version['id']}/logs?follow=true", timeout=10,
                               headers={"Authorization": f"Bearer {token}"})
         assert follow.status_code == 421 and "served by the gateway" in follow.json()["message"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def _me(base: str, token: str) -> requests.Response:
@@ -54,11 +63,7 @@ def _me(base: str, token: str) -> requests.Response:
 
 
 def test_every_worker_refuses_a_token_from_the_request_after_its_revocation(fresh_db: str) -> None:
-    port = free_port()
-    process = _gunicorn(conninfo_url(fresh_db), port)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_health(base, alive=lambda: process.poll() is None)
+    with _served(fresh_db) as base:
         requests.post(base + "/api/v2/users/first", timeout=10, json={
             "username": "admin", "email": "admin@example.org", "password": "correct-horse-battery"})
         session = requests.post(base + "/api/v2/users/login", timeout=10, json={
@@ -74,18 +79,11 @@ def test_every_worker_refuses_a_token_from_the_request_after_its_revocation(fres
         refused = [_me(base, created["key"]) for _ in range(20)]
         assert [r.status_code for r in refused] == [401] * 20
         assert all("revoked" in r.json()["message"] for r in refused)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def test_every_worker_sees_a_suspension_a_role_change_and_a_logout_from_the_next_request(fresh_db: str) -> None:
     """Each worker has the member's token in its cache (docs/adr/0041) when the change is made."""
-    port = free_port()
-    process = _gunicorn(conninfo_url(fresh_db), port)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_health(base, alive=lambda: process.poll() is None)
+    with _served(fresh_db) as base:
         password = "correct-horse-battery"
         requests.post(base + "/api/v2/users/first", timeout=10, json={
             "username": "admin", "email": "admin@example.org", "password": password})
@@ -115,9 +113,6 @@ def test_every_worker_sees_a_suspension_a_role_change_and_a_logout_from_the_next
         assert requests.post(base + "/api/v2/users/logout", headers={"Authorization": f"Bearer {token}"},
                              timeout=10).status_code == 200
         assert [_me(base, token).status_code for _ in range(20)] == [401] * 20
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def test_wsgi_refuses_a_schema_that_is_behind(empty_db: str) -> None:
