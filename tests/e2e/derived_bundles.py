@@ -3,6 +3,7 @@
 - "v2": v1 unpacked, its appliance wheel rewritten at NEXT with one more migration (a new, empty
   table `upgrade_probe`), the SBOM updated, the manifest written again, signed with v1's key.
 - "broken": the same v2 whose console cannot start (appliance/wsgi.py raises on import).
+- "patch": v2's migrations at PATCH (NEXT's next patch): the release a signed downgrade goes back from.
 - "tampered", "older", "expired": tiny real bundles signed with the same key (tests/support/bundles.py)
   that verification refuses before anything changes: a changed byte, a version below v1, an expiry past.
 """
@@ -29,6 +30,7 @@ from tests.e2e.appliance_host import VERSION, Release
 from tests.support.bundles import build_bundle, make_stage, sign_bundle
 
 NEXT = str(semver.Version.parse(VERSION).bump_minor())
+PATCH = str(semver.Version.parse(NEXT).bump_patch())
 PROBE_SQL = "CREATE TABLE upgrade_probe (id bigint PRIMARY KEY);\n"
 BROKEN_WSGI = 'raise RuntimeError("this release cannot start (the upgrade e2e test made it so)")\n'
 _MIGRATION = re.compile(r"^appliance/db/migrations/(\d{6})_[a-z0-9_]+\.up\.sql$")
@@ -36,8 +38,8 @@ _MIGRATION = re.compile(r"^appliance/db/migrations/(\d{6})_[a-z0-9_]+\.up\.sql$"
 
 def derived_bundle(release: Release, folder: Path, kind: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    if kind in ("v2", "broken"):
-        bundle = _next_release(release, folder, broken=kind == "broken")
+    if kind in ("v2", "broken", "patch"):
+        bundle = _next_release(release, folder, PATCH if kind == "patch" else NEXT, broken=kind == "broken")
     else:
         bundle = _tiny(folder, kind)
     sign_bundle(bundle, release.key)
@@ -46,24 +48,24 @@ def derived_bundle(release: Release, folder: Path, kind: str) -> Path:
     return bundle
 
 
-def _next_release(release: Release, folder: Path, *, broken: bool) -> Path:
+def _next_release(release: Release, folder: Path, version: str, *, broken: bool) -> Path:
     stage = _v1_stage(release)
     copy = folder / "stage"
     subprocess.run(["cp", "-al", str(stage), str(copy)], check=True)   # hard links: only changed files are new
     wheel = copy / f"wheels/appliance-{VERSION}-py3-none-any.whl"
-    _rewrite_wheel(wheel, copy / f"wheels/appliance-{NEXT}-py3-none-any.whl", broken=broken)
+    _rewrite_wheel(wheel, copy / f"wheels/appliance-{version}-py3-none-any.whl", version, broken=broken)
     wheel.unlink()
     sbom = copy / SBOM
-    text = sbom.read_text().replace(f"appliance-{VERSION}-py3-none-any.whl", f"appliance-{NEXT}-py3-none-any.whl")
+    text = sbom.read_text().replace(f"appliance-{VERSION}-py3-none-any.whl", f"appliance-{version}-py3-none-any.whl")
     data = json.loads(text)
     for component in data.get("components", []):
         if component.get("name") == "appliance" and component.get("version") == VERSION:
-            component["version"] = NEXT
-            component["purl"] = f"pkg:pypi/appliance@{NEXT}"
+            component["version"] = version
+            component["purl"] = f"pkg:pypi/appliance@{version}"
     sbom.unlink()
     sbom.write_text(json.dumps(data, indent=1))
     created = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    bundle = assemble(copy, folder, version=NEXT, created=created, expires_after=timedelta(days=365),
+    bundle = assemble(copy, folder, version=version, created=created, expires_after=timedelta(days=365),
                       min_upgrade_from=VERSION, build_info={"commit": "derived-from-" + VERSION})
     shutil.rmtree(copy)
     return bundle
@@ -82,15 +84,16 @@ def _v1_stage(release: Release) -> Path:
     return stage
 
 
-def _rewrite_wheel(source: Path, target: Path, *, broken: bool) -> None:
-    """The appliance wheel at NEXT: dist-info renamed, one more migration, RECORD written again."""
+def _rewrite_wheel(source: Path, target: Path, version: str, *, broken: bool) -> None:
+    """The appliance wheel at `version`: dist-info renamed, one more migration, RECORD written again."""
     with zipfile.ZipFile(source) as wheel:
         files = {name: wheel.read(name) for name in wheel.namelist()}
-    old_info, new_info = f"appliance-{VERSION}.dist-info/", f"appliance-{NEXT}.dist-info/"
+    old_info, new_info = f"appliance-{VERSION}.dist-info/", f"appliance-{version}.dist-info/"
     renamed = {name.replace(old_info, new_info, 1): body for name, body in files.items()
                if not name.endswith(".dist-info/RECORD")}
     metadata = new_info + "METADATA"
-    renamed[metadata] = renamed[metadata].replace(f"\nVersion: {VERSION}\n".encode(), f"\nVersion: {NEXT}\n".encode())
+    renamed[metadata] = renamed[metadata].replace(f"\nVersion: {VERSION}\n".encode(),
+                                                  f"\nVersion: {version}\n".encode())
     numbers = [int(m.group(1)) for name in renamed if (m := _MIGRATION.match(name))]
     renamed[f"appliance/db/migrations/{max(numbers) + 1:06d}_upgrade_probe.up.sql"] = PROBE_SQL.encode()
     if broken:

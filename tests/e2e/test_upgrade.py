@@ -10,17 +10,22 @@ in seconds (tests/e2e/derived_bundles.py), never by a second build.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from appliance import __version__ as checkout_version
+from bundles.downgrade import authorize, write_signed
 from tests.e2e.appliance_host import (
     PASSWORD,
     REPO,
@@ -34,7 +39,7 @@ from tests.e2e.appliance_host import (
     push_template,
     wait_job,
 )
-from tests.e2e.derived_bundles import NEXT, derived_bundle
+from tests.e2e.derived_bundles import NEXT, PATCH, derived_bundle
 from tests.support.nspawn import OfflineHost
 from tests.support.nspawn import offline_host as boot_offline_host
 
@@ -96,6 +101,7 @@ class Upgraded:
     downtime: dict[str, float] = field(default_factory=dict)
     receipt: dict[str, Any] = field(default_factory=dict)
     on_v2: tuple[str, str] = ("", "")   # rows in v2's new table; the workspace's start build's status, on v2
+    downgrade_refused: Any = None       # PATCH -> v2 without an authorization
 
 
 def _on_v2(host: OfflineHost) -> tuple[str, str]:
@@ -197,7 +203,7 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
     work = tmp_path_factory.mktemp("upgrade")
     phase = time.monotonic()
     bundles = {name: derived_bundle(release, work / name, name) for name in
-               ("v2", "broken", "tampered", "older", "expired")}
+               ("v2", "broken", "patch", "tampered", "older", "expired")}
     print(f"derived bundles made in {time.monotonic() - phase:.0f}s")
     with boot_offline_host(baseline, work / "host") as host:
         host.delegate_cgroup_controllers()
@@ -208,7 +214,7 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
         print(f"v1 installed in {seconds:.0f}s")
         _seed(host, result.stdout, work)
         print(f"seeded in {time.monotonic() - phase - seconds:.0f}s")
-        for name in ("v2", "broken"):
+        for name in ("v2", "broken", "patch"):
             host.copy_in(bundles[name], f"/root/{name}.bundle")
         plan = _run(host, "upgrade v2.bundle --plan --output json")
         assert plan.returncode == 0, explain(host, plan)
@@ -221,7 +227,60 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
         _benchmarked(upgraded)   # after all those, the same command converges to v2
         upgraded.on_v2 = _on_v2(host)
         _case(upgraded, "rollback", "rollback --yes")
+        _console_apply(upgraded, bundles["v2"])   # v1 -> v2 again, this time by the root path unit
+        _case(upgraded, "to-patch", "upgrade patch.bundle --yes")
+        _downgrade(upgraded, release, work)      # PATCH -> v2: refused without a signed authorization, then with
         yield upgraded
+
+
+SPOOL = "/var/lib/appliance/upgrade-requests"
+
+
+def _console_apply(upgraded: Upgraded, bundle: Path) -> None:
+    """What the console's Apply does (tests/browser/test_upgrade.py shows the page): an upload in the spool,
+    owned by the console's user, and apply.json written atomically; appliance-upgrade.path does the rest."""
+    host = upgraded.host
+    with tarfile.open(bundle) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        manifest_sha256 = hashlib.sha256(member.read()).hexdigest()
+    before = _counts(host)
+    upload = "0123456789abcdef.bundle"
+    host.copy_in(bundle, f"{SPOOL}/{upload}")
+    request = json.dumps({"bundle": upload, "manifest_sha256": manifest_sha256, "actor": "admin"})
+    assert host.sh(f"chown appliance: {SPOOL}/{upload} && cd {SPOOL} && printf '%s' '{request}' > .apply.json.new "
+                   "&& chown appliance: .apply.json.new && mv .apply.json.new apply.json").returncode == 0
+
+    def finished() -> dict[str, Any] | None:
+        """The console's upgrade's journal, once the path unit took the request and its service has ended."""
+        if host.sh(f"test -e {SPOOL}/apply.json || systemctl is-active --quiet appliance-upgrade.service"
+                   ).returncode == 0:
+            return None
+        text = host.sh("cat /var/lib/appliance/installer/journal.json").stdout
+        journal: dict[str, Any] = json.loads(text) if text else {}
+        return journal if journal.get("data", {}).get("actor") == "console:admin" else None
+
+    started = time.monotonic()
+    while (journal := finished()) is None and time.monotonic() - started < 900:
+        time.sleep(3)
+    journal = journal or {"outcome": "never started"}
+    service = host.sh("journalctl -u appliance-upgrade.service --no-pager -o cat | tail -40").stdout
+    case = Case("console-apply", subprocess.CompletedProcess([], 0 if journal["outcome"] == "succeeded" else 1,
+                                                             service, ""),
+                None, time.monotonic() - started, before, _counts(host), _version(host),
+                https(host, "GET", "/healthz") == (200, "OK"), _login_works(host), service)
+    print(f"case console-apply: {journal['outcome']} after {case.seconds:.0f}s; now {case.version}")
+    upgraded.cases["console-apply"] = case
+
+
+def _downgrade(upgraded: Upgraded, release: Release, work: Path) -> None:
+    host = upgraded.host
+    upgraded.downgrade_refused = _run(host, "upgrade v2.bundle --yes")
+    authorization = work / "downgrade.json"
+    document = authorize(PATCH, NEXT, "the e2e test goes back", valid_for=timedelta(days=1)).document()
+    write_signed(authorization, document, (release.key.fingerprint,), release.key.home, None)
+    host.copy_in(authorization, "/root/downgrade.json")
+    _case(upgraded, "downgrade", "upgrade v2.bundle --yes --downgrade-authorization downgrade.json")
 
 
 def _benchmarked(upgraded: Upgraded) -> None:
@@ -333,3 +392,27 @@ def test_the_receipts_record_the_upgrade_and_the_rollback_on_disk_and_in_postgre
     # After the rollback's restore too: the failed upgrade, the one that succeeded (recorded again), the rollback.
     assert {("upgrade", VERSION, NEXT, "rolled-back"), ("upgrade", VERSION, NEXT, "succeeded"),
             ("rollback", NEXT, VERSION, "succeeded")} <= set(kinds), kinds
+
+
+# -- the console's Apply, and a signed downgrade ------------------------------------------------------
+
+
+def test_an_upgrade_applied_in_the_console_is_run_by_the_root_path_unit(upgraded: Upgraded) -> None:
+    case = upgraded.cases["console-apply"]
+    assert case.result.returncode == 0, case.log
+    _assert_recovered(case, NEXT)
+    listed = upgraded.host.run("runuser", "-u", "postgres", "--", "psql", "-d", "appliance", "-tA", "-F", " ", "-c",
+                               "SELECT actor, to_version, outcome FROM release_history")
+    assert ("console:admin", NEXT, "succeeded") in [tuple(line.split()) for line in listed.stdout.splitlines()]
+
+
+def test_a_downgrade_is_refused_without_a_signed_authorization_and_recorded_with_one(upgraded: Upgraded) -> None:
+    refused = upgraded.downgrade_refused
+    assert refused.returncode == 3 and "authorize-downgrade" in refused.stderr, refused.stderr
+    assert upgraded.cases["to-patch"].version == PATCH, upgraded.cases["to-patch"].log
+    case = upgraded.cases["downgrade"]
+    assert case.result.returncode == 0, case.log
+    _assert_recovered(case, NEXT)
+    listed = upgraded.host.run("runuser", "-u", "postgres", "--", "psql", "-d", "appliance", "-tA", "-F", " ", "-c",
+                               "SELECT kind, from_version, to_version, outcome FROM release_history")
+    assert ("downgrade", PATCH, NEXT, "succeeded") in [tuple(line.split()) for line in listed.stdout.splitlines()]
