@@ -3,6 +3,7 @@
 - "v2": v1 unpacked, its appliance wheel rewritten at NEXT with one more migration (a new, empty
   table `upgrade_probe`), the SBOM updated, the manifest written again, signed with v1's key.
 - "broken": the same v2 whose console cannot start (appliance/wsgi.py raises on import).
+- "badmigration": the same v2 whose new migration fails half-way (a division by zero after its CREATE TABLE).
 - "patch": v2's migrations at PATCH (NEXT's next patch): the release a signed downgrade goes back from.
 - "tampered", "older", "expired": tiny real bundles signed with the same key (tests/support/bundles.py)
   that verification refuses before anything changes: a changed byte, a version below v1, an expiry past.
@@ -32,14 +33,15 @@ from tests.support.bundles import build_bundle, make_stage, sign_bundle
 NEXT = str(semver.Version.parse(VERSION).bump_minor())
 PATCH = str(semver.Version.parse(NEXT).bump_patch())
 PROBE_SQL = "CREATE TABLE upgrade_probe (id bigint PRIMARY KEY);\n"
+FAILING_SQL = PROBE_SQL + "SELECT 1 / 0;\n"
 BROKEN_WSGI = 'raise RuntimeError("this release cannot start (the upgrade e2e test made it so)")\n'
 _MIGRATION = re.compile(r"^appliance/db/migrations/(\d{6})_[a-z0-9_]+\.up\.sql$")
 
 
 def derived_bundle(release: Release, folder: Path, kind: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    if kind in ("v2", "broken", "patch"):
-        bundle = _next_release(release, folder, PATCH if kind == "patch" else NEXT, broken=kind == "broken")
+    if kind in ("v2", "broken", "badmigration", "patch"):
+        bundle = _next_release(release, folder, PATCH if kind == "patch" else NEXT, flaw=kind)
     else:
         bundle = _tiny(folder, kind)
     sign_bundle(bundle, release.key)
@@ -48,12 +50,12 @@ def derived_bundle(release: Release, folder: Path, kind: str) -> Path:
     return bundle
 
 
-def _next_release(release: Release, folder: Path, version: str, *, broken: bool) -> Path:
+def _next_release(release: Release, folder: Path, version: str, *, flaw: str) -> Path:
     stage = _v1_stage(release)
     copy = folder / "stage"
     subprocess.run(["cp", "-al", str(stage), str(copy)], check=True)   # hard links: only changed files are new
     wheel = copy / f"wheels/appliance-{VERSION}-py3-none-any.whl"
-    _rewrite_wheel(wheel, copy / f"wheels/appliance-{version}-py3-none-any.whl", version, broken=broken)
+    _rewrite_wheel(wheel, copy / f"wheels/appliance-{version}-py3-none-any.whl", version, flaw=flaw)
     wheel.unlink()
     sbom = copy / SBOM
     text = sbom.read_text().replace(f"appliance-{VERSION}-py3-none-any.whl", f"appliance-{version}-py3-none-any.whl")
@@ -84,7 +86,7 @@ def _v1_stage(release: Release) -> Path:
     return stage
 
 
-def _rewrite_wheel(source: Path, target: Path, version: str, *, broken: bool) -> None:
+def _rewrite_wheel(source: Path, target: Path, version: str, *, flaw: str) -> None:
     """The appliance wheel at `version`: dist-info renamed, one more migration, RECORD written again."""
     with zipfile.ZipFile(source) as wheel:
         files = {name: wheel.read(name) for name in wheel.namelist()}
@@ -95,8 +97,9 @@ def _rewrite_wheel(source: Path, target: Path, version: str, *, broken: bool) ->
     renamed[metadata] = renamed[metadata].replace(f"\nVersion: {VERSION}\n".encode(),
                                                   f"\nVersion: {version}\n".encode())
     numbers = [int(m.group(1)) for name in renamed if (m := _MIGRATION.match(name))]
-    renamed[f"appliance/db/migrations/{max(numbers) + 1:06d}_upgrade_probe.up.sql"] = PROBE_SQL.encode()
-    if broken:
+    probe = FAILING_SQL if flaw == "badmigration" else PROBE_SQL
+    renamed[f"appliance/db/migrations/{max(numbers) + 1:06d}_upgrade_probe.up.sql"] = probe.encode()
+    if flaw == "broken":
         renamed["appliance/wsgi.py"] = BROKEN_WSGI.encode()
     record = [f"{name},sha256={_urlsafe_digest(body)},{len(body)}" for name, body in renamed.items()]
     renamed[new_info + "RECORD"] = ("\n".join([*record, f"{new_info}RECORD,,"]) + "\n").encode()

@@ -657,6 +657,22 @@ def test_a_hostile_template_runs_in_the_sandbox_under_the_installed_units(instal
     assert psk not in logs
 
 
+def test_the_daily_backup_timer_is_active_and_its_service_takes_a_complete_backup(installed: Installed) -> None:
+    host = installed.host
+    assert host.run("systemctl", "is-active", "appliance-backup.timer").stdout.strip() == "active"
+    started = host.run("systemctl", "start", "appliance-backup.service")   # oneshot: returns when it is done
+    assert started.returncode == 0, host.journal("appliance-backup.service")
+    listed = host.sh("ls -d /var/lib/appliance/backups/*/manifest.json")
+    assert listed.returncode == 0, listed.stderr
+    manifest = json.loads(host.read_text(listed.stdout.split()[-1]))
+    assert manifest["reason"] == "scheduled" and manifest["version"] == VERSION, manifest
+    assert "database" in {entry["kind"] for entry in manifest["files"]}, manifest["files"]
+    # The hardened unit ran as root with only what pg_dump and tar need, and wrote only the backups folder.
+    shown = host.run("systemctl", "show", "appliance-backup.service", "-p", "ProtectSystem",
+                     "-p", "NoNewPrivileges").stdout
+    assert {"ProtectSystem=strict", "NoNewPrivileges=yes"} <= set(shown.split()), shown
+
+
 def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> None:
     host = installed.host
     result = host.run("/root/installer/appliance-installer", "uninstall", "--yes")

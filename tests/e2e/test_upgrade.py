@@ -203,7 +203,7 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
     work = tmp_path_factory.mktemp("upgrade")
     phase = time.monotonic()
     bundles = {name: derived_bundle(release, work / name, name) for name in
-               ("v2", "broken", "patch", "tampered", "older", "expired")}
+               ("v2", "broken", "badmigration", "patch", "tampered", "older", "expired")}
     print(f"derived bundles made in {time.monotonic() - phase:.0f}s")
     with boot_offline_host(baseline, work / "host") as host:
         host.delegate_cgroup_controllers()
@@ -214,7 +214,7 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
         print(f"v1 installed in {seconds:.0f}s")
         _seed(host, result.stdout, work)
         print(f"seeded in {time.monotonic() - phase - seconds:.0f}s")
-        for name in ("v2", "broken", "patch"):
+        for name in ("v2", "broken", "badmigration", "patch"):
             host.copy_in(bundles[name], f"/root/{name}.bundle")
         plan = _run(host, "upgrade v2.bundle --plan --output json")
         assert plan.returncode == 0, explain(host, plan)
@@ -224,6 +224,7 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
         _case(upgraded, "kill-mid-migration", "upgrade v2.bundle --yes", kill_at="migrate", recover="rollback --yes")
         _case(upgraded, "kill-after-switch", "upgrade v2.bundle --yes", kill_at="switch", recover="status")
         _case(upgraded, "health-gate", "upgrade broken.bundle --yes")
+        _case(upgraded, "failed-migration", "upgrade badmigration.bundle --yes")
         _benchmarked(upgraded)   # after all those, the same command converges to v2
         upgraded.on_v2 = _on_v2(host)
         _case(upgraded, "rollback", "rollback --yes")
@@ -334,6 +335,14 @@ def test_a_v2_whose_console_cannot_start_fails_its_health_gate_and_rolls_back(up
     assert re.search(r"step (restart|health)", case.result.stderr), case.log
     assert "every change was undone" in case.result.stderr, case.log
     assert "/var/log/appliance/installer.log" in case.result.stderr
+    _assert_recovered(case, VERSION)
+
+
+def test_a_migration_that_fails_is_rolled_back_in_the_same_command(upgraded: Upgraded) -> None:
+    case = upgraded.cases["failed-migration"]
+    assert case.result.returncode == 1, case.log
+    assert "step migrate" in case.result.stderr.lower() and "division by zero" in case.result.stderr, case.log
+    assert "every change was undone" in case.result.stderr, case.log
     _assert_recovered(case, VERSION)
 
 
