@@ -253,13 +253,12 @@ def _console_apply(upgraded: Upgraded, bundle: Path) -> None:
                    "&& chown appliance: .apply.json.new && mv .apply.json.new apply.json").returncode == 0
 
     def finished() -> dict[str, Any] | None:
-        """The console's upgrade's journal, once the path unit took the request and its service has ended."""
-        if host.sh(f"test -e {SPOOL}/apply.json || systemctl is-active --quiet appliance-upgrade.service"
-                   ).returncode == 0:
-            return None
+        """The console's upgrade's journal, once it has ended and the oneshot service with it."""
+        state = host.run("systemctl", "is-active", "appliance-upgrade.service").stdout.strip()
         text = host.sh("cat /var/lib/appliance/installer/journal.json").stdout
         journal: dict[str, Any] = json.loads(text) if text else {}
-        return journal if journal.get("data", {}).get("actor") == "console:admin" else None
+        ours = journal.get("data", {}).get("actor") == "console:admin"
+        return journal if ours and journal.get("outcome") != "running" and state in ("inactive", "failed") else None
 
     started = time.monotonic()
     while (journal := finished()) is None and time.monotonic() - started < 900:
