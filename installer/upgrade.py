@@ -24,6 +24,7 @@ from typing import BinaryIO
 from bundles.layout import SBOM
 from bundles.manifest import parse_version
 from bundles.verify import TrustPolicy, VerifiedBundle, open_bundle
+from installer.appliance_cli import run_appliance
 from installer.config import InstallConfig, load_install_config
 from installer.errors import InstallError
 from installer.health import https_get
@@ -95,18 +96,6 @@ def _optional_path(config: dict[str, object]) -> Path | None:
     return Path(str(value)) if value else None
 
 
-def release_cli(paths: HostPaths, *args: str, release: Path | None = None,
-                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`appliance ARGS` of `release` (default: the current one) as root; a non-zero exit is returned, not raised.
-
-    Unlike installer.appliance_cli.run_appliance (the current release, raising on failure), an upgrade runs
-    the staged release's CLI too (its migrations), and tells a command the old release lacks from a failure.
-    """
-    executable = (release or paths.current) / "venv/bin/appliance"
-    return subprocess.run([str(executable), *args], capture_output=True, text=True, check=False, timeout=timeout,
-                          env={**os.environ, "APPLIANCE_CONFIG": str(paths.config)})
-
-
 def lacks_command(result: subprocess.CompletedProcess[str]) -> bool:
     """The release predates this command (click's usage error), as opposed to the command failing."""
     return result.returncode == 2 and "No such command" in result.stderr
@@ -166,7 +155,7 @@ def _installed_by(receipt: dict[str, object]) -> bool:
 def _database_floor(paths: HostPaths) -> str | None:
     if not (paths.current / "venv/bin/appliance").exists():
         return None
-    result = release_cli(paths, "releases", "floor", timeout=60)
+    result = run_appliance(paths, "releases", "floor", timeout=60)
     if lacks_command(result):
         return None   # a release from before the history in PostgreSQL: the disk floor stands alone
     if result.returncode != 0:
@@ -246,7 +235,7 @@ def undo_stage(run: Run) -> None:
 
 
 def do_migrate(run: Run) -> None:
-    result = release_cli(run.paths, "migrate", release=run.new)
+    result = run_appliance(run.paths, "migrate", release=run.new)
     _log(run.paths, "migrate", result)
     if result.returncode != 0:
         raise InstallError(f"the migration failed: {result.stderr.strip()[-500:]}",
@@ -326,7 +315,7 @@ UNDO = {step.name: step.undo for step in JOURNALED}
 
 def _optional_cli(run: Run, *args: str) -> None:
     """A control-plane command the running release may predate (then noted, not failed)."""
-    result = release_cli(run.paths, *args)
+    result = run_appliance(run.paths, *args)
     _log(run.paths, " ".join(args[:2]), result)
     if lacks_command(result):
         run.ui.info(f"    this release has no `appliance {' '.join(args[:2])}`; skipped")
