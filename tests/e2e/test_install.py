@@ -29,7 +29,7 @@ import pytest
 
 from appliance import __version__ as checkout_version
 from appliance.sdk.runtime import LABEL_WORKSPACE
-from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, https, push_template
+from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, health_problems, https, push_template
 from tests.e2e.appliance_host import alongside as _alongside
 from tests.e2e.appliance_host import explain as _explain
 from tests.e2e.appliance_host import install as _install
@@ -256,6 +256,10 @@ def test_status_reports_version_units_certificates_and_verification(installed: I
     assert set(report["units"].values()) == {"active"}
     assert {c["name"] for c in report["certificates"]["certificates"]} == {"nginx", "registry", "registry-token"}
     assert report["last_verification"]["signers"][0]["user_id"].startswith("Release release")
+
+
+def test_the_health_report_is_all_ok_after_install(installed: Installed) -> None:
+    assert health_problems(installed.host) == []
 
 
 TERRAFORM = """terraform {
