@@ -9,6 +9,7 @@ from appliance.api import (  # noqa: F401 -- importing registers the routes
     images,
     maintenance,
     meta,
+    metrics,
     pki,
     provisionerd,
     registry,

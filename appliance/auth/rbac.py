@@ -31,6 +31,7 @@ class ResourceType(StrEnum):
     DEPLOYMENT = "deployment_config"
     IMAGE = "image"  # a repository of the internal registry: read = pull, update = push
     RELEASE = "release"  # the installer's receipts: what was installed, upgraded, rolled back, restored
+    METRICS = "metrics"  # GET /api/v2/metrics, with a token of scope 'metrics' (docs/adr/0042)
 
 
 OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR, MEMBER = (
@@ -65,6 +66,7 @@ ROLES: dict[str, Role] = {
         ResourceType.USER: READ,
         ResourceType.TEMPLATE: READ,
         ResourceType.RELEASE: READ,
+        ResourceType.METRICS: READ,
     }),
     MEMBER: Role(MEMBER, "Member", {
         ResourceType.TEMPLATE: READ,
