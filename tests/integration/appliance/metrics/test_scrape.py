@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.support.agents import SeededAgent, seed_agent, seed_template
+from tests.support.agents import SeededAgent, seed_agent, seeded_member
 from tests.support.api import Api
 from tests.support.postgres import create_database, drop_database
 from tests.support.relay_agent import StandInAgent, agent_in_thread
@@ -76,12 +76,9 @@ def site(admin_conninfo: str, template_db: str, site_pki: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     conninfo = create_database(admin_conninfo, "metrics_scrape", template=template_db)
     with live_server(conninfo, pki_dir=site_pki) as server:
-        seed_template(conninfo)
-        owner = Api(server.url)
-        owner.create_first_user("owner")
-        owner = owner.as_user(owner.login("owner"))
-        owner.create_user(username="dev")
-        member = owner.as_user(owner.login("dev"))
+        Api(server.url).create_first_user("owner")
+        owner = Api(server.url, Api(server.url).login("owner"))
+        member = seeded_member(owner, conninfo)
         seeded = seed_agent(member, conninfo)
         agent = StandInAgent(server.url, seeded.token, str(tmp_path_factory.mktemp("home")))
         with agent_in_thread(agent):
