@@ -3,6 +3,9 @@ gateway, each writing prometheus-client's multiprocess files; any worker's scrap
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,7 +45,7 @@ def test_every_workers_requests_add_up_in_any_workers_scrape(installed: Served) 
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(buildinfo, range(REQUESTS))) == {200}
-    workers = {f.name.rsplit("_", 1)[1] for f in (installed.run / "console-metrics").glob("counter_*.db")}
+    workers = {f.stem.rsplit("_", 1)[1] for f in (installed.run / "console-metrics").glob("counter_*.db")}
     assert len(workers) == 2, f"both workers should have answered some: {workers}"
     scrapes = [api.get("/api/v2/metrics", token=token) for _ in range(6)]
     assert {s.status_code for s in scrapes} == {200}
@@ -50,3 +53,15 @@ def test_every_workers_requests_add_up_in_any_workers_scrape(installed: Served) 
     # The gateway's gauge reaches the console's scrape from the gateway's own folder.
     families = {f.name for f in text_string_to_metric_families(scrapes[0].text)}
     assert "coderd_api_concurrent_websockets" in families
+
+    # A worker that dies: gunicorn's child_exit drops its in-flight gauge; what it served still counts.
+    folder = installed.run / "console-metrics"
+    dead = min(workers)
+    assert (folder / f"gauge_livesum_{dead}.db").exists()
+    os.kill(int(dead), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (folder / f"gauge_livesum_{dead}.db").exists():
+        assert time.monotonic() < deadline, "gunicorn's master never marked the dead worker"
+        time.sleep(0.1)
+    after = api.get("/api/v2/metrics", token=token)
+    assert _counted(after.text, "/api/v2/buildinfo") == REQUESTS
