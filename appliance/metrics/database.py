@@ -21,7 +21,7 @@ from appliance.workspaces.agent_status import ConnectionTimes, connection_status
 log = logging.getLogger("appliance.metrics")
 
 PROVISIONER = "terraform"  # Coder's provisioner label; the only kind there is
-# Coder's buckets for job timings; queue waits start lower (a job usually waits less than a second).
+# Jobs run for seconds to an hour; queue waits start lower (a job usually waits less than a second).
 JOB_BUCKETS = (1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
 QUEUE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0)
 RELAY_STALE_AFTER = 3 * STATS_SECONDS  # a relay that wrote nothing for this long is down

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from appliance import buildinfo
 from appliance.config import ServerConfig
+from appliance.errors import OperatorError
 from appliance.pki.ca import CertificateAuthority
 from appliance.registry.site import advertised_host, storage_dir
 
@@ -42,7 +43,7 @@ class HostCollector(Collector):
                      bundle(self.config.upgrade_journal.parent / RECEIPT, now), registry(self.config, self.ca)):
             try:
                 yield from part
-            except OSError as err:  # unreadable here: the family is left out, the rest still answers
+            except (OSError, OperatorError, ValueError) as err:  # unreadable: left out, the rest still answers
                 log.info("metrics_source_unreadable", extra={"error": str(err)})
 
 

@@ -35,8 +35,8 @@ def multiproc_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def prepare_multiproc_dir(keep_pid: int | None = None) -> None:
-    """Make the folder and empty it of an earlier run's files (all, or all but `keep_pid`'s).
+def prepare_multiproc_dir() -> None:
+    """Make the folder and empty it of an earlier run's files.
 
     Called once per service start (gunicorn's master, the gateway) before any metric exists, so
     counters start from zero with the service, as Prometheus expects after a restart.
@@ -46,8 +46,7 @@ def prepare_multiproc_dir(keep_pid: int | None = None) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
-        if keep_pid is None or not stale.stem.endswith(f"_{keep_pid}"):
-            stale.unlink(missing_ok=True)
+        stale.unlink(missing_ok=True)
 
 
 def mark_process_dead(pid: int) -> None:
