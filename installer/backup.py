@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from installer.appliance_cli import check_appliance
 from installer.errors import InstallError
+from installer.journal import write_atomically
 from installer.paths import UNITS, HostPaths
 from installer.pgclient import Database, client_error
 
@@ -108,6 +109,16 @@ def take_backup(paths: HostPaths, *, reason: str, keep: int = 7) -> Backup:
     if version is None:
         raise InstallError("no appliance is installed, so there is nothing to back up.",
                            "Install it first: appliance-installer install BUNDLE", step=BACKUP_STEP)
+    try:
+        backup = _take(paths, version, reason, keep)
+    except BaseException as err:
+        publish_summary(paths, failure=str(err) or type(err).__name__)
+        raise
+    publish_summary(paths)
+    return backup
+
+
+def _take(paths: HostPaths, version: str, reason: str, keep: int) -> Backup:
     database = Database.from_config(paths, step=BACKUP_STEP)
     with _locked(paths):
         for stale in paths.backups.glob(PARTIAL + "*"):
@@ -241,6 +252,22 @@ def list_backups(paths: HostPaths) -> list[Backup]:
             except InstallError:
                 continue
     return sorted(found, key=lambda b: (b.created_at, b.path.name))
+
+
+def publish_summary(paths: HostPaths, *, failure: str | None = None) -> None:
+    """Write paths.backup_summary: the complete backups (name, time, size, version) and the last failure."""
+    previous: dict[str, Any] = {}
+    with suppress(OSError, ValueError):
+        previous = json.loads(paths.backup_summary.read_text())
+    now = _iso(datetime.now(UTC))
+    summary = {
+        "backups": [{"name": b.path.name, "created_at": _iso(b.created_at), "size": b.size, "version": b.version,
+                     "reason": b.reason} for b in list_backups(paths)],
+        "last_success_at": now if failure is None else previous.get("last_success_at"),
+        "last_failure": None if failure is None else {"at": now, "error": failure[:500]},
+    }
+    with suppress(OSError):  # the summary is a courtesy: a backup is not failed for want of it
+        write_atomically(paths.backup_summary, json.dumps(summary, indent=1).encode(), 0o644)
 
 
 def prune(paths: HostPaths, keep: int) -> list[Path]:

@@ -77,6 +77,12 @@ class HostPaths:
         return self.state / "backups"
 
     @property
+    def backup_summary(self) -> Path:
+        """The backups folder is root's alone: this world-readable summary tells the health report and the
+        metrics (user appliance) when the last backup succeeded or failed, and nothing a backup holds."""
+        return self.installer_state / "backups.json"
+
+    @property
     def upgrade_requests(self) -> Path:
         """Where the console (never root) drops an uploaded bundle and an apply request; a root path unit acts."""
         return self.state / "upgrade-requests"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from appliance.health.context import HealthContext, finding, section
-from appliance.health.installer_files import read_json, receipts_dir
+from appliance.health.installer_files import read_json, receipts_dir, timestamp
 from appliance.sdk.health import HealthFinding, HealthSection, Severity
 
 WARN_WITHIN = timedelta(days=30)  # the installer's preflight warns at the same distance
@@ -21,7 +21,7 @@ def _check(ctx: HealthContext) -> HealthSection:
     receipt = read_json(receipts_dir(ctx.config) / "latest.json")
     if receipt is None:
         return section(bundle="not installed from a bundle: there is no expiry to watch")
-    expires_at, created_at = _time(receipt.get("expires_at")), _time(receipt.get("created_at"))
+    expires_at, created_at = timestamp(receipt.get("expires_at")), timestamp(receipt.get("created_at"))
     details: dict[str, Any] = {"version": receipt.get("version"), "now": ctx.now.isoformat(),
                                "expires_at": expires_at.isoformat() if expires_at else None,
                                "created_at": created_at.isoformat() if created_at else None}
@@ -37,10 +37,3 @@ def _check(ctx: HealthContext) -> HealthSection:
         findings.append(finding("EBUN01", Severity.WARNING, f"The installed bundle expires on {expires_at:%Y-%m-%d} "
                                 f"({(expires_at - ctx.now).days} days). Plan the next upgrade before then."))
     return section(findings, **details)
-
-
-def _time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-    except ValueError:
-        return None

@@ -1,4 +1,4 @@
-"""What the installer leaves on an installed host, read as plain files: receipts, the journal, backups.
+"""What the installer leaves on an installed host, read as plain files: receipts, the journal, the backups' summary.
 
 The appliance never imports the installer (an import contract says so): these are the files'
 documented shapes (installer/install.py, installer/journal.py, installer/backup.py), read defensively.
@@ -8,12 +8,14 @@ None of them exists in embedded mode, where backups and bundles are the operator
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.config import ServerConfig
 
-BACKUP_MANIFEST = "manifest.json"
+# installer/backup.py publish_summary: the backups folder is root's alone, this summary is world-readable.
+BACKUP_SUMMARY = "backups.json"
 
 
 def installer_state(config: ServerConfig) -> Path:
@@ -24,8 +26,27 @@ def receipts_dir(config: ServerConfig) -> Path:
     return installer_state(config) / "receipts"
 
 
-def backups_dir(config: ServerConfig) -> Path:
-    return config.data_dir / "backups"
+def backup_summary(config: ServerConfig) -> dict[str, Any] | None:
+    """{"backups": [{name, created_at, size, version, reason}], "last_success_at", "last_failure": {at, error}}."""
+    return read_json(installer_state(config) / BACKUP_SUMMARY)
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An ISO-8601 time the installer wrote ('Z' for UTC), or None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def newest_backup(summary: dict[str, Any] | None) -> datetime | None:
+    """When the newest complete backup in the summary was taken."""
+    backups = summary.get("backups") if summary else None
+    if not isinstance(backups, list):
+        return None
+    stamps = [timestamp(b.get("created_at")) for b in backups if isinstance(b, dict)]
+    return max((s for s in stamps if s is not None), default=None)
 
 
 def is_installed(config: ServerConfig) -> bool:

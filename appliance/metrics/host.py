@@ -6,11 +6,11 @@ mode, a backups folder this user may not read): a missing series says "unknown",
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -19,13 +19,12 @@ from prometheus_client.registry import Collector
 from appliance import buildinfo
 from appliance.config import ServerConfig
 from appliance.errors import OperatorError
+from appliance.health.installer_files import backup_summary, newest_backup, read_json, receipts_dir, timestamp
 from appliance.pki.ca import CertificateAuthority
 from appliance.registry.site import advertised_host, storage_dir
 
 log = logging.getLogger("appliance.metrics")
 
-BACKUP_MANIFEST = "manifest.json"  # installer/backup.py: a folder is a complete backup once it holds this
-RECEIPT = Path("receipts") / "latest.json"  # beside the installer's journal: the installed bundle's receipt
 REGISTRY_TIMEOUT = 2.0
 # Distribution's storage: one `link` file per tag, rewritten when the tag is pushed.
 TAG_LINKS = "docker/registry/v2/repositories/**/_manifests/tags/*/current/link"
@@ -39,8 +38,8 @@ class HostCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = datetime.now(UTC)
         yield build_info()
-        for part in (certificates(self.ca, now), backups(self.config.data_dir / "backups", now),
-                     bundle(self.config.upgrade_journal.parent / RECEIPT, now), registry(self.config, self.ca)):
+        for part in (certificates(self.ca, now), backups(backup_summary(self.config), now),
+                     bundle(read_json(receipts_dir(self.config) / "latest.json"), now), registry(self.config, self.ca)):
             try:
                 yield from part
             except (OSError, OperatorError, ValueError) as err:  # unreadable: left out, the rest still answers
@@ -67,22 +66,9 @@ def certificates(ca: CertificateAuthority, now: datetime) -> Iterator[Metric]:
     yield family
 
 
-def last_backup(folder: Path) -> datetime | None:
-    """When the newest complete backup under `folder` was taken, from its manifest; None if there is none."""
-    newest = None
-    for manifest in folder.glob(f"[!.]*/{BACKUP_MANIFEST}"):
-        try:
-            taken = datetime.fromisoformat(json.loads(manifest.read_text())["created_at"].replace("Z", "+00:00"))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a damaged manifest is no backup, as the installer reads it
-        newest = taken if newest is None else max(newest, taken)
-    return newest
-
-
-def backups(folder: Path, now: datetime) -> Iterator[Metric]:
-    if not folder.is_dir():
-        return
-    taken = last_backup(folder)
+def backups(summary: dict[str, Any] | None, now: datetime) -> Iterator[Metric]:
+    """From the installer's world-readable summary (the backups folder itself is root's alone)."""
+    taken = newest_backup(summary)
     if taken is None:
         return
     yield GaugeMetricFamily("appliance_backup_last_success_timestamp_seconds",
@@ -91,13 +77,10 @@ def backups(folder: Path, now: datetime) -> Iterator[Metric]:
                             value=(now - taken).total_seconds())
 
 
-def bundle(receipt: Path, now: datetime) -> Iterator[Metric]:
+def bundle(receipt: dict[str, Any] | None, now: datetime) -> Iterator[Metric]:
     """Seconds until the installed bundle expires; absent where no installer ran (embedded mode)."""
-    if not receipt.is_file():
-        return
-    try:
-        expires = datetime.fromisoformat(json.loads(receipt.read_text())["expires_at"].replace("Z", "+00:00"))
-    except (ValueError, KeyError, TypeError, AttributeError):
+    expires = timestamp(receipt.get("expires_at")) if receipt else None
+    if expires is None:
         return
     yield GaugeMetricFamily("appliance_bundle_expiry_seconds",
                             "Seconds until the installed bundle expires (negative once expired).",

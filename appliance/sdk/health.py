@@ -58,7 +58,7 @@ CODES: dict[str, str] = {
     "ECERT01": "certificates",  # a certificate expires within the renewal window
     "ECERT02": "certificates",  # a certificate has expired (or the CA itself is close to expiry)
     "EBAK01": "backups",        # no good backup newer than the threshold
-    "EBAK02": "backups",        # the newest backup folder is incomplete or fails its manifest
+    "EBAK02": "backups",        # the last backup run failed
     "EDISK01": "disk",          # free space on the data or release filesystem is low
     "EDISK02": "disk",          # free space is critically low: upgrades and backups will fail
     "EBUN01": "bundle",         # the installed bundle expires soon

@@ -150,6 +150,10 @@ def test_a_backup_holds_what_its_manifest_says_and_neither_blobs_nor_uploads_nor
     mirror = subprocess.run(["tar", "-tf", str(backup.path / "mirror-metadata.tar")], capture_output=True,
                             text=True, check=True).stdout
     assert "index.json" in mirror and ".zip" not in mirror
+    # What the health report and metrics (user appliance) read, since the folder itself is root's alone.
+    summary = json.loads(host.paths.backup_summary.read_text())
+    assert (host.paths.backup_summary.stat().st_mode & 0o777) == 0o644
+    assert [b["name"] for b in summary["backups"]] == [backup.path.name] and summary["last_failure"] is None
 
 
 @pytest.mark.parametrize("damage", ["changed", "missing"])
@@ -210,6 +214,8 @@ def test_a_failing_pg_dump_leaves_no_backup(host: Host) -> None:
 
     assert list_backups(host.paths) == []
     assert [p.name for p in host.paths.backups.iterdir()] == [".lock"]
+    failure = json.loads(host.paths.backup_summary.read_text())["last_failure"]
+    assert "pg_dump failed" in failure["error"]
 
 
 def test_a_killed_backup_leaves_nothing_that_looks_complete_and_the_next_one_cleans_up(host: Host) -> None:
