@@ -484,6 +484,12 @@ def _relay_kinds(host: OfflineHost, workspace_id: str) -> list[str]:
     return result.stdout.split()
 
 
+def _request_logged(address: str, method: str, path: str, status: str = "") -> str:
+    """A pattern for nginx's access log line (a JSON event, role nginx's log_format) of one request."""
+    pattern = f'"remote_addr":"{re.escape(address)}","method":"{method}","path":"{re.escape(path)}",'
+    return pattern + (f'"protocol":"HTTP/1\\.1","status":"{status}"' if status else "")
+
+
 def _wait_logged(host: OfflineHost, pattern: str, timeout: float = 10) -> None:
     """Wait for nginx's access log to show `pattern` (an upgraded request is logged when its connection closes)."""
     deadline = time.monotonic() + timeout
@@ -516,7 +522,7 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     assert ping.returncode == 0, ping.stdout + ping.stderr + host.journal("appliance-relay.service")
     assert "via DERP relay, never direct" in ping.stdout, ping.stdout
     # The CLI dialled the relay at the access URL: nginx upgraded its /derp request (logged when it closed).
-    _wait_logged(host, r'(^|\n)127\.0\.0\.1 \[[^\n]*"GET /derp HTTP/1\.1" 101 ')
+    _wait_logged(host, _request_logged("127.0.0.1", "GET", "/derp", "101"))
 
     # A stop closes the session at once: a ping still running ends within seconds of the stop being queued.
     held = host.run("systemd-run", f"--unit={PING_UNIT}", "--setenv=HOME=/root", APPLIANCE, "ping", "dev",
@@ -538,7 +544,7 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     stopped = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
     assert stopped["status"] == "stopped", _job_failure(host, stopped, token)
     # The agent had dialled /derp from inside its container, through nginx (logged once its connection closed).
-    _wait_logged(host, re.escape(address) + r' \[[^\n]*"GET /derp HTTP/1\.1" 101 ')
+    _wait_logged(host, _request_logged(address, "GET", "/derp", "101"))
     assert _relay_kinds(host, workspace["id"]) == [], ended
     status, body = https(host, "GET", f"/api/v2/workspaceagents/{agent_id}", token=token)
     assert status == 200 and json.loads(body)["status"] != "connected", body
@@ -601,7 +607,7 @@ def _assert_reaches_the_appliance(host: OfflineHost, container_id: str) -> None:
     inspected = json.loads(_podman(host, f"podman inspect {container_id}").stdout)[0]
     address = inspected["NetworkSettings"]["IPAddress"]
     log = host.read_text("/var/log/nginx/access.log")
-    assert re.search(re.escape(address) + r' \[.*"GET /bin/appliance-agent-linux-amd64 ', log), log[-3000:]
+    assert re.search(_request_logged(address, "GET", "/bin/appliance-agent-linux-amd64"), log), log[-3000:]
     # Only the front: the registry's port answers on the host's loopback, never at the podman gateway.
     registry = _podman(host, f"podman exec {container_id} curl -sS --max-time 10 -o /dev/null "
                              f"https://appliance-host:{REGISTRY.rsplit(':', 1)[1]}/v2/")
