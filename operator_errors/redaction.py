@@ -22,6 +22,8 @@ SECRET_MARKERS = ("password", "passwd", "secret", "token", "passphrase", "cookie
                   "credential", "private_key", "postgres_url", "database_url", "conninfo", "dsn")
 # scheme://user:PASSWORD@host: the password of any URL, known to us or not.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@\"']*:)(?P<password>[^\s@/\"']+)(?=@)", re.I)
+# An HTTP credential as a header or a curl line shows it: Authorization: Bearer TOKEN, Basic BASE64.
+_AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic)\s+)(?P<credential>[A-Za-z0-9._~+/=-]{8,})", re.I)
 # key = value / key: value / "key": "value" lines of config files and environments, the key a secret's.
 _SECRET_ASSIGNMENT = re.compile(
     r"(?P<head>[\"']?(?P<key>[A-Za-z0-9_.-]+)[\"']?\s*[:=]\s*)(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s,}\n]+)")
@@ -71,13 +73,21 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
     """Everything a support bundle hides in a text: known secrets in any form, URL passwords, secret keys' values."""
     text = redact(text, [form for secret in secrets for form in encodings(secret)])
     text = _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
-    return _SECRET_ASSIGNMENT.sub(_hide_assignment, text)
+    text = _AUTH_SCHEME.sub(lambda m: m["head"] + REDACTED, text)
+    return _hide_assignments(text)
 
 
-def _hide_assignment(match: re.Match[str]) -> str:
-    if not is_secret_key(match["key"]) or REDACTED in match["value"]:
-        return match[0]
-    return f'{match["head"]}"{REDACTED}"'
+def _hide_assignments(text: str) -> str:
+    """Every secret key's value replaced; another key's value is searched too (a script holding `psk=...`)."""
+    parts, pos = [], 0
+    while match := _SECRET_ASSIGNMENT.search(text, pos):
+        if is_secret_key(match["key"]) and REDACTED not in match["value"]:
+            parts.append(f'{text[pos:match.start("value")]}"{REDACTED}"')
+            pos = match.end("value")
+        else:
+            parts.append(text[pos:match.end("head")])
+            pos = match.end("head")
+    return "".join(parts) + text[pos:]
 
 
 def redact_mapping(value: Any, secrets: Iterable[str] = ()) -> Any:

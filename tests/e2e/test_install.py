@@ -14,12 +14,14 @@ after it, and a test of its own asserts on that record.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,9 @@ import pytest
 
 from appliance import __version__ as checkout_version
 from appliance.sdk.runtime import LABEL_WORKSPACE
+from bundles.support import check_manifest
+from installer.support_bundle import journal_units
+from operator_errors.redaction import encodings
 from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, https, push_template
 from tests.e2e.appliance_host import alongside as _alongside
 from tests.e2e.appliance_host import explain as _explain
@@ -72,6 +77,7 @@ class Installed:
         return match.group(1)
 
 
+INSTALLER = "/root/installer/appliance-installer"
 UNTOUCHED = "! test -e /opt/appliance && ! test -e /etc/appliance && ! dpkg -s postgresql-15 >/dev/null 2>&1"
 
 
@@ -677,6 +683,38 @@ def test_the_daily_backup_timer_is_active_and_its_service_takes_a_complete_backu
     shown = host.run("systemctl", "show", "appliance-backup.service", "-p", "ProtectSystem",
                      "-p", "NoNewPrivileges").stdout
     assert {"ProtectSystem=strict", "NoNewPrivileges=yes"} <= set(shown.split()), shown
+
+
+def test_the_host_support_bundle_is_made_with_the_console_stopped_and_holds_no_secret(
+        installed: Installed, tmp_path: Path) -> None:
+    host = installed.host
+    assert host.run("systemctl", "stop", "appliance-console.service").returncode == 0
+    try:
+        made = host.run(INSTALLER, "support-bundle", "--yes", "--journal-mb", "2", "--output-file",
+                        "/root/support.zip", timeout=600)
+        shown = host.run(INSTALLER, "logs", "console", "--lines", "30").stdout
+    finally:
+        assert host.run("systemctl", "start", "appliance-console.service").returncode == 0
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "journal/appliance-console.service.log" in made.stderr  # the summary, shown before writing
+    bundle = tmp_path / "support.zip"
+    bundle.write_bytes(base64.b64decode(host.run("base64", "-w0", "/root/support.zip").stdout))
+    names = check_manifest(bundle)
+    assert {f"journal/{unit}.log" for unit in journal_units()} <= set(names), names
+    with zipfile.ZipFile(bundle) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    # gunicorn's own log (its shutdown, just now) is a JSON event like the app's.
+    assert b'"logger": "gunicorn.error"' in members["journal/appliance-console.service.log"]
+    health = members["health.json"].decode()
+    assert health.startswith("unavailable: ") or "sections" in json.loads(health), health
+    assert b"[REDACTED]" in members["appliance.toml"]
+    for name in host.run("ls", "/etc/appliance/secrets").stdout.split():
+        secret = host.read_text(f"/etc/appliance/secrets/{name}").strip()
+        for form in encodings(secret):
+            leaks = [member for member, data in members.items() if form.encode() in data]
+            assert not leaks, f"{name} ({form[:4]}...) appears in {leaks}"
+    # `logs` renders the console's JSON events as lines; none is left as raw JSON.
+    assert shown.strip() and not any(line.startswith("{") for line in shown.splitlines()), shown
 
 
 def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> None:

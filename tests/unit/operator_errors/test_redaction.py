@@ -27,7 +27,10 @@ def test_a_known_secret_is_hidden_in_each_written_form(form: str) -> None:
     "APPLIANCE_PKI_PASSPHRASE={s}",
     "\"session_token\": \"{s}\"",
     "registry_password: {s}",
-], ids=["database-url", "toml-key", "environment", "json-key", "yaml-key"])
+    "curl -H 'Authorization: Bearer {s}' https://appliance.test",
+    "Cookie: appliance_session={s}",
+    "startup_script = \"echo hello; echo --password={s}; echo done\"",
+], ids=["database-url", "toml-key", "environment", "json-key", "yaml-key", "bearer", "cookie", "inside-a-value"])
 def test_an_unknown_secret_is_hidden_by_where_it_stands(text: str) -> None:
     value = secrets.token_hex(16)
     redacted = redact_text(text.format(s=value), [])
