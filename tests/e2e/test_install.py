@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from appliance import __version__ as checkout_version
+from appliance.sdk.health import HealthReport
 from appliance.sdk.runtime import LABEL_WORKSPACE
 from bundles.support import check_manifest
 from installer.support_bundle import journal_units
@@ -706,7 +707,7 @@ def test_the_host_support_bundle_is_made_with_the_console_stopped_and_holds_no_s
     # gunicorn's own log (its shutdown, just now) is a JSON event like the app's.
     assert b'"logger": "gunicorn.error"' in members["journal/appliance-console.service.log"]
     health = members["health.json"].decode()
-    assert health.startswith("unavailable: ") or "sections" in json.loads(health), health
+    assert health.startswith("unavailable: ") or HealthReport.model_validate_json(health), health
     assert b"[REDACTED]" in members["appliance.toml"]
     for name in host.run("ls", "/etc/appliance/secrets").stdout.split():
         secret = host.read_text(f"/etc/appliance/secrets/{name}").strip()
