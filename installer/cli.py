@@ -250,7 +250,7 @@ def restore_command(backup: Path, yes: bool) -> None:
 
 
 @cli.command("support-bundle")
-@click.option("--output-file", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--output-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the zip [default: ./support-bundle-host-<time>.zip].")
 @click.option("--journal-mb", default=4, show_default=True, type=click.IntRange(min=1),
               help="The newest MB of each unit's journal to include.")

@@ -36,7 +36,7 @@ MAX_LOG_PAGES = 100  # 1000 lines a page: a build's or an agent's last 100k line
 @with_client
 @click.option("--workspace", "-w", default=None, metavar="WS",
               help="Also collect this workspace's builds with their logs and its agents' logs (id or name).")
-@click.option("--output-file", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--output-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the zip [default: ./support-bundle-appliance-<time>.zip].")
 @click.option("--yes", is_flag=True, help="Write without asking after showing what was collected.")
 def support_bundle(client: ApiClient, workspace: str | None, output_file: Path | None, yes: bool) -> None:
