@@ -43,6 +43,7 @@ def collect(paths: HostPaths, journal_mb: int = DEFAULT_JOURNAL_MB) -> SupportBu
     _add_file(bundle, paths.journal, "upgrade-journal.json")
     _add_file(bundle, paths.config, "appliance.toml")
     _add_file(bundle, paths.overrides, "preflight-overrides.jsonl")
+    _add_tail(bundle, paths.log, "installer.log", journal_mb * 1_000_000)
     for unit in journal_units():
         _add_journal(bundle, unit, journal_mb * 1_000_000)
     _add_health(bundle, paths)
@@ -94,6 +95,21 @@ def _add_file(bundle: SupportBundle, source: Path, name: str) -> None:
         bundle.unavailable(name, f"{source} does not exist")
     except OSError as err:
         bundle.unavailable(name, f"cannot read {source}: {err.strerror}")
+
+
+def _add_tail(bundle: SupportBundle, source: Path, name: str, limit: int) -> None:
+    """The newest `limit` bytes of a log file, from the first whole line."""
+    try:
+        with source.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - limit))
+            data = log.read()
+    except OSError as err:
+        bundle.unavailable(name, f"cannot read {source}: {err.strerror}")
+        return
+    if size > limit:
+        data = data.partition(b"\n")[2]
+    bundle.add_text(name, data.decode(errors="replace"))
 
 
 def _add_files(bundle: SupportBundle, folder: Path, prefix: str) -> None:

@@ -21,12 +21,15 @@ MIN_SECRET_LENGTH = 8
 SECRET_MARKERS = ("password", "passwd", "secret", "token", "passphrase", "cookie", "authorization", "psk",
                   "credential", "private_key", "postgres_url", "database_url", "conninfo", "dsn")
 # scheme://user:PASSWORD@host: the password of any URL, known to us or not.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@\"']*:)(?P<password>[^\s@/\"']+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@\"']*:)"
+                           r"(?P<password>[^\s@/\"']+)(?=@)", re.I)
 # An HTTP credential as a header or a curl line shows it: Authorization: Bearer TOKEN, Basic BASE64.
 _AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic)\s+)(?P<credential>[A-Za-z0-9._~+/=-]{8,})", re.I)
 # key = value / key: value / "key": "value" lines of config files and environments, the key a secret's.
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?P<head>[\"']?(?P<key>[A-Za-z0-9_.-]+)[\"']?\s*[:=]\s*)(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s,}\n]+)")
+    # A key starts where a word does: searching from inside a long token (base64) would be quadratic.
+    r"(?P<head>(?<![A-Za-z0-9_.-])[\"']?(?P<key>[A-Za-z0-9_.-]+)[\"']?\s*[:=]\s*)"
+    r"(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s,}\n]+)")
 
 
 @functools.lru_cache(maxsize=1024)  # field names repeat on every log line; the scan showed in profiles

@@ -59,6 +59,9 @@ def host(pg_cluster: EmbeddedPostgres, tmp_path: Path) -> Iterator[tuple[HostPat
     (paths.state / "registry").mkdir(parents=True)
     (paths.state / "registry/config.yml").write_text(f"http:\n  addr: 127.0.0.1:3002\n  secret: "
                                                      f"{planted['registry secret']}\n")
+    paths.logs.mkdir(parents=True)
+    paths.log.write_text("".join(f"TASK [line {i}] ok\n" for i in range(200_000)) +
+                         f"fatal: psql: password authentication failed, PGPASSWORD={password}\n")
     paths.receipts.mkdir(parents=True)
     (paths.receipts / "install-1.0.0.json").write_text(json.dumps({"version": "1.0.0", "signers": ["release"]}))
     paths.journal.write_text(json.dumps({"kind": "upgrade", "outcome": "succeeded",
@@ -82,6 +85,9 @@ def test_the_host_bundle_holds_versions_receipts_config_journals_health_and_fact
         assert facts["disk"]["data"]["free_bytes"] > 0 and facts["memory_kb"]["MemTotal"] > 0
         health = archive.read("health.json").decode()
         config = archive.read("appliance.toml").decode()
+        installer_log = archive.read("installer.log")
+    assert installer_log.startswith(b"TASK [line ") and len(installer_log) <= 1_000_000  # the newest 1 MB, whole lines
+    assert installer_log.endswith(b"PGPASSWORD=[REDACTED]\n")
     # `appliance health --local` of the release answers with a report, or its failure is recorded in its place.
     assert health.startswith(f"{UNAVAILABLE}appliance health --local exited") or \
         HealthReport.model_validate_json(health).database.severity == "ok"
