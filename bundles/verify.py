@@ -87,6 +87,8 @@ class VerifiedBundle:
             "signers": [s.to_json() for s in self.signers],
             "verified_at": self.verified_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "expires_at": self.manifest.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # The health report's clock check (ECLK01): the host's clock must not be before this.
+            "created_at": self.manifest.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "overrides": self.overrides,
             "downgrade_authorization": self.downgrade.to_json() if self.downgrade else None,
             "key_rotation": self.rotation.to_json() if self.rotation else None,

@@ -509,7 +509,8 @@ def receipt(journal: Journal, paths: HostPaths) -> dict[str, object]:
     record = release_record(journal, paths)
     return {**record, "version": record["to_version"], "signers": journal.data.get("signers", []),
             "downtime_seconds": journal.data.get("downtime_seconds"),
-            "verified_at": journal.data.get("verified_at"), "expires_at": journal.data.get("expires_at")}
+            "verified_at": journal.data.get("verified_at"), "expires_at": journal.data.get("expires_at"),
+            "created_at": journal.data.get("created_at")}
 
 
 def _step_outcome(record: StepRecord) -> str:
@@ -573,7 +574,7 @@ def prepare(options: UpgradeOptions, paths: HostPaths, ui: Ui) -> tuple[Run, Pla
     data = {"bundle": str(options.bundle), "manifest_sha256": result.manifest_sha256, "config": _config_json(config),
             "signers": [s.to_json() for s in result.signers], "plan": plan.to_json(), "actor": options.actor,
             "downgrade_authorization": result.receipt().get("downgrade_authorization"),
-            **{k: result.receipt().get(k) for k in ("verified_at", "expires_at")}}
+            **{k: result.receipt().get(k) for k in ("verified_at", "expires_at", "created_at")}}
     journal = Journal.new("upgrade", paths.installed_version(), result.manifest.version, list(STEPS), data)
     for name, seconds in timers.items():
         journal.step(name).state, journal.step(name).seconds = "done", seconds

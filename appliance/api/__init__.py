@@ -6,6 +6,7 @@ from appliance.api import (  # noqa: F401 -- importing registers the routes
     agent_binary,
     agents,
     audit,
+    health,
     images,
     maintenance,
     meta,

@@ -31,6 +31,7 @@ class ResourceType(StrEnum):
     DEPLOYMENT = "deployment_config"
     IMAGE = "image"  # a repository of the internal registry: read = pull, update = push
     RELEASE = "release"  # the installer's receipts: what was installed, upgraded, rolled back, restored
+    HEALTH = "health"  # the health report (read) and its dismissals (update)
 
 
 OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR, MEMBER = (
@@ -65,6 +66,7 @@ ROLES: dict[str, Role] = {
         ResourceType.USER: READ,
         ResourceType.TEMPLATE: READ,
         ResourceType.RELEASE: READ,
+        ResourceType.HEALTH: READ,
     }),
     MEMBER: Role(MEMBER, "Member", {
         ResourceType.TEMPLATE: READ,

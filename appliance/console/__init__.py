@@ -6,6 +6,7 @@ from appliance.console import (  # noqa: F401 -- importing registers the pages
     account,
     agents,
     audit,
+    health,
     images,
     pki,
     providers,

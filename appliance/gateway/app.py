@@ -2,7 +2,8 @@
 
 Route families: logs.py (build and import log follows, server-sent events), upgrades.py (the Upgrade
 page's bundle verification and upgrade progress, server-sent events), terminal.py (the web
-terminal's WebSocket to a workspace agent's reconnecting PTY), apps.py (workspace apps by path, HTTP
+terminal's WebSocket to a workspace agent's reconnecting PTY), debug.py (the health report's WebSocket
+echo), apps.py (workspace apps by path, HTTP
 and WebSocket proxied through the relay) and the relay (appliance/relay/http.py: /derp with Upgrade:
 DERP or WebSocket, /derp/latency-check). Database
 work runs in a small thread pool beside the event loop, through the services and the authentication
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from appliance.config import ServerConfig
 from appliance.db.database import Database
-from appliance.gateway import apps, logs, terminal, upgrades
+from appliance.gateway import apps, debug, logs, terminal, upgrades
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
 from appliance.relay import http as relay_http
@@ -48,6 +49,7 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
     logs.init_app(app)
     terminal.init_app(app)
     upgrades.init_app(app)  # the Upgrade page's verification and progress streams
+    debug.init_app(app)  # the health report's WebSocket echo
     apps.init_app(app)  # /@owner/workspace.agent/apps/slug/...: before the embedded front's catch-all
     if relay:
         relay_http.init_app(app, config, db)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from appliance.db.database import Connection, Database
+from appliance.relay import probe
 
 log = logging.getLogger("appliance.relay")
 
@@ -27,6 +28,7 @@ RETRY_SECONDS = 1.0
 REVOKED = ("access revoked: the control plane no longer vouches for this key "
            "(token revoked, logged out, or workspace stopped)")
 REPLACED = "access revoked: the agent registered a newer key"
+PROBE_EXPIRES = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +84,10 @@ class Admission:
         return None
 
     def paired(self, source: bytes, destination: bytes) -> bool:
-        """The pairing rule: both admitted, one agent and one client, the same agent."""
+        """The pairing rule: both admitted, one agent and one client, the same agent (or the health probe's pair)."""
         a, b = self.lookup(source), self.lookup(destination)
-        return a is not None and b is not None and a.kind != b.kind and a.agent_id == b.agent_id
+        return (a is not None and b is not None and a.agent_id == b.agent_id
+                and (a.kind != b.kind or a.kind == "probe"))
 
     def put(self, row: PeerRow) -> None:
         if row.kind == "agent":  # one key per agent: an older one is gone
@@ -118,6 +121,13 @@ def load_rows(conn: Connection) -> list[PeerRow]:
     return [PeerRow(bytes(r["node_key"]), r["kind"], str(r["agent_id"]), r["expires_at"]) for r in rows]
 
 
+def load_probe_rows(db: Database) -> list[PeerRow]:
+    """The health probe's pair (probe.py), minted from its site secret with every full read: paired only
+    with each other, never written to relay_peers."""
+    return [PeerRow(key.public, probe.KIND, probe.PAIR_ID, PROBE_EXPIRES)
+            for key in probe.probe_keys(probe.probe_secret(db))]
+
+
 def fetcher(db: Database) -> Fetch:
     """Admission's one read for a key it does not know yet."""
     def read(key: bytes) -> PeerRow | None:
@@ -136,7 +146,8 @@ def fetcher(db: Database) -> Fetch:
 async def reload(db: Database, admission: Admission) -> None:
     def read() -> list[PeerRow]:
         with db.reading() as conn:
-            return load_rows(conn)
+            rows = load_rows(conn)
+        return rows + load_probe_rows(db)
 
     admission.replace_all(await asyncio.to_thread(read))
 

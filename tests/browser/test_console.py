@@ -141,7 +141,7 @@ def test_first_user_setup_creates_the_owner(page: Page, base_url: str, db_connin
     expect(page.locator("dl.facts .tag")).to_have_text(["Owner"])
     expect(page.locator("header .who")).to_have_text("alice")
     expect(nav(page).get_by_role("link")).to_have_text(
-        ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Releases", "Providers", "Images",
+        ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Releases", "Health", "Providers", "Images",
          "Certificates", "Relay", "Upgrade", "Account"])
 
     # Setup is closed once a user exists.
@@ -324,7 +324,8 @@ def test_users_admin_and_role_based_navigation(
     expect(bob_page.get_by_role("heading", level=1)).to_have_text("Hello, Bob Example")
     expect(bob_page.locator("dl.facts .tag")).to_have_text(["Auditor"])
     expect(nav(bob_page).get_by_role("link")).to_have_text(
-        ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Releases", "Providers", "Account"])
+        ["Dashboard", "Workspaces", "Templates", "Users", "Audit log", "Releases", "Health", "Providers",
+         "Account"])
     go_via_nav(bob_page, "Users")
     expect(user_row(bob_page, "carol")).to_be_visible()
     expect(bob_page.get_by_role("checkbox")).to_have_count(0)  # read-only: no role forms

@@ -150,6 +150,19 @@ def explain(host: OfflineHost, result: subprocess.CompletedProcess[str]) -> str:
             f"--- journal (errors) ---\n{journal[-4000:]}")
 
 
+def health_problems(host: OfflineHost) -> list[str]:
+    """`appliance health --local --output json` as root on the host (as the installer runs the CLI): what is not ok."""
+    result = host.run("/opt/appliance/current/venv/bin/appliance", "health", "--local", "--output", "json",
+                      env={"APPLIANCE_CONFIG": "/etc/appliance/appliance.toml"}, timeout=120)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        return [f"exit {result.returncode}, no JSON: {result.stdout[-1000:]} {result.stderr[-2000:]}"]
+    problems = [f"{name} {found['severity']}: " + "; ".join(f"{f['code']} {f['message']}" for f in found["findings"])
+                for name, found in report.items() if isinstance(found, dict) and found.get("severity") != "ok"]
+    return problems or ([] if result.returncode == 0 else [f"exit {result.returncode}: {result.stderr[-2000:]}"])
+
+
 REQUEST = """
 import json, ssl, sys, urllib.request
 method, url, body, token, cafile, content_type = sys.argv[1:7]

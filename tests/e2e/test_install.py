@@ -35,7 +35,7 @@ from appliance.sdk.runtime import LABEL_WORKSPACE
 from bundles.support import check_manifest
 from installer.support_bundle import journal_units
 from operator_errors.redaction import encodings
-from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, https, push_template
+from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, health_problems, https, push_template
 from tests.e2e.appliance_host import alongside as _alongside
 from tests.e2e.appliance_host import explain as _explain
 from tests.e2e.appliance_host import install as _install
@@ -263,6 +263,10 @@ def test_status_reports_version_units_certificates_and_verification(installed: I
     assert set(report["units"].values()) == {"active"}
     assert {c["name"] for c in report["certificates"]["certificates"]} == {"nginx", "registry", "registry-token"}
     assert report["last_verification"]["signers"][0]["user_id"].startswith("Release release")
+
+
+def test_the_health_report_is_all_ok_after_install(installed: Installed) -> None:
+    assert health_problems(installed.host) == []
 
 
 TERRAFORM = """terraform {

@@ -32,6 +32,7 @@ from tests.e2e.appliance_host import (
     VERSION,
     Release,
     explain,
+    health_problems,
     https,
     install,
     login,
@@ -102,6 +103,7 @@ class Upgraded:
     receipt: dict[str, Any] = field(default_factory=dict)
     on_v2: tuple[str, str] = ("", "")   # rows in v2's new table; the workspace's start build's status, on v2
     downgrade_refused: Any = None       # PATCH -> v2 without an authorization
+    health_on_v2: list[str] = field(default_factory=list)  # `appliance health --local`: sections not ok on v2
 
 
 def _on_v2(host: OfflineHost) -> tuple[str, str]:
@@ -227,6 +229,7 @@ def upgraded(release: Release, baseline: Path, tmp_path_factory: pytest.TempPath
         _case(upgraded, "failed-migration", "upgrade badmigration.bundle --yes")
         _benchmarked(upgraded)   # after all those, the same command converges to v2
         upgraded.on_v2 = _on_v2(host)
+        upgraded.health_on_v2 = health_problems(host)
         _case(upgraded, "rollback", "rollback --yes")
         _console_apply(upgraded, bundles["v2"])   # v1 -> v2 again, this time by the root path unit
         _case(upgraded, "to-patch", "upgrade patch.bundle --yes")
@@ -386,6 +389,11 @@ def test_the_upgrade_keeps_every_row_and_the_workspace_starts_on_v2(upgraded: Up
     assert case.result.returncode == 0, case.log
     _assert_recovered(case, NEXT)
     assert upgraded.on_v2 == ("0", "running")   # v2's migration ran; the workspace started on v2
+
+
+def test_the_health_report_is_all_ok_after_the_upgrade(upgraded: Upgraded) -> None:
+    assert upgraded.cases["upgrade"].result.returncode == 0
+    assert upgraded.health_on_v2 == []
 
 
 def test_the_receipts_record_the_upgrade_and_the_rollback_on_disk_and_in_postgresql(upgraded: Upgraded) -> None:

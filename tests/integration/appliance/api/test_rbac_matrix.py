@@ -361,6 +361,11 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v2/releases", "list the release history", AUDITORS),
     Route("GET", "/api/v2/releases/{release}", "read a release's receipt", AUDITORS,
           lambda w: {"release": w.cast.release_id}),
+    # The health report: owners and auditors read it and its dismissals; owners dismiss.
+    Route("GET", "/api/v2/debug/health", "read the health report", AUDITORS),
+    Route("GET", "/api/v2/debug/health/settings", "read the dismissed health codes", AUDITORS),
+    Route("PUT", "/api/v2/debug/health/settings", "dismiss health codes", OWNERS,
+          send=lambda w: {"json": {"dismissed_codes": []}}),
 ]
 
 
