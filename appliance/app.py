@@ -26,6 +26,7 @@ from appliance.console.errors import console_error_response
 from appliance.console.upgrades import SpoolingRequest, spool_upload
 from appliance.db.database import Database
 from appliance.db.site_secrets import site_secret
+from appliance.metrics import requests as metrics_requests
 from appliance.pki.ca import CertificateAuthority
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def create_app(config: ServerConfig, db: Database, *, behind_front: bool = False
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     if behind_front:
         app.wsgi_app = FrontHop(app.wsgi_app)  # type: ignore[method-assign]  # outermost: runs first
+    metrics_requests.init_app(app)  # first before_request: every request is counted, even one answered early
     web.init_app(app)
     # First: a bundle upload is authorized before its body is read, then streamed to disk under its own cap.
     app.before_request(spool_upload)

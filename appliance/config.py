@@ -85,6 +85,9 @@ class ServerConfig:
     upgrade_journal: Path = Path("/var/lib/appliance/installer/journal.json")
     release_dir: Path | None = None
     upgrade_path_unit: bool = False
+    # Installed: the gateway's prometheus-client multiprocess folder, which the console's scrape adds to its
+    # workers' (docs/adr/0042); None where one process serves both (`appliance server`).
+    metrics_gateway_dir: Path | None = None
 
     @property
     def is_embedded_postgres(self) -> bool:
@@ -276,6 +279,7 @@ _KEYS: dict[str, _Key] = {
     "release_dir": _Key(lambda v: Path(v).expanduser(), None),
     # True on an installed appliance: appliance-upgrade.path starts the root unit that applies a request.
     "upgrade_path_unit": _Key(lambda v: _parse_bool(v), False),
+    "metrics_gateway_dir": _Key(lambda v: Path(v).expanduser() if v else None, None),
 }
 
 

@@ -10,6 +10,7 @@ from appliance.api import (  # noqa: F401 -- importing registers the routes
     images,
     maintenance,
     meta,
+    metrics,
     pki,
     provisionerd,
     registry,

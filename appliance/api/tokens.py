@@ -28,7 +28,7 @@ def create_token(user: str, body: CreateTokenRequest) -> Response:
     with authenticated() as (conn, subject):
         token, key = apikeys.create_token(conn, subject, user, name=body.token_name, lifetime=lifetime,
                                           max_lifetime=server_config().max_token_lifetime,
-                                          info=request_info())
+                                          info=request_info(), scope=body.scope)
     return json_response(TokenCreatedResponse(key=token, token=token_response(key)), 201)
 
 

@@ -13,7 +13,7 @@ from appliance.auth import revocations, tokens
 from appliance.auth.rbac import Action, Resource, ResourceType, Subject, authorize
 from appliance.auth.users import User, get_user, touch_last_seen
 from appliance.db.database import Connection, Row, kept_cursor
-from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 
 # Accounts holding a site role are the owners' to manage (docs/adr/0015).
 SUSPENDED_HINT = "Ask a user admin to activate it (an owner, if the account holds a site role)."
@@ -22,6 +22,10 @@ SESSION = "password"
 TOKEN = "token"  # noqa: S105 -- a login_type name, not a secret
 DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
 LIFETIME_HINT = "Give a duration such as 30d, 12h, 15m or a number of seconds, up to the site's max_token_lifetime."
+# A token's scope (Coder's api_keys.scope): "all" opens every route; "metrics" opens GET /api/v2/metrics
+# only, so the credential a Prometheus server holds can read nothing else (docs/adr/0042).
+ALL_SCOPE, METRICS_SCOPE = "all", "metrics"
+SCOPES = (ALL_SCOPE, METRICS_SCOPE)
 TOKEN_NAME_HINT = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"  # noqa: S105 -- help text
 _KEY_COLUMNS = ("id, user_id, login_type, token_name, scope, lifetime_seconds, created_at, "
                 "expires_at, last_used_at, revoked_at")
@@ -47,14 +51,14 @@ class ApiKey:
 
 
 def _insert_key(conn: Connection, user_id: Any, login_type: str, lifetime: timedelta,
-                ip: str | None, name: str | None = None) -> tuple[str, ApiKey]:
+                ip: str | None, name: str | None = None, scope: str = ALL_SCOPE) -> tuple[str, ApiKey]:
     parts = tokens.new_token()
     row = conn.execute(
         f"INSERT INTO api_keys (id, hashed_secret, user_id, login_type, token_name,"  # noqa: S608 -- constant column list
-        f" lifetime_seconds, expires_at, ip_address)"
-        f" VALUES (%s, %s, %s, %s, %s, %s, now() + %s, %s) RETURNING {_KEY_COLUMNS}",
+        f" lifetime_seconds, expires_at, ip_address, scope)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, now() + %s, %s, %s) RETURNING {_KEY_COLUMNS}",
         (parts.key_id, parts.hashed_secret, user_id, login_type, name,
-         int(lifetime.total_seconds()), lifetime, ip),
+         int(lifetime.total_seconds()), lifetime, ip, scope),
     ).fetchone()
     assert row is not None
     return str(parts), ApiKey.from_row(row)
@@ -86,10 +90,11 @@ _AUTH_QUERY = (
 )
 
 
-def authenticate(conn: Connection, presented: str) -> Authenticated:
+def authenticate(conn: Connection, presented: str, scope: str | None = ALL_SCOPE) -> Authenticated:
     """Resolve a presented token to its user, or raise Unauthorized saying why.
 
     Every call reads the key from the database, so a revocation holds from the next request on.
+    `scope` is what the caller's route needs (Forbidden for another); None: the caller checks it.
     """
     parts = tokens.parse_token(presented)
     if parts is None:
@@ -106,7 +111,20 @@ def authenticate(conn: Connection, presented: str) -> Authenticated:
     if row["u_status"] != "active":
         raise Unauthorized("This account is suspended.", SUSPENDED_HINT)
     user = _note_use(conn, row, User(**{name: row[f"u_{name}"] for name in User.__dataclass_fields__}))
-    return Authenticated(user.subject(row["id"]), ApiKey.from_row(row), user)
+    found = Authenticated(user.subject(row["id"]), ApiKey.from_row(row), user)
+    return found if scope is None else require_scope(found, scope)
+
+
+def require_scope(auth: Authenticated, scope: str) -> Authenticated:
+    """`auth` if its key's scope is the one the route needs, else Forbidden with the way out."""
+    if auth.key.scope == scope:
+        return auth
+    if scope == METRICS_SCOPE:
+        raise Forbidden(f"Metrics need a token of scope '{METRICS_SCOPE}'; this one has scope '{auth.key.scope}'.",
+                        f"Create one for your scraper: 'appliance tokens create prometheus --scope {METRICS_SCOPE}' "
+                        "(as an owner or auditor), and give it to Prometheus as its bearer token.")
+    raise Forbidden(f"This token has scope '{auth.key.scope}': it opens only GET /api/v2/metrics.",
+                    "Use a session ('appliance login') or a token of scope 'all' for anything else.")
 
 
 def _note_use(conn: Connection, row: Row, user: User) -> User:
@@ -141,7 +159,7 @@ def end_session(conn: Connection, subject: Subject, info: RequestInfo) -> None:
 
 def create_token(conn: Connection, actor: Subject, owner_ref: str, *, name: str,
                  lifetime: timedelta | None, max_lifetime: timedelta,
-                 info: RequestInfo) -> tuple[str, ApiKey]:
+                 info: RequestInfo, scope: str = ALL_SCOPE) -> tuple[str, ApiKey]:
     owner = get_user(conn, actor, owner_ref)
     authorize(actor, Action.CREATE, Resource(ResourceType.API_KEY, owner_id=owner.id))
     lifetime = lifetime or min(DEFAULT_TOKEN_LIFETIME, max_lifetime)
@@ -152,7 +170,7 @@ def create_token(conn: Connection, actor: Subject, owner_ref: str, *, name: str,
             field="lifetime")
     try:
         with conn.transaction():
-            token, key = _insert_key(conn, owner.id, TOKEN, lifetime, info.ip, name)
+            token, key = _insert_key(conn, owner.id, TOKEN, lifetime, info.ip, name, scope)
     except pg_errors.CheckViolation as err:
         raise InvalidInput(f"Invalid token name {name!r}: use {TOKEN_NAME_HINT}.", field="token_name") from err
     except pg_errors.UniqueViolation as err:
@@ -160,6 +178,7 @@ def create_token(conn: Connection, actor: Subject, owner_ref: str, *, name: str,
                        "Revoke it first, or choose another name.", field="token_name") from err
     record(conn, actor=actor, action="create", resource_type="api_key", resource_id=key.id,
            target=name, diff={"token_name": {"old": None, "new": name, "secret": False},
+                              "scope": {"old": None, "new": key.scope, "secret": False},
                               "expires_at": {"old": None, "new": key.expires_at.isoformat(),
                                              "secret": False}},
            status=201, info=info)

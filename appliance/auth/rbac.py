@@ -32,6 +32,7 @@ class ResourceType(StrEnum):
     IMAGE = "image"  # a repository of the internal registry: read = pull, update = push
     RELEASE = "release"  # the installer's receipts: what was installed, upgraded, rolled back, restored
     HEALTH = "health"  # the health report (read) and its dismissals (update)
+    METRICS = "metrics"  # GET /api/v2/metrics, with a token of scope 'metrics' (docs/adr/0042)
 
 
 OWNER, TEMPLATE_ADMIN, USER_ADMIN, AUDITOR, MEMBER = (
@@ -67,6 +68,7 @@ ROLES: dict[str, Role] = {
         ResourceType.TEMPLATE: READ,
         ResourceType.RELEASE: READ,
         ResourceType.HEALTH: READ,
+        ResourceType.METRICS: READ,
     }),
     MEMBER: Role(MEMBER, "Member", {
         ResourceType.TEMPLATE: READ,

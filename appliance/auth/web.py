@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from appliance.audit.record import RequestInfo
 from appliance.auth import revocations
-from appliance.auth.apikeys import Authenticated, authenticate
+from appliance.auth.apikeys import ALL_SCOPE, Authenticated, authenticate, require_scope
 from appliance.auth.key_cache import KeyCache
 from appliance.auth.rbac import Subject
 from appliance.config import ServerConfig
@@ -54,15 +54,18 @@ def presented_token() -> tuple[str, TokenSource] | None:
     return (cookie, "cookie") if cookie else None
 
 
-def current_auth(conn: Connection) -> Authenticated | None:
-    """The request's authentication, resolved once; raises Unauthorized for a bad token."""
+def current_auth(conn: Connection, scope: str = ALL_SCOPE) -> Authenticated | None:
+    """The request's authentication, resolved once; raises Unauthorized for a bad token.
+
+    Forbidden when the token's scope is not `scope`: only the metrics scrape asks for another.
+    """
     if "auth" not in g:
         presented = presented_token()
-        g.auth = _key_cache().authenticate(presented[0], lambda: authenticate(conn, presented[0])) \
+        g.auth = _key_cache().authenticate(presented[0], lambda: authenticate(conn, presented[0], scope=None)) \
             if presented else None
         g.auth_source = presented[1] if presented else None
     auth: Authenticated | None = g.auth
-    return auth
+    return require_scope(auth, scope) if auth is not None else None
 
 
 def cached_auth() -> Authenticated | None:
@@ -71,6 +74,7 @@ def cached_auth() -> Authenticated | None:
     auth = _key_cache().lookup(presented[0]) if presented else None
     if auth is not None and presented is not None:
         g.auth, g.auth_source = auth, presented[1]
+        require_scope(auth, ALL_SCOPE)
     return auth
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import click
 
 from appliance.cli.client import ApiClient, with_client
@@ -12,6 +14,7 @@ from appliance.sdk.tokens import CreateTokenRequest, TokenCreatedResponse, Token
 TOKEN_COLUMNS: list[Column] = [
     ("ID", lambda t: t.id),
     ("Name", lambda t: t.token_name),
+    ("Scope", lambda t: t.scope),
     ("Created", lambda t: when(t.created_at)),
     ("Expires", lambda t: when(t.expires_at)),
     ("Last used", lambda t: when(t.last_used_at, "never")),
@@ -27,11 +30,13 @@ def tokens() -> None:
 @click.argument("name")
 @click.option("--lifetime", default=None, help="How long it lasts, e.g. 7d, 12h (default 30d).")
 @click.option("--user", default="me", show_default=True, help="Whose token (owners may act for others).")
+@click.option("--scope", type=click.Choice(["all", "metrics"]), default="all", show_default=True,
+              help="'metrics': the token opens only GET /api/v2/metrics, for a Prometheus scraper.")
 @with_client
-def create(name: str, lifetime: str | None, user: str, client: ApiClient) -> None:
+def create(name: str, lifetime: str | None, user: str, scope: Literal["all", "metrics"], client: ApiClient) -> None:
     """Create a token and print it once on stdout (only a hash is stored)."""
     result = client.call("POST", f"/api/v2/users/{user}/keys/tokens", TokenCreatedResponse,
-                         body=CreateTokenRequest(token_name=name, lifetime=lifetime or None))
+                         body=CreateTokenRequest(token_name=name, lifetime=lifetime or None, scope=scope))
     click.echo(f"Token {result.token.id} expires {when(result.token.expires_at)}; it is shown once:", err=True)
     click.echo(result.key)
 

@@ -22,6 +22,8 @@ from appliance.db.database import Database
 from appliance.gateway import apps, debug, logs, terminal, upgrades
 from appliance.gateway.errors import error_response, json_errors
 from appliance.gateway.state import CONFIG, DATABASE, EXECUTOR, FALLBACK, Fallback
+from appliance.metrics.live import websockets_gauge
+from appliance.metrics.websockets import count_websockets
 from appliance.relay import http as relay_http
 
 DB_THREADS = 8  # database calls in flight at once; followers of one job share its reads
@@ -40,7 +42,8 @@ def create_gateway(config: ServerConfig, db: Database, fallback: Fallback = not_
 
     `relay`: serve the DERP relay on /derp too (embedded: one port); installed, the relay is its own unit.
     """
-    app = web.Application(middlewares=[json_errors])
+    websockets_gauge()  # the series exists (0) from the start, not only after a first terminal
+    app = web.Application(middlewares=[count_websockets, json_errors])
     app[CONFIG] = config
     app[DATABASE] = db
     app[EXECUTOR] = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="gateway-db")

@@ -39,6 +39,7 @@ from appliance.gateway.auth import presented_token, require_subject
 from appliance.gateway.errors import error_response, refuse_unsafe_target
 from appliance.gateway.proxy import CONNECT_SECONDS, HOP_BY_HOP, forwarded_headers
 from appliance.gateway.state import in_db
+from appliance.metrics.websockets import is_websocket
 from appliance.relay.dial import Session
 from appliance.sdk.agents import LOOPBACK_HOSTS
 from appliance.workspaces.apps import AppTarget, find_app
@@ -200,7 +201,7 @@ async def _forward(request: web.Request, pooled: Pooled, target: AppTarget, pref
               encoded=True)
     try:
         client = await pooled.client(target)
-        if _is_websocket(request):
+        if is_websocket(request):
             return await _websocket(request, client, url, _upstream_headers(request, target, prefix, websocket=True))
         return await _http(request, client, url, target, prefix)
     except (aiohttp.ClientError, asyncssh.Error, OSError) as err:
@@ -291,11 +292,6 @@ def _location(value: str, target: AppTarget, prefix: str) -> str:
     if target.base_path and (path == target.base_path or path.startswith(target.base_path + "/")):
         path = path[len(target.base_path):] or "/"
     return urlunsplit(("", "", prefix + path, parts.query, parts.fragment))
-
-
-def _is_websocket(request: web.Request) -> bool:
-    connection = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
-    return request.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in connection
 
 
 async def _websocket(request: web.Request, client: aiohttp.ClientSession, url: URL,

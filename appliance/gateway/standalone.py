@@ -31,7 +31,9 @@ def check_config(config: ServerConfig, what: str = "the gateway") -> str:
 def gateway_app(config: ServerConfig, db: Database) -> web.Application:
     # Imported here: the gateway pulls in Flask and the console, which `appliance relay serve` must not load.
     from appliance.gateway.app import create_gateway
+    from appliance.metrics.live import prepare_multiproc_dir
 
+    prepare_multiproc_dir()  # the console's scrape reads this process's WebSocket gauge there (docs/adr/0042)
     return create_gateway(config, db, relay=False)  # installed, the relay is its own unit
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from appliance.sdk.base import Body, Line, Timestamp
@@ -10,6 +12,8 @@ from appliance.sdk.base import Body, Line, Timestamp
 class CreateTokenRequest(Body):
     token_name: Line = Field(max_length=64)
     lifetime: Line | int | None = Field(default=None, description="Duration such as 30d, 12h or seconds.")
+    scope: Literal["all", "metrics"] = Field(
+        default="all", description="'all' opens every route; 'metrics' only GET /api/v2/metrics (for Prometheus).")
 
 
 class TokenResponse(BaseModel):

@@ -30,6 +30,7 @@ class Served:
     url: str
     gateway_pid: int
     logs: list[Path]
+    run: Path  # the sockets, logs and metrics folders
 
 
 def render(template: Path, **variables: object) -> str:
@@ -117,11 +118,17 @@ def installed_layout(conninfo: str, *, relay: bool = False, pki_dir: Path | None
     if pki_dir is not None:
         env["APPLIANCE_PKI_DIR"] = str(pki_dir)
     logs = [run / "gunicorn.log", run / "gateway.log", run / "nginx.log"]
+    # The roles' metrics folders (docs/adr/0042): the console's workers', and the gateway's the console reads.
+    gateway_metrics = run / "gateway-metrics"
+    console_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(run / "console-metrics"),
+                   "APPLIANCE_METRICS_GATEWAY_DIR": str(gateway_metrics)}
     processes = [
         # The console role's ExecStart, word for word but for the interpreter and the socket's folder.
         spawn([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"unix:{console_socket}",
-               "--umask", "007", "appliance.wsgi:app"], logs[0], env),
-        spawn([sys.executable, "-m", "appliance", "gateway", "--socket", str(gateway_socket)], logs[1], env),
+               "--umask", "007", "--config", "python:appliance.server.gunicorn_conf", "appliance.wsgi:app"],
+              logs[0], console_env),
+        spawn([sys.executable, "-m", "appliance", "gateway", "--socket", str(gateway_socket)], logs[1],
+              {**env, "PROMETHEUS_MULTIPROC_DIR": str(gateway_metrics)}),
     ]
     if relay:
         logs.append(run / "relay.log")
@@ -132,7 +139,7 @@ def installed_layout(conninfo: str, *, relay: bool = False, pki_dir: Path | None
         processes.append(spawn(["nginx", "-p", str(run), "-c", str(conf), "-g", "daemon off;"], logs[2], env))
         url = f"http://127.0.0.1:{port}"
         wait_for_health(url, alive=lambda: all(p.poll() is None for p in processes))
-        yield Served(url, processes[1].pid, logs)
+        yield Served(url, processes[1].pid, logs, run)
     finally:
         stop(processes)
         shutil.rmtree(run, ignore_errors=True)

@@ -114,8 +114,10 @@ def test_every_unit_runs_its_process_with_json_logs() -> None:
         if "/gunicorn " in exec_start:
             assert "--config python:appliance.server.gunicorn_conf" in exec_start, unit
             assert config_json in text, unit  # the app's own events
-            conf = importlib.import_module("appliance.server.gunicorn_conf").logconfig_dict
+            module = importlib.import_module("appliance.server.gunicorn_conf")
+            conf = module.logconfig_dict
             assert conf["formatters"]["json"]["()"] == "operator_errors.logs.JsonFormatter"
+            assert module.on_starting and module.child_exit  # gunicorn takes one config: the metrics' hooks too
             assert conf["loggers"]["gunicorn.error"]["propagate"] is True
         elif "docker-registry" in exec_start:
             settings = RegistrySettings(Path("/storage"), "127.0.0.1:5000", "https://appliance.test", Path("/root.pem"))

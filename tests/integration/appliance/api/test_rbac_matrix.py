@@ -96,6 +96,16 @@ class World:
         return self.token_of("me", self.api) if self.role != ANONYMOUS else "k" + uuid.uuid4().hex[:9]
 
     @cached_property
+    def metrics_token(self) -> str | None:
+        """A token of scope 'metrics' of the caller's own: what a Prometheus server would hold."""
+        if self.role == ANONYMOUS:
+            return None
+        made = self.api.post("/api/v2/users/me/keys/tokens",
+                             json={"token_name": f"m{uuid.uuid4().hex[:8]}", "scope": "metrics"})
+        assert made.status_code == 201, made.text
+        return str(made.json()["key"])
+
+    @cached_property
     def fresh_template(self) -> str:
         name = f"t{uuid.uuid4().hex[:8]}"
         assert self.owner.post("/api/v2/templates", json={"name": name}).status_code == 201
@@ -366,6 +376,10 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v2/debug/health/settings", "read the dismissed health codes", AUDITORS),
     Route("PUT", "/api/v2/debug/health/settings", "dismiss health codes", OWNERS,
           send=lambda w: {"json": {"dismissed_codes": []}}),
+    # Metrics: only a token of scope 'metrics' scrapes (a session is refused), and only an owner's or auditor's.
+    Route("GET", "/api/v2/metrics", "scrape metrics with a session", NOBODY),
+    Route("GET", "/api/v2/metrics", "scrape metrics with their own metrics token", AUDITORS,
+          send=lambda w: {"token": w.metrics_token}),
 ]
 
 

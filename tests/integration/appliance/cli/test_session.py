@@ -84,6 +84,18 @@ def test_tokens_create_list_revoke(cli: Cli, owner_api: Api, server: LiveServer)
     assert owner_api.get("/api/v2/users/me", token=token).status_code == 401
 
 
+def test_a_metrics_token_from_the_cli_scrapes_and_opens_nothing_else(cli: Cli, owner_api: Api,
+                                                                     server: LiveServer) -> None:
+    cli("login", server.url, "--username", "owner", "--password", DEFAULT_PASSWORD)
+    token = cli("tokens", "create", "prometheus", "--scope", "metrics").stdout.strip()
+    assert owner_api.get("/api/v2/metrics", token=token).status_code == 200
+    assert owner_api.get("/api/v2/users/me", token=token).status_code == 403
+    listing = json.loads(cli("tokens", "list", "--output", "json").stdout)
+    assert [(t["token_name"], t["scope"]) for t in listing] == [("prometheus", "metrics")]
+    refused = cli("tokens", "create", "odd", "--scope", "everything", ok=False)
+    assert "'everything' is not one of 'all', 'metrics'" in refused.stderr
+
+
 def test_flags_and_environment_override_the_stored_session(cli: Cli, owner_api: Api, server: LiveServer) -> None:
     assert "not logged in" in cli("whoami", ok=False).stderr
     owner_api.create_user(username="carol")

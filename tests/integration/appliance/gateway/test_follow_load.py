@@ -55,7 +55,7 @@ def embedded_server(appliance_mirror: Path) -> Iterator[Served]:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_health(url, timeout=120, alive=lambda: process.poll() is None)
-        yield Served(url, process.pid, [log])
+        yield Served(url, process.pid, [log], root)
     finally:
         stop([process])
         shutil.rmtree(root, ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.auth.web import SESSION_COOKIE
 from appliance.sdk.terminal import MAX_MESSAGE_BYTES
@@ -201,12 +202,20 @@ def test_installed_behind_nginx_the_terminal_reaches_the_agent_through_the_relay
         owner = owner.as_user(owner.login("owner"))
         seed_template(fresh_db)
         seeded = seed_agent(owner, fresh_db)
+        scraper = owner.post("/api/v2/users/me/keys/tokens", json={"token_name": "prom", "scope": "metrics"})
+
+        def open_websockets() -> float:
+            """The gateway's gauge, as the console's scrape adds it up from the gateway's folder (docs/adr/0042)."""
+            text = owner.get("/api/v2/metrics", token=scraper.json()["key"]).text
+            return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                       if s.name == "coderd_api_concurrent_websockets")
 
         async def check() -> None:
             async with web_terminal(terminal_url(served.url, seeded.agent_id), token=owner.token or "",
                                     origin=served.url) as screen:
                 await screen.type("echo installed-$((20+3))\r")
                 await screen.until("installed-23")
+                assert await asyncio.to_thread(open_websockets) == 1
 
         with agent_in_thread(StandInAgent(served.url, seeded.token, str(tmp_path))):
             run(check)
