@@ -22,9 +22,10 @@ from installer.paths import HostPaths
 from installer.plan import Plan
 from installer.preflight import CHECK_NAMES, HostProbe, run_preflight
 from installer.status import status_report
-from installer.ui import ConsoleUi
+from installer.ui import is_json_logging, log, make_ui
 from installer.uninstall import uninstall
 from operator_errors.cli import Group, debug_option
+from operator_errors.logs import configure_logging
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -64,7 +65,7 @@ def install_command(bundle: Path, keyring: Path | None, config_file: Path | None
     _require_root()
     options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired,
                              downgrade_authorization)
-    summary = install(options, HostPaths(), HostProbe(), ConsoleUi(console))
+    summary = install(options, HostPaths(), HostProbe(), make_ui(console))
     click.echo("")
     click.echo(f"Appliance {summary.version} is installed ({summary.seconds:.0f}s; changed={summary.changed}).")
     click.echo(f"  URL:             {summary.access_url}")
@@ -89,7 +90,7 @@ def preflight(bundle: Path, keyring: Path | None, config_file: Path | None, igno
 
     options = InstallOptions(bundle, load_install_config(config_file), keyring, frozenset(ignored), accept_expired,
                              downgrade_authorization)
-    ui = ConsoleUi(console)
+    ui = make_ui(console)
     with open_bundle(bundle) as handle:
         result, _ = verify(handle, options, HostPaths(), ui)
     checks = run_preflight(result.manifest, options.config, HostPaths(), HostProbe(), options.ignored_checks)
@@ -127,7 +128,7 @@ def upgrade_command(bundle: Path, plan_only: bool, yes: bool, output: str, confi
 
     options = UpgradeOptions(bundle, config_file, accept_expired, actor=actor or os.environ.get("SUDO_USER", "root"),
                              expect_manifest=expect_manifest, downgrade_authorization=downgrade_authorization)
-    plan, journal = upgrade(options, HostPaths(), ConsoleUi(console), plan_only=plan_only, confirm=confirm)
+    plan, journal = upgrade(options, HostPaths(), make_ui(console), plan_only=plan_only, confirm=confirm)
     if output == "json":
         click.echo(json.dumps({"plan": plan.to_json(), "journal": journal.to_json() if journal else None}, indent=2))
     elif plan_only:
@@ -152,7 +153,7 @@ def rollback_command(yes: bool) -> None:
                    "since is lost.")
         return yes or click.confirm("Roll back now?", err=True)
 
-    journal = rollback(HostPaths(), ConsoleUi(console), confirm=confirm, actor=os.environ.get("SUDO_USER", "root"))
+    journal = rollback(HostPaths(), make_ui(console), confirm=confirm, actor=os.environ.get("SUDO_USER", "root"))
     click.echo(f"Appliance {journal.from_version} runs again ({journal.kind} {journal.outcome}).")
 
 
@@ -166,7 +167,7 @@ def status(output: str) -> None:
     if os.geteuid() == 0:
         from installer.upgrade import recover_locked
 
-        recover_locked(HostPaths(), ConsoleUi(console))
+        recover_locked(HostPaths(), make_ui(console))
     report = status_report(HostPaths())
     if output == "json":
         click.echo(json.dumps(report, indent=2))
@@ -216,9 +217,14 @@ def backup_command(keep: int, reason: str) -> None:
     """Back up the database, /etc/appliance, the CA, registry and mirror metadata and receipts."""
     _require_root()
     backup = take_backup(HostPaths(), reason=reason, keep=keep)
+    kept = list_backups(HostPaths())
+    if is_json_logging():  # the daily timer's run: one event in the journal
+        configure_logging("json")
+        log.info("backup_written", extra={"path": str(backup.path), "version": backup.version, "reason": reason,
+                                          "bytes": backup.size, "kept": len(kept)})
+        return
     for line in describe(backup):
         click.echo(line)
-    kept = list_backups(HostPaths())
     click.echo(f"{len(kept)} backup(s) kept in {HostPaths().backups}, {sum(b.size for b in kept) / 1e6:.1f} MB.")
 
 
@@ -241,6 +247,49 @@ def restore_command(backup: Path, yes: bool) -> None:
     if restored.version != paths.installed_version():
         click.echo(f"It was taken on release {restored.version}: run the install command with this release's "
                    "bundle again, so the restored configuration gets this release's settings.")
+
+
+@cli.command("support-bundle")
+@click.option("--output-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the zip [default: ./support-bundle-host-<time>.zip].")
+@click.option("--journal-mb", default=4, show_default=True, type=click.IntRange(min=1),
+              help="The newest MB of each unit's journal to include.")
+@click.option("--yes", is_flag=True, help="Write without asking after showing what was collected.")
+def support_bundle_command(output_file: Path | None, journal_mb: int, yes: bool) -> None:
+    """Collect a redacted support bundle of this host (works with the console stopped)."""
+    from bundles.support import default_name
+    from installer.support_bundle import collect
+
+    _require_root()
+    if not yes and not sys.stdin.isatty():
+        raise InstallError("support-bundle asks for confirmation before writing, and stdin is not a terminal.",
+                           "Pass --yes to write it without asking.")
+    bundle = collect(HostPaths(), journal_mb)
+    click.echo("Collected (every file redacted):", err=True)
+    click.echo("\n".join(bundle.summary()), err=True)
+    target = output_file or Path(default_name("host"))
+    if not yes:
+        click.confirm(f"Write {target}?", abort=True, err=True, default=True)
+    click.echo(f"Wrote {bundle.write(target)}.")
+
+
+@cli.command("logs")
+@click.argument("unit", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines as they come (Ctrl-C stops).")
+@click.option("--lines", "-n", default=100, show_default=True, type=click.IntRange(min=0),
+              help="How many of the newest lines to show first.")
+@click.option("--since", default=None, metavar="TIME",
+              help="Only lines since TIME, as journalctl reads it: '2026-01-02 10:00', '1 hour ago', 'today'.")
+def logs_command(unit: str | None, follow: bool, lines: int, since: str | None) -> None:
+    """Show the appliance's logs: UNIT (e.g. console, relay, provisioner), or all units interleaved."""
+    from installer.logs import journal_lines, resolve_units
+
+    units = resolve_units(unit)
+    try:
+        for line in journal_lines(units, follow=follow, lines=lines, since=since):
+            click.echo(line)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def _actor() -> str:

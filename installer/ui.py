@@ -1,7 +1,14 @@
-"""How the installer shows progress: named steps, a byte bar for long reads, the current task."""
+"""How the installer shows progress: named steps, a byte bar for long reads, the current task.
+
+On a terminal, rich lines; under systemd (APPLIANCE_LOG_FORMAT=json, the backup and upgrade units),
+JSON events with the fields every appliance process logs (operator_errors.logs).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
@@ -11,6 +18,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from installer.preflight import BLOCK, PASS, WARN, Check
+from operator_errors.logs import configure_logging
+
+LOG_FORMAT_ENV = "APPLIANCE_LOG_FORMAT"
+log = logging.getLogger("installer")
 
 
 class Ui(Protocol):
@@ -66,3 +77,42 @@ class ConsoleUi:
 
     def info(self, text: str) -> None:
         self.console.print(text)
+
+
+class JsonUi:
+    """Progress as JSON events on stderr, for a journal: step_started/step_finished, ansible_task, check, info."""
+
+    def __init__(self) -> None:
+        configure_logging("json")
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        log.info("step_started", extra={"step": name})
+        started = time.monotonic()
+        yield
+        log.info("step_finished", extra={"step": name, "seconds": round(time.monotonic() - started, 1)})
+
+    @contextmanager
+    def byte_progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        log.info("reading", extra={"what": description, "bytes": total})
+        yield lambda n: None
+
+    def task(self, text: str) -> None:
+        log.info("ansible_task", extra={"task": text})
+
+    def checks(self, checks: list[Check]) -> None:
+        for check in checks:
+            log.info("preflight_check", extra={"check": check.name, "status": check.status,
+                                               "check_message": check.message, "ignored": check.ignored})
+
+    def info(self, text: str) -> None:
+        log.info("info", extra={"text": text})
+
+
+def is_json_logging() -> bool:
+    """Whether this run logs JSON events (set by the units that run the installer), not lines for a person."""
+    return os.environ.get(LOG_FORMAT_ENV) == "json"
+
+
+def make_ui(console: Console) -> Ui:
+    return JsonUi() if is_json_logging() else ConsoleUi(console)

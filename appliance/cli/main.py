@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "agent": "appliance.cli.agent:agent",
     "provisionerd": "appliance.cli.provisionerd:provisionerd",
     "doctor": "appliance.cli.doctor:doctor",
+    "support-bundle": "appliance.cli.support:support_bundle",
     "health": "appliance.cli.health:health",
     "runtime": "appliance.cli.runtime:runtime",
     # Templates, workspaces and their builds: `appliance VERB` for daily use, `NOUN VERB` to administer.

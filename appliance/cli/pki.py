@@ -4,6 +4,7 @@ and the SSH user CA (ssh-user-ca)."""
 from __future__ import annotations
 
 import json
+import logging
 import pwd
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 from appliance.cli.output import Column, emit, output_option
 from appliance.config import load_server_config, parse_duration
 from appliance.errors import OperatorError, RequestError
+from appliance.logs import configure_logging
 from appliance.pki import certs
 from appliance.pki.ca import CaSettings, CertificateAuthority, IssueRequest
 from appliance.pki.keys import KEY_TYPES
@@ -21,6 +23,7 @@ from appliance.pki.passphrase import read_passphrase
 from appliance.pki.ssh_ca import ensure_ssh_user_ca
 from appliance.pki.status import pki_status
 
+log = logging.getLogger("appliance.pki")
 CERT_COLUMNS: list[Column] = [
     ("Name", lambda r: r["name"]),
     ("Serial", lambda r: r["serial"]),
@@ -117,10 +120,19 @@ def issue(ctx: click.Context, name: str, dns: tuple[str, ...], ip: tuple[str, ..
 @click.pass_context
 def renew(ctx: click.Context, name: str | None, within: str | None, days: int | None, owner: str | None) -> None:
     """Reissue NAME with a new key, or with --due every certificate close to expiry."""
-    ca = _ca(ctx, owner)
+    config = load_server_config(ctx.obj)
+    ca = CertificateAuthority.for_site(config, owner=_owner(owner))
     if (name is None) == (within is None):
         raise OperatorError("Give either a certificate NAME or --due WINDOW.", "e.g. 'appliance pki renew --due 30d'.")
     renewed = ca.renew_due(parse_duration(within)) if within else [ca.renew(name or "", days=days)]
+    if config.log_format == "json":  # its timer on an installed host: events in the journal, as every unit logs
+        configure_logging("json")
+        for record in renewed:
+            log.info("certificate_renewed", extra={"certificate": record.name, "serial": record.serial,
+                                                   "not_after": record.not_after.isoformat()})
+        if not renewed:
+            log.info("certificate_renewal_not_due", extra={"within": within})
+        return
     for record in renewed:
         click.echo(f"Renewed {record.name}: serial {record.serial}, expires {record.not_after:%Y-%m-%d}.")
     if not renewed:

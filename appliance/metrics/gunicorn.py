@@ -1,4 +1,4 @@
-"""gunicorn's hooks for the console's metrics: `gunicorn -c python:appliance.metrics.gunicorn appliance.wsgi:app`.
+"""gunicorn's hooks for the console's metrics, taken by its one config module, appliance.server.gunicorn_conf.
 
 Under gunicorn every worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR and any worker's
 scrape adds them all up (docs/adr/0042). The master empties the folder as the service starts, and

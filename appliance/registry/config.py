@@ -41,7 +41,7 @@ def registry_config(settings: RegistrySettings, secret: str | None = None) -> di
         http["tls"] = {"certificate": str(settings.tls_certificate), "key": str(settings.tls_key)}
     return {
         "version": "0.1",
-        "log": {"level": "info", "formatter": "text", "fields": {"service": "registry"}},
+        "log": {"level": "info", "formatter": "json", "fields": {"service": "registry"}},  # as every unit: JSON
         "storage": {
             "filesystem": {"rootdirectory": str(settings.storage_dir)},
             "delete": {"enabled": True},

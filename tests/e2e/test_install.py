@@ -14,12 +14,14 @@ after it, and a test of its own asserts on that record.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,11 @@ from typing import Any
 import pytest
 
 from appliance import __version__ as checkout_version
+from appliance.sdk.health import HealthReport
 from appliance.sdk.runtime import LABEL_WORKSPACE
+from bundles.support import check_manifest
+from installer.support_bundle import journal_units
+from operator_errors.redaction import encodings
 from tests.e2e.appliance_host import BUNDLE, PASSWORD, REPO, VERSION, Release, health_problems, https, push_template
 from tests.e2e.appliance_host import alongside as _alongside
 from tests.e2e.appliance_host import explain as _explain
@@ -72,6 +78,7 @@ class Installed:
         return match.group(1)
 
 
+INSTALLER = "/root/installer/appliance-installer"
 UNTOUCHED = "! test -e /opt/appliance && ! test -e /etc/appliance && ! dpkg -s postgresql-15 >/dev/null 2>&1"
 
 
@@ -488,6 +495,12 @@ def _relay_kinds(host: OfflineHost, workspace_id: str) -> list[str]:
     return result.stdout.split()
 
 
+def _request_logged(address: str, method: str, path: str, status: str = "") -> str:
+    """A pattern for nginx's access log line (a JSON event, role nginx's log_format) of one request."""
+    pattern = f'"remote_addr":"{re.escape(address)}","method":"{method}","path":"{re.escape(path)}",'
+    return pattern + (f'"protocol":"HTTP/1\\.1","status":"{status}"' if status else "")
+
+
 def _wait_logged(host: OfflineHost, pattern: str, timeout: float = 10) -> None:
     """Wait for nginx's access log to show `pattern` (an upgraded request is logged when its connection closes)."""
     deadline = time.monotonic() + timeout
@@ -520,7 +533,7 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     assert ping.returncode == 0, ping.stdout + ping.stderr + host.journal("appliance-relay.service")
     assert "via DERP relay, never direct" in ping.stdout, ping.stdout
     # The CLI dialled the relay at the access URL: nginx upgraded its /derp request (logged when it closed).
-    _wait_logged(host, r'(^|\n)127\.0\.0\.1 \[[^\n]*"GET /derp HTTP/1\.1" 101 ')
+    _wait_logged(host, _request_logged("127.0.0.1", "GET", "/derp", "101"))
 
     # A stop closes the session at once: a ping still running ends within seconds of the stop being queued.
     held = host.run("systemd-run", f"--unit={PING_UNIT}", "--setenv=HOME=/root", APPLIANCE, "ping", "dev",
@@ -542,7 +555,7 @@ def test_the_workspace_agent_connects_through_nginx_to_the_relay_and_ping_goes_o
     stopped = _wait_job(host, f"/api/v2/workspacebuilds/{json.loads(body)['id']}", token)
     assert stopped["status"] == "stopped", _job_failure(host, stopped, token)
     # The agent had dialled /derp from inside its container, through nginx (logged once its connection closed).
-    _wait_logged(host, re.escape(address) + r' \[[^\n]*"GET /derp HTTP/1\.1" 101 ')
+    _wait_logged(host, _request_logged(address, "GET", "/derp", "101"))
     assert _relay_kinds(host, workspace["id"]) == [], ended
     status, body = https(host, "GET", f"/api/v2/workspaceagents/{agent_id}", token=token)
     assert status == 200 and json.loads(body)["status"] != "connected", body
@@ -605,7 +618,7 @@ def _assert_reaches_the_appliance(host: OfflineHost, container_id: str) -> None:
     inspected = json.loads(_podman(host, f"podman inspect {container_id}").stdout)[0]
     address = inspected["NetworkSettings"]["IPAddress"]
     log = host.read_text("/var/log/nginx/access.log")
-    assert re.search(re.escape(address) + r' \[.*"GET /bin/appliance-agent-linux-amd64 ', log), log[-3000:]
+    assert re.search(_request_logged(address, "GET", "/bin/appliance-agent-linux-amd64"), log), log[-3000:]
     # Only the front: the registry's port answers on the host's loopback, never at the podman gateway.
     registry = _podman(host, f"podman exec {container_id} curl -sS --max-time 10 -o /dev/null "
                              f"https://appliance-host:{REGISTRY.rsplit(':', 1)[1]}/v2/")
@@ -675,6 +688,38 @@ def test_the_daily_backup_timer_is_active_and_its_service_takes_a_complete_backu
     shown = host.run("systemctl", "show", "appliance-backup.service", "-p", "ProtectSystem",
                      "-p", "NoNewPrivileges").stdout
     assert {"ProtectSystem=strict", "NoNewPrivileges=yes"} <= set(shown.split()), shown
+
+
+def test_the_host_support_bundle_is_made_with_the_console_stopped_and_holds_no_secret(
+        installed: Installed, tmp_path: Path) -> None:
+    host = installed.host
+    assert host.run("systemctl", "stop", "appliance-console.service").returncode == 0
+    try:
+        made = host.run(INSTALLER, "support-bundle", "--yes", "--journal-mb", "2", "--output-file",
+                        "/root/support.zip", timeout=600)
+        shown = host.run(INSTALLER, "logs", "console", "--lines", "30").stdout
+    finally:
+        assert host.run("systemctl", "start", "appliance-console.service").returncode == 0
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "journal/appliance-console.service.log" in made.stderr  # the summary, shown before writing
+    bundle = tmp_path / "support.zip"
+    bundle.write_bytes(base64.b64decode(host.run("base64", "-w0", "/root/support.zip").stdout))
+    names = check_manifest(bundle)
+    assert {f"journal/{unit}.log" for unit in journal_units()} <= set(names), names
+    with zipfile.ZipFile(bundle) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    # gunicorn's own log (its shutdown, just now) is a JSON event like the app's.
+    assert b'"logger": "gunicorn.error"' in members["journal/appliance-console.service.log"]
+    health = members["health.json"].decode()
+    assert health.startswith("unavailable: ") or HealthReport.model_validate_json(health), health
+    assert b"[REDACTED]" in members["appliance.toml"]
+    for name in host.run("ls", "/etc/appliance/secrets").stdout.split():
+        secret = host.read_text(f"/etc/appliance/secrets/{name}").strip()
+        for form in encodings(secret):
+            leaks = [member for member, data in members.items() if form.encode() in data]
+            assert not leaks, f"{name} ({form[:4]}...) appears in {leaks}"
+    # `logs` renders the console's JSON events as lines; none is left as raw JSON.
+    assert shown.strip() and not any(line.startswith("{") for line in shown.splitlines()), shown
 
 
 def test_uninstall_stops_everything_and_keeps_the_data(installed: Installed) -> None:

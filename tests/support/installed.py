@@ -125,7 +125,7 @@ def installed_layout(conninfo: str, *, relay: bool = False, pki_dir: Path | None
     processes = [
         # The console role's ExecStart, word for word but for the interpreter and the socket's folder.
         spawn([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"unix:{console_socket}",
-               "--umask", "007", "--config", "python:appliance.metrics.gunicorn", "appliance.wsgi:app"],
+               "--umask", "007", "--config", "python:appliance.server.gunicorn_conf", "appliance.wsgi:app"],
               logs[0], console_env),
         spawn([sys.executable, "-m", "appliance", "gateway", "--socket", str(gateway_socket)], logs[1],
               {**env, "PROMETHEUS_MULTIPROC_DIR": str(gateway_metrics)}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,11 +18,11 @@ from tests.support.server import wait_for_health
 from tests.support.workspaces import MINIMAL, push
 
 
-def _gunicorn(postgres_url: str, port: int) -> subprocess.Popen[str]:
+def _gunicorn(postgres_url: str, port: int, *flags: str, **settings: str) -> subprocess.Popen[str]:
     env = {**os.environ, "APPLIANCE_POSTGRES_URL": postgres_url,
-           "APPLIANCE_ACCESS_URL": f"http://127.0.0.1:{port}", "APPLIANCE_LOG_LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-                             "appliance.wsgi:app"], env=env, stdout=subprocess.PIPE,
+           "APPLIANCE_ACCESS_URL": f"http://127.0.0.1:{port}", "APPLIANCE_LOG_LEVEL": "warning", **settings}
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", *flags, "--workers", "2", "--bind",
+                             f"127.0.0.1:{port}", "appliance.wsgi:app"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -120,3 +121,21 @@ def test_wsgi_refuses_a_schema_that_is_behind(empty_db: str) -> None:
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
     assert "Run 'appliance migrate' first" in output
+
+
+def test_installed_gunicorn_logs_only_json_events_and_no_access_log(fresh_db: str) -> None:
+    """As the console unit runs it: gunicorn's own lines are the app's JSON events; no access log with queries."""
+    port = free_port()
+    process = _gunicorn(conninfo_url(fresh_db), port, "--config", "python:appliance.server.gunicorn_conf",
+                        APPLIANCE_LOG_FORMAT="json", APPLIANCE_LOG_LEVEL="info")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(base, alive=lambda: process.poll() is None)
+        requests.get(base + "/setup?token=secret-in-a-query", timeout=10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    events = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is one JSON event
+    assert all({"time", "level", "logger", "event"} <= set(e) for e in events), output
+    assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["event"] for e in events), output
+    assert "secret-in-a-query" not in output

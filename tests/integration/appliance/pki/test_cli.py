@@ -114,6 +114,14 @@ def test_status_exits_1_when_a_certificate_expires_within_the_window(pki: Pki) -
     assert "Certificate soon" in result.stderr and "expiring" in result.stderr
     renewed = pki("renew", "--due", "30d")
     assert "Renewed soon" in renewed.stdout
+    pki("issue", "later", "--dns", "later.test", "--days", "5")
+    # Under its timer on an installed host (log_format json): one JSON event per certificate, on stderr.
+    pki.env["APPLIANCE_LOG_FORMAT"] = "json"
+    events = [json.loads(line) for line in pki("renew", "--due", "30d").stderr.splitlines()]
+    # A renewal keeps the validity (5 days), so soon is due again.
+    assert sorted((e["event"], e["certificate"], e["logger"]) for e in events) == [
+        ("certificate_renewed", "later", "appliance.pki"), ("certificate_renewed", "soon", "appliance.pki")]
+    del pki.env["APPLIANCE_LOG_FORMAT"]
     assert pki("status", "--warn-within", "4d").returncode == 0
 
 
