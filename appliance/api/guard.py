@@ -6,10 +6,14 @@ never names anything, and PostgreSQL cannot store a NUL at all.
 
 from __future__ import annotations
 
+import re
+
 from flask import request
 
 from appliance.errors import InvalidInput
 from appliance.sdk.base import TEXT_HINT, unsafe_character
+
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _refuse(where: str, field: str, value: str, *, multiline: bool = False) -> None:
@@ -17,13 +21,20 @@ def _refuse(where: str, field: str, value: str, *, multiline: bool = False) -> N
         raise InvalidInput(f"The {where} holds the control character {bad}.", TEXT_HINT, field=field)
 
 
+# A path of printable ASCII holds no control character however it decodes: most requests skip the decoding.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
 def refuse_unsafe_request() -> None:
     """A before_request hook: a 400 naming the path, the query parameter or the form field."""
-    _refuse("path", "path", request.path)
+    if not _PRINTABLE_ASCII.fullmatch(request.environ.get("PATH_INFO", "")):
+        _refuse("path", "path", request.path)
+    if not request.environ.get("QUERY_STRING") and request.mimetype not in _FORMS:
+        return
     for name, value in request.args.items(multi=True):
         _refuse("name of a query parameter", "query", name)
         _refuse(f"query parameter {name!r}", name, value)
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if request.mimetype in _FORMS:
         for name, value in request.form.items(multi=True):
             _refuse("name of a form field", "form", name)
             _refuse(f"form field {name!r}", name, value, multiline=True)

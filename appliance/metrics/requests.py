@@ -8,8 +8,10 @@ method outside HTTP's usual set "OTHER", so a scanner cannot grow the series eit
 from __future__ import annotations
 
 import time
+from functools import cache
 
 from flask import Flask, Request, Response, g, request
+from prometheus_client import Counter, Histogram
 
 from appliance.metrics.live import http_metrics
 
@@ -27,6 +29,12 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
 
 
+@cache  # bounded by routes x methods x status codes; labels() takes a lock and checks on every call
+def _series(code: str, method: str, path: str) -> tuple[Counter, Histogram]:
+    metrics = http_metrics()
+    return metrics.requests.labels(code, method, path), metrics.latencies.labels(method, path)
+
+
 def _started() -> None:
     g.metrics_started = time.perf_counter()
     http_metrics().in_flight.inc()
@@ -35,10 +43,9 @@ def _started() -> None:
 def _answered(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
-        metrics = http_metrics()
-        method, path = method_label(request.method), route_label(request)
-        metrics.requests.labels(str(response.status_code), method, path).inc()
-        metrics.latencies.labels(method, path).observe(time.perf_counter() - started)
+        answered, latency = _series(str(response.status_code), method_label(request.method), route_label(request))
+        answered.inc()
+        latency.observe(time.perf_counter() - started)
     return response
 
 
