@@ -32,6 +32,8 @@ async def check(ctx: HealthContext) -> HealthSection:
 
 
 def _recent(conn: Connection, since: Any) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT name, version, last_seen_at FROM provisioner_daemons WHERE last_seen_at >= %s "
-                        "ORDER BY name", (since,)).fetchall()
+    """Each daemon name's latest session: a restart registers anew, and the session it replaced (the old
+    release's, right after an upgrade) still looks recent for a while but runs nothing."""
+    rows = conn.execute("SELECT DISTINCT ON (name) name, version, last_seen_at FROM provisioner_daemons"
+                        " WHERE last_seen_at >= %s ORDER BY name, last_seen_at DESC", (since,)).fetchall()
     return [{"name": r["name"], "version": r["version"], "last_seen_at": r["last_seen_at"].isoformat()} for r in rows]

@@ -18,6 +18,7 @@ from uuid import uuid4
 
 import pytest
 
+from appliance import __version__
 from appliance.db.embedded import EmbeddedPostgres
 from appliance.db.migrate import apply_migrations
 from appliance.health.report import run_report
@@ -88,9 +89,14 @@ def test_a_daemon_that_asks_for_work_clears_epd01_and_one_that_stopped_brings_it
         jobs.register_daemon(conn, daemon, "health-daemon", dict(jobs.SITE_TAGS), "0.0.0-other")
     report = run_report(site.config, site.db)
     assert codes(report, "provisioner_daemons") == ["EPD02"], report.provisioner_daemons
+    # Restarted on this release (as after an upgrade): its new session supersedes the old, still recent one.
+    restarted = uuid4()
     with site.db.transaction() as conn:
-        conn.execute("UPDATE provisioner_daemons SET last_seen_at = now() - interval '1 hour' WHERE id = %s",
-                     (daemon,))
+        jobs.register_daemon(conn, restarted, "health-daemon", dict(jobs.SITE_TAGS), __version__)
+    assert codes(run_report(site.config, site.db), "provisioner_daemons") == []
+    with site.db.transaction() as conn:
+        conn.execute("UPDATE provisioner_daemons SET last_seen_at = now() - interval '1 hour' WHERE id = ANY(%s)",
+                     ([daemon, restarted],))
     assert codes(run_report(site.config, site.db), "provisioner_daemons") == ["EPD01"]
 
 
