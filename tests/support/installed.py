@@ -31,6 +31,7 @@ class Served:
     gateway_pid: int
     logs: list[Path]
     run: Path  # the sockets, logs and metrics folders
+    relay_pid: int | None = None  # `appliance relay serve`, when started (relay=True)
 
 
 def render(template: Path, **variables: object) -> str:
@@ -139,7 +140,7 @@ def installed_layout(conninfo: str, *, relay: bool = False, pki_dir: Path | None
         processes.append(spawn(["nginx", "-p", str(run), "-c", str(conf), "-g", "daemon off;"], logs[2], env))
         url = f"http://127.0.0.1:{port}"
         wait_for_health(url, alive=lambda: all(p.poll() is None for p in processes))
-        yield Served(url, processes[1].pid, logs, run)
+        yield Served(url, processes[1].pid, logs, run, processes[2].pid if relay else None)
     finally:
         stop(processes)
         shutil.rmtree(run, ignore_errors=True)
