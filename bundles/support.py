@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable
@@ -25,7 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
+
 from bundles.errors import BundleError
+from operator_errors import OperatorError
 from operator_errors.redaction import redact_mapping, redact_text
 
 FORMAT = 1
@@ -111,6 +115,22 @@ def check_manifest(path: Path) -> list[str]:
                 raise BundleError(f"{path}: {name} does not match its sha256 in {MANIFEST}.",
                                   "Collect the support bundle again.")
     return sorted(listed)
+
+
+def require_terminal_or_yes(yes: bool) -> None:
+    """Checked before collecting: without a terminal nobody can answer the question write_confirmed asks."""
+    if not yes and not sys.stdin.isatty():
+        raise OperatorError("support-bundle asks for confirmation before writing, and stdin is not a terminal.",
+                            "Pass --yes to write it without asking.")
+
+
+def write_confirmed(bundle: SupportBundle, target: Path, *, yes: bool) -> None:
+    """Show what was collected, ask before writing unless `yes`, write, and say where."""
+    click.echo("Collected (every file redacted):", err=True)
+    click.echo("\n".join(bundle.summary()), err=True)
+    if not yes:
+        click.confirm(f"Write {target}?", abort=True, err=True, default=True)
+    click.echo(f"Wrote {bundle.write(target)}.")
 
 
 def default_name(kind: str, moment: datetime | None = None) -> str:

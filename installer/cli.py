@@ -257,20 +257,13 @@ def restore_command(backup: Path, yes: bool) -> None:
 @click.option("--yes", is_flag=True, help="Write without asking after showing what was collected.")
 def support_bundle_command(output_file: Path | None, journal_mb: int, yes: bool) -> None:
     """Collect a redacted support bundle of this host (works with the console stopped)."""
-    from bundles.support import default_name
+    from bundles.support import default_name, require_terminal_or_yes, write_confirmed
     from installer.support_bundle import collect
 
     _require_root()
-    if not yes and not sys.stdin.isatty():
-        raise InstallError("support-bundle asks for confirmation before writing, and stdin is not a terminal.",
-                           "Pass --yes to write it without asking.")
+    require_terminal_or_yes(yes)
     bundle = collect(HostPaths(), journal_mb)
-    click.echo("Collected (every file redacted):", err=True)
-    click.echo("\n".join(bundle.summary()), err=True)
-    target = output_file or Path(default_name("host"))
-    if not yes:
-        click.confirm(f"Write {target}?", abort=True, err=True, default=True)
-    click.echo(f"Wrote {bundle.write(target)}.")
+    write_confirmed(bundle, output_file or Path(default_name("host")), yes=yes)
 
 
 @cli.command("logs")

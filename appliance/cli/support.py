@@ -7,7 +7,6 @@ The format (manifest, redaction, atomic write) is bundles.support's (docs/adr/00
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import click
 
 from appliance.cli.client import ApiClient, with_client
 from appliance.errors import OperatorError
-from bundles.support import SupportBundle, default_name
+from bundles.support import SupportBundle, default_name, require_terminal_or_yes, write_confirmed
 
 # (file in the zip, API path): the deployment as the API shows it.
 DEPLOYMENT = (
@@ -41,16 +40,8 @@ MAX_LOG_PAGES = 100  # 1000 lines a page: a build's or an agent's last 100k line
 @click.option("--yes", is_flag=True, help="Write without asking after showing what was collected.")
 def support_bundle(client: ApiClient, workspace: str | None, output_file: Path | None, yes: bool) -> None:
     """Collect a redacted support bundle (health, versions, releases, relay, registry, a workspace's logs)."""
-    if not yes and not sys.stdin.isatty():
-        raise OperatorError("support-bundle asks for confirmation before writing, and stdin is not a terminal.",
-                            "Pass --yes to write it without asking.")
-    bundle = collect(client, workspace)
-    click.echo("Collected (every file redacted):", err=True)
-    click.echo("\n".join(bundle.summary()), err=True)
-    target = output_file or Path(default_name("appliance"))
-    if not yes:
-        click.confirm(f"Write {target}?", abort=True, err=True, default=True)
-    click.echo(f"Wrote {bundle.write(target)}.")
+    require_terminal_or_yes(yes)
+    write_confirmed(collect(client, workspace), output_file or Path(default_name("appliance")), yes=yes)
 
 
 def collect(client: ApiClient, workspace: str | None) -> SupportBundle:
