@@ -200,8 +200,9 @@ def request_apply(config: ServerConfig, upload_id: str, manifest_sha256: str, ac
     return request
 
 
-def read_journal(path: Path) -> dict[str, Any] | None:
-    """The installer's journal (installer/journal.py) as it stands, or None when there is none or it is mid-write."""
+def read_installer_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object the installer wrote (its journal, a receipt, the backups' summary) as it stands, or None
+    when there is none, it is unreadable or mid-write."""
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):

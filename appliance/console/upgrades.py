@@ -127,7 +127,7 @@ def _context(**extra: Any) -> dict[str, Any]:
     spool = config.upgrade_spool_dir
     return {"max_mb": config.upgrade_max_bundle_mb, "installed": config.upgrade_path_unit,
             "installed_version": buildinfo.version(), "pending": upgrades.pending_request(spool),
-            "journal": upgrades.read_journal(config.upgrade_journal), **extra}
+            "journal": upgrades.read_installer_json(config.upgrade_journal), **extra}
 
 
 @bp.get("/admin/upgrade")

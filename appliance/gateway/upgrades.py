@@ -112,7 +112,7 @@ def _progress_state(request: web.Request) -> dict[str, Any]:
     config = request.app[CONFIG]
     pending = upgrades.pending_request(config.upgrade_spool_dir)
     return {"request": pending.model_dump(mode="json") if pending else None,
-            "journal": upgrades.read_journal(config.upgrade_journal)}
+            "journal": upgrades.read_installer_json(config.upgrade_journal)}
 
 
 async def progress(request: web.Request) -> web.StreamResponse:

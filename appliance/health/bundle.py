@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from appliance.health.context import HealthContext, finding, section
-from appliance.health.installer_files import read_json, receipts_dir, timestamp
+from appliance.health.installer_files import latest_receipt, timestamp
 from appliance.sdk.health import HealthFinding, HealthSection, Severity
 
 WARN_WITHIN = timedelta(days=30)  # the installer's preflight warns at the same distance
@@ -18,7 +18,7 @@ async def check(ctx: HealthContext) -> HealthSection:
 
 
 def _check(ctx: HealthContext) -> HealthSection:
-    receipt = read_json(receipts_dir(ctx.config) / "latest.json")
+    receipt = latest_receipt(ctx.config)
     if receipt is None:
         return section(bundle="not installed from a bundle: there is no expiry to watch")
     expires_at, created_at = timestamp(receipt.get("expires_at")), timestamp(receipt.get("created_at"))

@@ -7,12 +7,12 @@ None of them exists in embedded mode, where backups and bundles are the operator
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.config import ServerConfig
+from appliance.upgrades import read_installer_json
 
 # installer/backup.py publish_summary: the backups folder is root's alone, this summary is world-readable.
 BACKUP_SUMMARY = "backups.json"
@@ -28,7 +28,12 @@ def receipts_dir(config: ServerConfig) -> Path:
 
 def backup_summary(config: ServerConfig) -> dict[str, Any] | None:
     """{"backups": [{name, created_at, size, version, reason}], "last_success_at", "last_failure": {at, error}}."""
-    return read_json(installer_state(config) / BACKUP_SUMMARY)
+    return read_installer_json(installer_state(config) / BACKUP_SUMMARY)
+
+
+def latest_receipt(config: ServerConfig) -> dict[str, Any] | None:
+    """The running release's receipt: version, created_at and expires_at of its bundle, signers."""
+    return read_installer_json(receipts_dir(config) / "latest.json")
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -51,12 +56,3 @@ def newest_backup(summary: dict[str, Any] | None) -> datetime | None:
 
 def is_installed(config: ServerConfig) -> bool:
     return (receipts_dir(config) / "latest.json").is_file()
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The file's JSON object, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

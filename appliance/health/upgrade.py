@@ -6,14 +6,14 @@ from typing import Any
 
 from appliance import maintenance
 from appliance.health.context import HealthContext, finding, section
-from appliance.health.installer_files import read_json
 from appliance.sdk.health import HealthFinding, HealthSection, Severity
+from appliance.upgrades import read_installer_json
 
 FINISHED = ("succeeded", "rolled-back", "failed")  # installer/journal.py's outcomes that end a journal
 
 
 async def check(ctx: HealthContext) -> HealthSection:
-    journal = read_json(ctx.config.upgrade_journal)
+    journal = read_installer_json(ctx.config.upgrade_journal)
     details: dict[str, Any] = {"journal": str(ctx.config.upgrade_journal)}
     findings: list[HealthFinding] = []
     if journal is not None:

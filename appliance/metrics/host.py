@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from appliance import buildinfo
 from appliance.config import ServerConfig
 from appliance.errors import OperatorError
-from appliance.health.installer_files import backup_summary, newest_backup, read_json, receipts_dir, timestamp
+from appliance.health.installer_files import backup_summary, latest_receipt, newest_backup, timestamp
 from appliance.pki.ca import CertificateAuthority
 from appliance.registry.site import advertised_host, storage_dir
 
@@ -39,7 +39,7 @@ class HostCollector(Collector):
         now = datetime.now(UTC)
         yield build_info()
         for part in (certificates(self.ca, now), backups(backup_summary(self.config), now),
-                     bundle(read_json(receipts_dir(self.config) / "latest.json"), now), registry(self.config, self.ca)):
+                     bundle(latest_receipt(self.config), now), registry(self.config, self.ca)):
             try:
                 yield from part
             except (OSError, OperatorError, ValueError) as err:  # unreadable: left out, the rest still answers
