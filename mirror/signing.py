@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,13 +41,25 @@ class SigningKey:
     def sign(self, data: bytes) -> bytes:
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         moment = max(int(epoch), self.created) if epoch and epoch.isdigit() else None
-        extra = ["--faked-system-time", f"{moment}!"] if moment else None
+        extra = ["--faked-system-time", f"{_frozen(moment)}!"] if moment else None
         with _gpg(self.home) as gpg:
             result = gpg.sign(data, keyid=self.fingerprint, detach=True, binary=True, extra_args=extra)
         if not result.data:
             raise MirrorError(f"Could not sign with the mirror key in {self.home}: {result.status}.",
                               "Check that gpg works and the signing home is readable.")
         return bytes(result.data)
+
+
+def _frozen(moment: int) -> int:
+    """`moment`, once the real clock has left that second.
+
+    gpg ignores --faked-system-time when it equals the current second and runs on the real clock,
+    which can tick on before the signature is stamped: a key made and used within one second (a
+    fresh key, a test) then gave two different signatures of the same bytes.
+    """
+    while int(time.time()) == moment:
+        time.sleep(0.05)
+    return moment
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,19 @@ def test_the_same_inputs_give_a_byte_identical_tree(tmp_path: Path, key: Signing
     assert _snapshot(tmp_path / "one") == _snapshot(tmp_path / "two")
     assert (tmp_path / "one/registry/v1/providers/appliance/appliance/0.1.0/"
             "terraform-provider-appliance_0.1.0_SHA256SUMS.sig").exists()
+
+
+def test_a_signature_made_in_the_epoch_second_is_dated_the_epoch(key: SigningKey,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """gpg does not freeze a faked time equal to the current second; a fresh key used at once hit that."""
+    data = os.urandom(1 << 20) * 128 # long enough for gpg's run to cross into the next second
+    while time.time() % 1 < 0.6:
+        time.sleep(0.01)
+    epoch = max(int(time.time()), key.created)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(epoch))
+    packets = subprocess.run(["gpg", "--list-packets"], input=key.sign(data), capture_output=True, check=True,
+                             env={**os.environ, "GNUPGHOME": str(key.home)}).stdout.decode()
+    assert f"created {epoch}," in packets
 
 
 def test_rebuilding_adds_and_keeps_what_was_there(tmp_path: Path, key: SigningKey) -> None:
