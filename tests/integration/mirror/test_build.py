@@ -56,7 +56,7 @@ def test_the_same_inputs_give_a_byte_identical_tree(tmp_path: Path, key: Signing
 def test_a_signature_made_in_the_epoch_second_is_dated_the_epoch(key: SigningKey,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """gpg does not freeze a faked time equal to the current second; a fresh key used at once hit that."""
-    data = os.urandom(1 << 20) * 128 # long enough for gpg's run to cross into the next second
+    data = os.urandom(1 << 20) * 128  # long enough for gpg's run to cross into the next second
     while time.time() % 1 < 0.6:
         time.sleep(0.01)
     epoch = max(int(time.time()), key.created)
