@@ -10,8 +10,15 @@ All run under gunicorn with identical settings in the same run, so the printed r
 How: a throwaway PostgreSQL 15 cluster is started and migrated, two gunicorn servers are
 started on free loopback ports, the first user and an API token are created, both endpoints
 are checked for the right answer, then `wrk --latency` drives them in interleaved rounds
-(bare, query, appliance, bare, ...) and the median of the rounds is reported. Any non-2xx
-response or socket error fails the run. Everything is stopped on exit, error or Ctrl+C.
+(bare, query, appliance, bare, ...). Any non-2xx response or socket error fails the run.
+Everything is stopped on exit, error or Ctrl+C.
+
+On a shared 2-core host the same server's req/s swings by a third from one run to the next, so
+the figures are made to survive that: with 2 or more CPUs the servers run on all but the last
+CPU and wrk on the last (`--no-pin` to let them share), so wrk never takes the servers' CPU; the
+ratio is taken per round, between runs seconds apart, and the median of those ratios reported
+with their spread; and each run also records the CPU time the server's processes spent per
+request (from /proc), which other tenants of the host do not inflate the way they do wall time.
 
 This is a report, not a test: nothing here asserts on timings.
 
@@ -36,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -85,15 +92,32 @@ class Settings:
     rounds: int
     workers: int
     worker_threads: int
+    pin: bool = False
 
     def gunicorn_args(self) -> list[str]:
         return ["--workers", str(self.workers), "--threads", str(self.worker_threads),
                 "--worker-class", "gthread", "--log-level", "warning"]
 
     def describe(self) -> str:
+        placement = (f"; servers on CPU(s) {server_cpus()}, wrk alone on CPU {wrk_cpu()}" if self.pin
+                     else "; servers and wrk share every CPU")
         return (f"gunicorn: {self.workers} workers x {self.worker_threads} threads (gthread); "
                 f"wrk: {self.wrk_threads} threads, {self.connections} connections, "
-                f"{self.duration}s x {self.rounds} rounds (+{self.warmup}s warm-up)")
+                f"{self.duration}s x {self.rounds} rounds (+{self.warmup}s warm-up){placement}")
+
+
+def server_cpus() -> str:
+    """Every CPU but the last, as taskset writes a list."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return ",".join(str(cpu) for cpu in cpus[:-1])
+
+
+def wrk_cpu() -> str:
+    return str(max(os.sched_getaffinity(0)))
+
+
+def pinned(argv: list[str], cpus: str, pin: bool) -> list[str]:
+    return ["taskset", "--cpu-list", cpus, *argv] if pin else argv
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,7 @@ class Target:
     name: str
     url: str
     headers: tuple[str, ...] = ()
+    server_group: int = 0  # the gunicorn arbiter's process group: it and its workers
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: int
+    server_cpu_us_per_request: float = 0.0
 
 
 # ---------------------------------------------------------------- wrk
@@ -160,16 +186,39 @@ def run_wrk(target: Target, settings: Settings, seconds: int) -> WrkResult:
             "-c", str(settings.connections), "-d", f"{seconds}s"]
     for header in target.headers:
         argv += ["-H", header]
-    done = subprocess.run([*argv, target.url], capture_output=True, text=True, check=False)
+    cpu_before = group_cpu_seconds(target.server_group)
+    done = subprocess.run(pinned([*argv, target.url], wrk_cpu(), settings.pin), capture_output=True,
+                          text=True, check=False)
+    cpu_spent = group_cpu_seconds(target.server_group) - cpu_before
     if done.returncode != 0:
         raise BenchmarkError(f"wrk failed on {target.name} (exit {done.returncode}):\n"
                              f"{done.stdout}{done.stderr}")
     result = parse_wrk(done.stdout)
+    if result.requests:
+        result = replace(result, server_cpu_us_per_request=cpu_spent * 1e6 / result.requests)
     if result.non_2xx or result.socket_errors:
         raise BenchmarkError(f"{target.name} answered {result.non_2xx} non-2xx responses and had "
                              f"{result.socket_errors} socket errors under load; figures would be "
                              f"meaningless. wrk said:\n{done.stdout}")
     return result
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of the live processes in process group `group` (0: none)."""
+    total = 0
+    for entry in Path("/proc").iterdir() if group else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while listed
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 # ---------------------------------------------------------------- servers
@@ -207,18 +256,20 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def gunicorn(app: str, settings: Settings, env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Serve `app` with gunicorn on a free loopback port; yield its base URL, stop it after."""
+def gunicorn(app: str, settings: Settings, env: dict[str, str],
+             log_path: Path) -> Iterator[tuple[str, int]]:
+    """Serve `app` with gunicorn on a free loopback port; yield its base URL and process group."""
     port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", *settings.gunicorn_args(),
-            "--bind", f"127.0.0.1:{port}", "--pythonpath", str(BENCH_DIR), app]
+    argv = pinned([sys.executable, "-m", "gunicorn", *settings.gunicorn_args(),
+                   "--bind", f"127.0.0.1:{port}", "--pythonpath", str(BENCH_DIR), app],
+                  server_cpus(), settings.pin)
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=log, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_answers(base + "/", process, log_path)
-        yield base
+        yield base, process.pid  # start_new_session: the arbiter leads its own group
     finally:
         _stop_group(process)
 
@@ -295,7 +346,8 @@ def measure(targets: list[Target], settings: Settings) -> dict[str, list[WrkResu
             results[target.name].append(result)
             progress(f"round {round_no}/{settings.rounds} {target.name:<9} "
                      f"{result.requests_per_sec:>9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                     f"p99 {result.p99_ms:7.2f} ms  ({result.requests} requests)")
+                     f"p99 {result.p99_ms:7.2f} ms  server CPU "
+                     f"{result.server_cpu_us_per_request:6.0f} us/request  ({result.requests} requests)")
     return results
 
 
@@ -304,7 +356,21 @@ def median_of(rounds: list[WrkResult]) -> dict[str, float]:
         "requests_per_sec": statistics.median(r.requests_per_sec for r in rounds),
         "p50_ms": statistics.median(r.p50_ms for r in rounds),
         "p99_ms": statistics.median(r.p99_ms for r in rounds),
+        "server_cpu_us_per_request": statistics.median(r.server_cpu_us_per_request for r in rounds),
     }
+
+
+def paired_ratios(rounds: list[WrkResult], baseline: list[WrkResult]) -> dict[str, float]:
+    """req/s over the baseline's, round by round (runs seconds apart): median, lowest, highest."""
+    ratios = [r.requests_per_sec / b.requests_per_sec for r, b in zip(rounds, baseline, strict=True)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def cpu_ratio(rounds: list[WrkResult], baseline: list[WrkResult]) -> float:
+    """Requests per server CPU-second, over the baseline's: the median of each's CPU per request."""
+    theirs = statistics.median(r.server_cpu_us_per_request for r in rounds)
+    ours = statistics.median(b.server_cpu_us_per_request for b in baseline)
+    return ours / theirs if theirs else 0.0
 
 
 def summarise(results: dict[str, list[WrkResult]], settings: Settings) -> dict[str, Any]:
@@ -316,6 +382,10 @@ def summarise(results: dict[str, list[WrkResult]], settings: Settings) -> dict[s
         "median": {"bare": bare, "query": query, "appliance": app},
         "ratio_appliance_over_bare": {key: app[key] / bare[key] for key in bare},
         "ratio_query_over_bare": {key: query[key] / bare[key] for key in bare},
+        "paired_req_s_ratio_appliance_over_bare": paired_ratios(results["appliance"], results["bare"]),
+        "paired_req_s_ratio_query_over_bare": paired_ratios(results["query"], results["bare"]),
+        "req_per_cpu_second_ratio_appliance_over_bare": cpu_ratio(results["appliance"], results["bare"]),
+        "req_per_cpu_second_ratio_query_over_bare": cpu_ratio(results["query"], results["bare"]),
         "rounds": {name: [asdict(r) for r in rounds] for name, rounds in results.items()},
     }
 
@@ -324,16 +394,24 @@ def print_table(summary: dict[str, Any], out: TextIO) -> None:
     medians, ratio = summary["median"], summary["ratio_appliance_over_bare"]
     rows = [("bare (constant)", medians["bare"]), ("bare + SELECT 1 (pooled)", medians["query"]),
             (summary["endpoint"], medians["appliance"])]
-    header = f"{'target (median of rounds)':<28} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
+    header = (f"{'target (median of rounds)':<28} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} "
+              f"{'server CPU us/req':>18}")
     print(f"\n{header}", file=out)
     for label, row in rows:
         print(f"{label:<28} {row['requests_per_sec']:>10.1f} {row['p50_ms']:>9.2f} "
-              f"{row['p99_ms']:>9.2f}", file=out)
+              f"{row['p99_ms']:>9.2f} {row['server_cpu_us_per_request']:>18.0f}", file=out)
     ceiling = summary["ratio_query_over_bare"]
     print(f"{'ratio query / bare':<28} {ceiling['requests_per_sec']:>10.3f} "
           f"{ceiling['p50_ms']:>9.2f} {ceiling['p99_ms']:>9.2f}", file=out)
     print(f"{'ratio appliance / bare':<28} {ratio['requests_per_sec']:>10.3f} "
           f"{ratio['p50_ms']:>9.2f} {ratio['p99_ms']:>9.2f}", file=out)
+    print("\nreq/s ratio to bare, round by round (median [lowest-highest]); requests per server CPU-second:",
+          file=out)
+    for name in ("query", "appliance"):
+        paired, cpu = summary[f"paired_req_s_ratio_{name}_over_bare"], \
+            summary[f"req_per_cpu_second_ratio_{name}_over_bare"]
+        print(f"  {name:<10} {paired['median']:.3f} [{paired['min']:.3f}-{paired['max']:.3f}]; "
+              f"per CPU-second {cpu:.3f}", file=out)
 
 
 def progress(message: str) -> None:
@@ -352,6 +430,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (4)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let wrk and the servers share every CPU (by default, with 2+ CPUs, "
+                             "wrk runs alone on the last one)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON on stdout (the table goes to stderr)")
     args = parser.parse_args(argv)
@@ -360,7 +441,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         parser.error("counts and durations must be positive, and connections >= wrk threads")
     settings = Settings(duration=args.duration, warmup=args.warmup, connections=args.connections,
                         wrk_threads=args.wrk_threads, rounds=args.rounds, workers=args.workers,
-                        worker_threads=args.threads)
+                        worker_threads=args.threads,
+                        pin=args.pin and len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset") is not None)
     return settings, args.json
 
 
@@ -379,13 +461,14 @@ def run(settings: Settings, stack: ExitStack) -> tuple[dict[str, Any], list[str]
     progress(f"starting gunicorn twice: {settings.describe()}")
     bare_log = work / "bare.log"
     bare_env = {**os.environ, BARE_POSTGRES_ENV: conninfo}
-    bare_base = stack.enter_context(gunicorn(BARE_APP, settings, bare_env, bare_log))
+    bare_base, bare_group = stack.enter_context(gunicorn(BARE_APP, settings, bare_env, bare_log))
     app_log = work / "appliance.log"
-    app_base = stack.enter_context(gunicorn("appliance.wsgi:app", settings, env, app_log))
+    app_base, app_group = stack.enter_context(gunicorn("appliance.wsgi:app", settings, env, app_log))
     token = provision_token(app_base)
-    bare = Target("bare", bare_base + BARE_PATH)
-    query = Target("query", bare_base + BARE_QUERY_PATH)
-    appliance = Target("appliance", app_base + ME_PATH, (f"Authorization: Bearer {token}",))
+    bare = Target("bare", bare_base + BARE_PATH, server_group=bare_group)
+    query = Target("query", bare_base + BARE_QUERY_PATH, server_group=bare_group)
+    appliance = Target("appliance", app_base + ME_PATH, (f"Authorization: Bearer {token}",),
+                       server_group=app_group)
     verify_targets(appliance, bare, query)
     load_before = os.getloadavg()[0]
     results = measure([bare, query, appliance], settings)
@@ -418,7 +501,7 @@ def report(summary: dict[str, Any], problems: list[str], settings: Settings, as_
     host = summary["host"]
     print(f"\n{settings.describe()}", file=out)
     print(f"host: {host['cpus']} CPUs, 1-min load average {host['load_1min_before']:.2f} before, "
-          f"{host['load_1min_after']:.2f} after (wrk, gunicorn and PostgreSQL share them)",
+          f"{host['load_1min_after']:.2f} after",
           file=out)
     print_table(summary, out)
     summary["server_log_problems"] = problems
