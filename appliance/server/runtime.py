@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from appliance.app import create_app
+from appliance.app import create_app, freeze_startup_heap
 from appliance.config import Address, ServerConfig
 from appliance.db.database import Database
 from appliance.db.embedded import EmbeddedPostgres
@@ -172,6 +172,7 @@ class Runtime:
         assert self.db is not None and self._listener is not None
         # The WSGI app is always behind the front, which appends itself to X-Forwarded-*.
         app = create_app(self.config, self.db, behind_front=True)
+        freeze_startup_heap()
         tls = None
         if self.config.tls_address is not None and self.ca is not None:
             layout = self.ca.layout
