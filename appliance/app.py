@@ -186,7 +186,7 @@ def freeze_startup_heap() -> None:
     """Leave what a server process loaded at start (modules, routes, models) out of every later GC pass.
 
     Call once, where a process that serves the app has built it (never in create_app: tests build
-    many apps in one process). The console's heap is a few hundred thousand such objects, which
+    many apps in one process). The console loads over a hundred thousand such objects, which
     the collector otherwise walks again and again while requests allocate: it cost a fifth of a
     worker's CPU per API request under gunicorn (benchmarks/api_throughput.py).
     """
