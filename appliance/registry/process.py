@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
 _RESTART_DELAY = 1.0
+_RESTART_ATTEMPTS = 5  # 1 + 2 + 4 + 8 + 16 s apart
 
 
 class RegistryError(OperatorError):
@@ -103,12 +104,14 @@ class RegistryProcess:
         threading.Thread(target=self._watch, name="registry-watch", daemon=True).start()
 
     def _watch(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             process = self._process
             if process is None:
                 return
             status = process.wait()
-            if self._stopping.wait(_RESTART_DELAY):
+            # A start that failed is tried again, waiting longer each time, as systemd's Restart= would.
+            if self._stopping.wait(_RESTART_DELAY * 2 ** failures):
                 return
             with self._lock:
                 if self._process is not process or self._stopping.is_set():
@@ -117,9 +120,13 @@ class RegistryProcess:
                 try:
                     self._launch()
                     self._wait_until_listening()
+                    failures = 0
                 except RegistryError as err:
-                    log.error("registry_restart_failed", extra={"reason": err.message})
-                    return
+                    failures += 1
+                    log.error("registry_restart_failed",
+                              extra={"reason": err.message, "attempt": failures, "log": str(self.log_file)})
+                    if failures >= _RESTART_ATTEMPTS:
+                        return
 
     def restart(self) -> None:
         """Stop and start again, rereading the config file and the certificate it names."""

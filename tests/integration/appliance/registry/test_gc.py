@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,3 +143,45 @@ def test_write_config_gives_the_installed_unit_the_cas_paths_and_says_which_cert
     assert written["storage"]["filesystem"]["rootdirectory"] == str(tmp_path / "registry" / "storage")
     assert output.stat().st_mode & 0o077 == 0
     assert "appliance pki issue registry --dns localhost --ip 127.0.0.1" in result.stderr
+
+
+def test_a_registry_that_cannot_start_at_once_is_started_again(registry: Registry) -> None:
+    """The watcher tries a failed start again, later, instead of leaving the site without a registry."""
+    pid = int(site.pid_file(registry.config).read_text())
+    address = registry.config.registry_address
+    os.kill(pid, signal.SIGKILL)
+    with _squat(address.host, address.port):  # the watcher's first start, 1 s after the exit, finds the port taken
+        time.sleep(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and site.pid_file(registry.config).read_text().strip() == str(pid):
+        time.sleep(0.2)
+    assert site.pid_file(registry.config).read_text().strip() != str(pid), "the registry was not started again"
+    assert _eventually(lambda: registry.push_blob("team/keep", b"after the retry").status_code == 201)
+
+
+@contextmanager
+def _squat(host: str, port: int) -> Iterator[socket.socket]:
+    """Listen on the port as soon as the killed registry has let it go."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            squatter = socket.create_server((host, port))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    with squatter:
+        yield squatter
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    return False
