@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from tests.support.admin_cli import Admin, admin_cli, admin_env, maintenance_off
 from tests.support.api import Api, console_session
 from tests.support.cli import COMMAND
 from tests.support.server import LiveServer, live_server
+from tests.support.waiting import wait_until
 from tests.support.workspaces import MINIMAL, push
 
 
@@ -35,13 +35,6 @@ CSRF_FIELD = 'name="csrf_token" value="'
 
 def _csrf(html: str) -> str:
     return html.split(CSRF_FIELD, 1)[1].split('"', 1)[0]
-
-
-def _wait_until(check: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_maintenance_enter_leave_and_status_are_idempotent(admin: Admin) -> None:
@@ -94,11 +87,12 @@ def test_enter_waits_for_a_write_in_flight_which_then_commits(
         blocker.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (member["id"],))
         with ThreadPoolExecutor(1) as pool:
             suspend = pool.submit(owner_api.put, f"/api/v2/users/{member['id']}/status/suspend")
-            _wait_until(lambda: _waiting_for_row(shared_conninfo), "the suspend request to reach the row lock")
+            wait_until(lambda: _waiting_for_row(shared_conninfo), "the suspend request to reach the row lock",
+                       interval=0.05)
             entering = subprocess.Popen([*COMMAND, "maintenance", "enter", "--reason", "backup"],
                                         env=admin_env(shared_conninfo), stdout=subprocess.PIPE, text=True)
             try:
-                _wait_until(lambda: _waiting_for_guard(shared_conninfo), "enter to wait for the request")
+                wait_until(lambda: _waiting_for_guard(shared_conninfo), "enter to wait for the request", interval=0.05)
                 assert entering.poll() is None, "enter returned while a write was in flight"
                 blocker.rollback()  # the request goes on and commits
                 assert suspend.result(timeout=30).status_code == 200
@@ -181,7 +175,7 @@ def test_enter_waits_for_a_running_job_that_finishes_in_time(daemon_server: tupl
     entering = subprocess.Popen([*COMMAND, "maintenance", "enter", "--reason", "upgrade", "--drain-timeout", "60"],
                                 env=admin_env(conninfo), stdout=subprocess.PIPE, text=True)
     try:
-        _wait_until(lambda: _maintenance_on(conninfo), "maintenance to turn on")
+        wait_until(lambda: _maintenance_on(conninfo), "maintenance to turn on", interval=0.05)
         assert entering.poll() is None, "enter returned while a job was running"
         job_id = _job_id(conninfo)
         # The daemon reports its job failed: an exempt write, so a running job can end during the drain.

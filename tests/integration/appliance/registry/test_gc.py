@@ -14,8 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from appliance.registry.tokens import load_signer, sign_token
 from tests.support.images import cli_env, tls_registry
 from tests.support.postgres import free_port
 from tests.support.server import make_config
+from tests.support.waiting import wait_until
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -147,41 +147,28 @@ def test_write_config_gives_the_installed_unit_the_cas_paths_and_says_which_cert
 
 def test_a_registry_that_cannot_start_at_once_is_started_again(registry: Registry) -> None:
     """The watcher tries a failed start again, later, instead of leaving the site without a registry."""
-    pid = int(site.pid_file(registry.config).read_text())
+    pid_file = site.pid_file(registry.config)
+    pid = pid_file.read_text().strip()
     address = registry.config.registry_address
-    os.kill(pid, signal.SIGKILL)
-    with _squat(address.host, address.port):  # the watcher's first start, 1 s after the exit, finds the port taken
+    os.kill(int(pid), signal.SIGKILL)
+    # Listen on the port as soon as the killed registry lets it go: the watcher's first start, 1 s after
+    # the exit, finds it taken.
+    with wait_until(lambda: _listener(address.host, address.port), "the killed registry's port", timeout=5,
+                    interval=0.01):
         time.sleep(2)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and site.pid_file(registry.config).read_text().strip() == str(pid):
-        time.sleep(0.2)
-    assert site.pid_file(registry.config).read_text().strip() != str(pid), "the registry was not started again"
-    assert _eventually(lambda: registry.push_blob("team/keep", b"after the retry").status_code == 201)
+    wait_until(lambda: pid_file.read_text().strip() != pid, "the registry to be started again")
+    wait_until(lambda: _accepts_push(registry), "a push to the restarted registry")
 
 
-@contextmanager
-def _squat(host: str, port: int) -> Iterator[socket.socket]:
-    """Listen on the port as soon as the killed registry has let it go."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            squatter = socket.create_server((host, port))
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    with squatter:
-        yield squatter
+def _listener(host: str, port: int) -> socket.socket | None:
+    try:
+        return socket.create_server((host, port))
+    except OSError:
+        return None
 
 
-def _eventually(check: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return True
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    return False
+def _accepts_push(registry: Registry) -> bool:
+    try:
+        return registry.push_blob("team/keep", b"after the retry").status_code == 201
+    except requests.ConnectionError:
+        return False
