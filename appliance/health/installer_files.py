@@ -33,7 +33,7 @@ def backup_summary(config: ServerConfig) -> dict[str, Any] | None:
 
 def latest_receipt(config: ServerConfig) -> dict[str, Any] | None:
     """The running release's receipt: version, created_at and expires_at of its bundle, signers."""
-    return read_installer_json(receipts_dir(config) / "latest.json")
+    return read_installer_json(_latest_receipt_file(config))
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -55,4 +55,8 @@ def newest_backup(summary: dict[str, Any] | None) -> datetime | None:
 
 
 def is_installed(config: ServerConfig) -> bool:
-    return (receipts_dir(config) / "latest.json").is_file()
+    return _latest_receipt_file(config).is_file()
+
+
+def _latest_receipt_file(config: ServerConfig) -> Path:
+    return receipts_dir(config) / "latest.json"
